@@ -1,0 +1,96 @@
+"""The data: CIFAR-10, MNIST and scikit-learn's digits as tensors, split into train / validation / test.
+
+Each split is a pair of tensors kept on the training device: images as float32 in [0, 1]
+(N x C x H x W, exactly what torchvision's ToTensor gives) and labels as int64.
+"""
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+DATASETS = ('cifar10', 'mnist', 'digits')
+INPUT_SHAPES = {'cifar10': (3, 32, 32), 'mnist': (1, 28, 28), 'digits': (1, 28, 28)}
+TRAINING_SET_SIZES = {'cifar10': 50_000, 'mnist': 60_000, 'digits': 1_437}
+DEFAULT_VALIDATION_SIZES = {'cifar10': 10_000, 'mnist': 10_000, 'digits': 360}
+DIGITS_TEST_SIZE = 360  # scikit-learn's 1,797 digits have no official test set: the last 360 (20%) are ours
+
+EXPECTED_FILES = {
+    'cifar10': 'cifar-10-python.tar.gz, or its folder cifar-10-batches-py/ '
+               '(data_batch_1 ... data_batch_5, test_batch, batches.meta), in {data_dir}/',
+    'mnist': 'train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and '
+             't10k-labels-idx1-ubyte (or the same names ending in .gz) in {data_dir}/MNIST/raw/',
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is neither in the data folder nor downloadable."""
+
+
+class Split(NamedTuple):
+    images: torch.Tensor  # float32 in [0, 1], N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+
+class Splits(NamedTuple):
+    train: Split
+    validation: Split
+    test: Split
+
+
+def check_validation_size(dataset, validation_size, training_set_size):
+    """Raise ValueError unless 1 <= validation_size < training_set_size."""
+    if not 1 <= validation_size < training_set_size:
+        raise ValueError(f'--validation-size {validation_size} is out of range for {dataset}: it must be '
+                         f'between 1 and {training_set_size - 1} (its training set has {training_set_size} images)')
+
+
+def load_official_sets(dataset, data_dir):
+    """Return the official (training set, test set) of `dataset` as Splits on the CPU."""
+    if dataset == 'digits':
+        return _load_digits()
+    dataset_class = {'cifar10': torchvision.datasets.CIFAR10, 'mnist': torchvision.datasets.MNIST}[dataset]
+    try:
+        official = [dataset_class(data_dir, train=train, download=True) for train in (True, False)]
+    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ... when offline
+        raise DatasetNotFoundError(
+            f'{dataset} is not in {data_dir}/ and could not be downloaded ({type(error).__name__}: '
+            f'{str(error).splitlines()[0] if str(error) else "no detail"}); put '
+            + EXPECTED_FILES[dataset].format(data_dir=data_dir)) from error
+    return tuple(_to_split(torch.as_tensor(data.data), torch.as_tensor(data.targets)) for data in official)
+
+
+def _to_split(images_uint8, labels):
+    """uint8 images (N x H x W or N x H x W x C) -> float32 N x C x H x W in [0, 1], as ToTensor does."""
+    images = images_uint8.unsqueeze(-1) if images_uint8.dim() == 3 else images_uint8
+    return Split(images.permute(0, 3, 1, 2).float().div(255), labels.long())
+
+
+def _load_digits():
+    """scikit-learn's 8x8 digits (values 0..16), scaled to [0, 1] and resized bilinearly to 1x28x28."""
+    from sklearn.datasets import load_digits  # imported here: only this offline dataset needs scikit-learn
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).div(16).unsqueeze(1)
+    images = F.interpolate(images, size=(28, 28), mode='bilinear', align_corners=False)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    cut = len(images) - DIGITS_TEST_SIZE
+    return Split(images[:cut], labels[:cut]), Split(images[cut:], labels[cut:])
+
+
+def load_splits(dataset, data_dir='data', validation_size=None, device='cpu'):
+    """Load `dataset` once and return its train / validation / test Splits on `device`.
+
+    Validation is the last `validation_size` images of the official training set (the dataset's
+    default when None); test is the official test set.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f'unknown dataset {dataset!r}: choose from {", ".join(DATASETS)}')
+    if validation_size is None:
+        validation_size = DEFAULT_VALIDATION_SIZES[dataset]
+    training_set, test_set = load_official_sets(dataset, data_dir)
+    check_validation_size(dataset, validation_size, len(training_set.images))
+    cut = len(training_set.images) - validation_size
+    splits = Splits(train=Split(training_set.images[:cut], training_set.labels[:cut]),
+                    validation=Split(training_set.images[cut:], training_set.labels[cut:]),
+                    test=test_set)
+    return Splits(*(Split(split.images.to(device), split.labels.to(device)) for split in splits))

@@ -1,0 +1,72 @@
+"""The data: real torchvision loading of MNIST / CIFAR-10 files, digits, splits, and a missing dataset."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torchvision.transforms import ToTensor
+
+import dataset_management
+
+
+def test_mnist_files_load_through_torchvision_as_totensor_gives(mnist_dir):
+    root, (train_images, train_labels, test_images, test_labels) = mnist_dir
+    splits = dataset_management.load_splits('mnist', str(root), validation_size=10)
+    assert [tuple(split.images.shape) for split in splits] == [(20, 1, 28, 28), (10, 1, 28, 28), (10, 1, 28, 28)]
+    assert all(split.images.dtype == torch.float32 and split.labels.dtype == torch.int64 for split in splits)
+    # validation is the last 10 images of the training set, test the official test set
+    assert torch.equal(splits.validation.images[:, 0], torch.tensor(train_images[20:] / 255, dtype=torch.float32))
+    assert splits.validation.labels.tolist() == train_labels[20:].tolist()
+    assert splits.train.labels.tolist() == train_labels[:20].tolist()
+    assert splits.test.labels.tolist() == test_labels.tolist()
+    official = torchvision.datasets.MNIST(str(root), train=True)
+    for index in (0, 19):
+        assert torch.equal(splits.train.images[index], ToTensor()(official[index][0]))
+    assert torch.equal(splits.test.images[3], ToTensor()(torchvision.datasets.MNIST(str(root), train=False)[3][0]))
+
+
+def test_cifar10_batches_load_through_torchvision_as_totensor_gives(cifar_dir):
+    root, arrays = cifar_dir
+    splits = dataset_management.load_splits('cifar10', str(root), validation_size=8)
+    assert [tuple(split.images.shape) for split in splits] == [(12, 3, 32, 32), (8, 3, 32, 32), (6, 3, 32, 32)]
+    training_labels = [label for i in range(1, 6) for label in arrays[f'data_batch_{i}'][1]]
+    assert splits.train.labels.tolist() + splits.validation.labels.tolist() == training_labels
+    assert splits.test.labels.tolist() == arrays['test_batch'][1]
+    official = torchvision.datasets.CIFAR10(str(root), train=True)
+    for index, split, position in ((0, splits.train, 0), (11, splits.train, 11), (19, splits.validation, 7)):
+        assert torch.equal(split.images[position], ToTensor()(official[index][0]))
+    first = arrays['data_batch_1'][0][0].reshape(3, 32, 32) / 255  # CIFAR stores planes: red, green, blue
+    assert torch.equal(splits.train.images[0], torch.tensor(first, dtype=torch.float32))
+
+
+def test_digits_are_28x28_in_the_unit_interval_with_a_held_out_test_set():
+    from sklearn.datasets import load_digits
+    splits = dataset_management.load_splits('digits')
+    assert [len(split.images) for split in splits] == [1077, 360, 360]
+    assert all(tuple(split.images.shape[1:]) == (1, 28, 28) for split in splits)
+    images = torch.cat([split.images for split in splits])
+    assert images.min() == 0 and images.max() == 1
+    digits = load_digits()
+    assert torch.cat([split.labels for split in splits]).tolist() == digits.target.tolist()
+    # each 28x28 image is its 8x8 original, scaled from 0..16 to [0, 1]: averaging back recovers its layout
+    coarse = torch.nn.functional.adaptive_avg_pool2d(splits.train.images[:50], 8)[:, 0].numpy()
+    original = digits.images[:50] / 16
+    assert np.corrcoef(coarse.ravel(), original.ravel())[0, 1] > 0.95
+
+
+def test_validation_size_must_leave_training_images():
+    with pytest.raises(ValueError, match=r'--validation-size 1437 .* between 1 and 1436'):
+        dataset_management.load_splits('digits', validation_size=1437)
+    with pytest.raises(ValueError, match=r'--validation-size 0 '):
+        dataset_management.load_splits('digits', validation_size=0)
+
+
+@pytest.mark.parametrize('dataset, expected', [
+    ('mnist', 'train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte'),
+    ('cifar10', 'cifar-10-python.tar.gz, or its folder cifar-10-batches-py/'),
+])
+def test_a_missing_dataset_names_the_files_and_where_they_go(tmp_path, no_downloads, dataset, expected):
+    with pytest.raises(dataset_management.DatasetNotFoundError) as error:
+        dataset_management.load_splits(dataset, str(tmp_path / 'data'))
+    message = str(error.value)
+    assert '\n' not in message and expected in message and str(tmp_path / 'data') in message
+    assert 'could not be downloaded' in message
