@@ -10,6 +10,9 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchsummary import summary
+
+import dataset_management
 
 
 def _side_after_features(side):
@@ -96,7 +99,6 @@ def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, bat
 
 
 def main(argv=None):
-    import dataset_management
     import test  # the experiment's defaults and data flags (imported here: test.py imports this module)
     parser = test.ArgumentParser(description=__doc__, formatter_class=test.HelpFormatter)
     parser.add_argument('--learning-rate', type=float, help='train this configuration (needs --weight-decay)')
@@ -108,7 +110,6 @@ def main(argv=None):
     test.check_data_arguments(parser, args)
     input_shape = dataset_management.INPUT_SHAPES[args.dataset]
     if args.learning_rate is None and args.weight_decay is None:
-        from torchsummary import summary
         summary(build_network(input_shape=input_shape, seed=args.seed), input_shape, device='cpu')
         return
     if args.learning_rate is None or args.weight_decay is None:

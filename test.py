@@ -107,7 +107,8 @@ def parse_methods(text):
 def build_parser():
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_data_arguments(parser)
-    parser.add_argument('--method', type=parse_methods, default=METHODS, help='bayesian, sobol or both')
+    parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='{bayesian,sobol,both}',
+                        help='the searches to run')
     parser.add_argument('--evaluations', type=int, default=EVALUATIONS, help='trained networks per search')
     parser.add_argument('--init-points', type=int, default=INIT_POINTS,
                         help='Bayesian search: random evaluations before the Gaussian process proposes')
@@ -169,13 +170,13 @@ def run_search(method, repetition, splits, args, write_row):
     rows = []
 
     def objective(learning_rate, weight_decay):
+        learning_rate, weight_decay = float(learning_rate), float(weight_decay)  # bayes_opt gives numpy floats
         iteration = len(rows) + 1
         seed = seed_for(args.seed, repetition, iteration)
-        scores = network.train_and_evaluate(splits, seed=seed, learning_rate=float(learning_rate),
-                                            weight_decay=float(weight_decay), epochs=args.epochs,
-                                            batch_size=args.batch_size)
+        scores = network.train_and_evaluate(splits, seed=seed, learning_rate=learning_rate, weight_decay=weight_decay,
+                                            epochs=args.epochs, batch_size=args.batch_size)
         rows.append(dict(method=method, repetition=repetition, iteration=iteration, seed=seed,
-                         learning_rate=float(learning_rate), weight_decay=float(weight_decay), **scores))
+                         learning_rate=learning_rate, weight_decay=weight_decay, **scores))
         write_row(rows[-1])
         print(f'{method} repetition {repetition}/{args.repetitions} evaluation {iteration}/{args.evaluations}: '
               f'lr {learning_rate:.6g} wd {weight_decay:.6g} -> validation loss {scores["val_loss"]:.4f} '
@@ -230,7 +231,8 @@ def print_search_table(rows, args):
 
     columns = [('Iter', '{:d}'), ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
                ('Accuracy Validation', '{:.4f}'), ('Accuracy Test', '{:.4f}'), ('', '{}')]
-    print_table(f'Table II: {method}, repetition {repetition}: {len(rows)} evaluations'
+    print_table(f'Table II: {method}, repetition {repetition} (search seed {seed_for(args.seed, repetition)}): '
+                f'{len(rows)} evaluations'
                 + (f', {init_points} init points' if init_points else '') + f', {args.epochs} epochs per evaluation',
                 columns, [(row['iteration'], row['val_loss'], row['learning_rate'], row['weight_decay'],
                            row['val_accuracy'], row['test_accuracy'], note(row)) for row in rows])
@@ -245,8 +247,8 @@ def summary_rows(rows, methods):
         bests = [best_row([row for row in rows if row['method'] == method and row['repetition'] == repetition])
                  for repetition in repetitions]
         table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
-                      *(100 * np.array(mean_std([best['val_accuracy'] for best in bests]))),
-                      *(100 * np.array(mean_std([best['test_accuracy'] for best in bests])))))
+                      *mean_std([100 * best['val_accuracy'] for best in bests]),
+                      *mean_std([100 * best['test_accuracy'] for best in bests])))
     return table
 
 

@@ -9,7 +9,7 @@ import dataset_management
 
 
 def test_mnist_files_load_through_torchvision_as_totensor_gives(mnist_dir):
-    root, (train_images, train_labels, test_images, test_labels) = mnist_dir
+    root, (train_images, train_labels, _, test_labels) = mnist_dir
     splits = dataset_management.load_splits('mnist', str(root), validation_size=10)
     assert [tuple(split.images.shape) for split in splits] == [(20, 1, 28, 28), (10, 1, 28, 28), (10, 1, 28, 28)]
     assert all(split.images.dtype == torch.float32 and split.labels.dtype == torch.int64 for split in splits)

@@ -8,10 +8,10 @@ import numpy as np
 import optunity
 import pytest
 from bayes_opt import target_space
+from conftest import run_script
 
 import network
 import test as experiment
-from conftest import run_script
 
 BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
 DIGITS_RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
@@ -37,7 +37,7 @@ def digits_run(tmp_path_factory):
 
 
 def test_every_evaluation_is_a_csv_row(digits_run):
-    folder, _, rows = digits_run
+    _, _, rows = digits_run
     assert list(rows[0]) == list(experiment.CSV_COLUMNS)
     assert [(row['method'], row['repetition'], row['iteration']) for row in rows] == [
         (method, str(repetition), str(iteration))
@@ -60,12 +60,13 @@ def test_every_evaluation_is_a_csv_row(digits_run):
 
 def test_tables_show_each_search_and_the_mean_and_std_of_their_best(digits_run):
     _, stdout, rows = digits_run
-    tables = re.findall(r'Table II: (\w+), repetition (\d): 4 evaluations(, 2 init points)?, 2 epochs per '
-                        r'evaluation\n-+\n.*\n-+\n((?:.*\n){4})-+', stdout)
-    assert [(method, repetition, bool(init)) for method, repetition, init, _ in tables] == [
-        ('bayesian', '1', True), ('bayesian', '2', True), ('sobol', '1', False), ('sobol', '2', False)]
+    tables = re.findall(r'Table II: (\w+), repetition (\d) \(search seed (\d+)\): 4 evaluations(, 2 init points)?, '
+                        r'2 epochs per evaluation\n-+\n.*\n-+\n((?:.*\n){4})-+', stdout)
+    assert [(method, repetition, int(seed), bool(init)) for method, repetition, seed, init, _ in tables] == [
+        ('bayesian', '1', experiment.seed_for(0, 1), True), ('bayesian', '2', experiment.seed_for(0, 2), True),
+        ('sobol', '1', experiment.seed_for(0, 1), False), ('sobol', '2', experiment.seed_for(0, 2), False)]
     bests = {}
-    for method, repetition, _, body in tables:
+    for method, repetition, _, _, body in tables:
         search = [row for row in rows if row['method'] == method and row['repetition'] == repetition]
         best = min(search, key=lambda row: float(row['val_loss']))
         bests.setdefault(method, []).append(best)
@@ -153,8 +154,12 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst
 
     targets = []
     register = target_space.TargetSpace.register
-    monkeypatch.setattr(target_space.TargetSpace, 'register',
-                        lambda self, params, target, *rest: targets.append(target) or register(self, params, target, *rest))
+
+    def spy(self, params, target, *rest):  # what the optimiser is told
+        targets.append(target)
+        return register(self, params, target, *rest)
+
+    monkeypatch.setattr(target_space.TargetSpace, 'register', spy)
     monkeypatch.setattr(network, 'train_and_evaluate', fake_train_and_evaluate)
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4'])
     written = []
@@ -250,7 +255,7 @@ def test_a_missing_dataset_says_which_files_to_put_where(tmp_path, no_downloads,
                          '--output', str(tmp_path / 'results.csv')])
     stderr = capsys.readouterr().err
     assert exit.value.code == 1 and stderr.count('\n') == 1
-    assert f'train-images-idx3-ubyte' in stderr and f'{tmp_path / "data"}/MNIST/raw/' in stderr
+    assert 'train-images-idx3-ubyte' in stderr and f'{tmp_path / "data"}/MNIST/raw/' in stderr
 
 
 def test_help_lists_every_flag_with_its_default(capsys):

@@ -5,10 +5,10 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_script
 
 import dataset_management
 import network
-from conftest import run_script
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +49,8 @@ def test_build_network_is_seeded_with_default_convolutions_and_a_0_01_linear_lay
     torch.manual_seed(42)
     conv1 = torch.nn.Conv2d(3, 10, 5)  # PyTorch's default initialisation, drawn first
     assert torch.equal(net.conv1.weight, conv1.weight) and torch.equal(net.conv1.bias, conv1.bias)
-    same, other = network.build_network(input_shape=(3, 32, 32), seed=42), network.build_network(input_shape=(3, 32, 32), seed=43)
+    same = network.build_network(input_shape=(3, 32, 32), seed=42)
+    other = network.build_network(input_shape=(3, 32, 32), seed=43)
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), same.parameters()))
     assert not torch.equal(net.conv2.weight, other.conv2.weight)
 
