@@ -14,6 +14,8 @@ from torchsummary import summary
 
 import dataset_management
 
+torch.backends.cudnn.deterministic = True  # cuDNN's default convolution kernels are not bitwise repeatable
+
 
 def _side_after_features(side):
     """Side of a feature map after two (5x5 convolution, 2x2 max-pool) stages: 32 -> 5, 28 -> 4."""

@@ -11,11 +11,15 @@ import csv
 import math
 import os
 import random
+import warnings
 
 import numpy as np
-import optunity
 import torch
 from bayes_opt import BayesianOptimization
+
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore', SyntaxWarning)  # optunity 1.1.1's docstrings upset Python 3.12 and newer
+    import optunity
 
 import dataset_management
 import network
