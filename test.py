@@ -38,8 +38,9 @@ SEED = 0  # seeds every search and every network (see seed_for)
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation
-DIVERGED_LOSS = 2 * math.log(10)  # the loss told to the optimisers for a diverged network (NaN or infinite):
-#                                   twice chance level, or the search's worst finite loss if that is higher
+# The loss told to the optimisers for a diverged network (NaN or infinite loss): twice chance level,
+# or the search's worst finite loss so far if that is higher.
+DIVERGED_LOSS = 2 * math.log(10)
 
 METHOD_CHOICES = {'bayesian': ('bayesian',), 'sobol': ('sobol',), 'both': ('bayesian', 'sobol')}
 CSV_COLUMNS = ('method', 'repetition', 'iteration', 'seed', 'learning_rate', 'weight_decay',
@@ -185,10 +186,10 @@ def run_search(method, repetition, splits, args, write_row):
         print(f'{method} repetition {repetition}/{args.repetitions} evaluation {iteration}/{args.evaluations}: '
               f'lr {learning_rate:.6g} wd {weight_decay:.6g} -> validation loss {scores["val_loss"]:.4f} '
               f'accuracy {scores["val_accuracy"]:.4f} ({scores["seconds"]:.1f} s)', flush=True)
+        if math.isfinite(scores['val_loss']):
+            return -scores['val_loss']
         finite_losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
-        if not math.isfinite(scores['val_loss']):  # bayes_opt would store a NaN, then fail at its next fit
-            return -max([DIVERGED_LOSS, *finite_losses])
-        return -scores['val_loss']
+        return -max([DIVERGED_LOSS, *finite_losses])  # never NaN: bayes_opt would store it, then fail at its next fit
 
     bounds = {'learning_rate': tuple(args.learning_rate_bounds), 'weight_decay': tuple(args.weight_decay_bounds)}
     search_seed = seed_for(args.seed, repetition)
