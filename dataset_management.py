@@ -1,7 +1,8 @@
 """The data: CIFAR-10, MNIST and scikit-learn's digits as tensors, split into train / validation / test.
 
-Each split is a pair of tensors kept on the training device: images as float32 in [0, 1]
-(N x C x H x W, exactly what torchvision's ToTensor gives) and labels as int64.
+Each split is a pair of tensors loaded once and kept on the training device: images as float32 in [0, 1]
+(N x C x H x W, exactly the values torchvision's ToTensor gives; channels-last in memory on CPU) and labels as
+int64.
 """
 from typing import NamedTuple
 
@@ -57,10 +58,10 @@ def load_official_sets(dataset, data_dir):
             f'{dataset} is not in {data_dir}/ and could not be downloaded ({type(error).__name__}: '
             f'{str(error).splitlines()[0] if str(error) else "no detail"}); put '
             + EXPECTED_FILES[dataset].format(data_dir=data_dir)) from error
-    return tuple(_to_split(torch.as_tensor(data.data), torch.as_tensor(data.targets)) for data in official)
+    return tuple(to_split(torch.as_tensor(data.data), torch.as_tensor(data.targets)) for data in official)
 
 
-def _to_split(images_uint8, labels):
+def to_split(images_uint8, labels):
     """uint8 images (N x H x W or N x H x W x C) -> float32 N x C x H x W in [0, 1], as ToTensor does."""
     images = images_uint8.unsqueeze(-1) if images_uint8.dim() == 3 else images_uint8
     return Split(images.permute(0, 3, 1, 2).float().div(255), labels.long())
@@ -75,6 +76,12 @@ def _load_digits():
     labels = torch.tensor(digits.target, dtype=torch.int64)
     cut = len(images) - DIGITS_TEST_SIZE
     return Split(images[:cut], labels[:cut]), Split(images[cut:], labels[cut:])
+
+
+def memory_format(device):
+    """How images and networks are laid out on `device`: channels-last (N x H x W x C) on CPU, where convolutions
+    run about 1.5x faster so; the usual N x C x H x W on a GPU, where it is the faster one."""
+    return torch.channels_last if torch.device(device).type == 'cpu' else torch.contiguous_format
 
 
 def load_splits(dataset, data_dir='data', validation_size=None, device='cpu'):
@@ -93,4 +100,5 @@ def load_splits(dataset, data_dir='data', validation_size=None, device='cpu'):
     splits = Splits(train=Split(training_set.images[:cut], training_set.labels[:cut]),
                     validation=Split(training_set.images[cut:], training_set.labels[cut:]),
                     test=test_set)
-    return Splits(*(Split(split.images.to(device), split.labels.to(device)) for split in splits))
+    return Splits(*(Split(split.images.to(device, memory_format=memory_format(device)), split.labels.to(device))
+                    for split in splits))

@@ -1,4 +1,6 @@
-"""The paper's LeNet-5-style CNN: build it, train it with SGD, evaluate it -> (loss, accuracy).
+"""The paper's LeNet-5-style CNN: build it, train it with SGD, evaluate it -> (loss, accuracy); and the same for
+a population of K such networks with their own learning rates, weight decays and initial weights, trained in
+lockstep on the same batches as one batched computation (the fast path of the searches).
 
 `python network.py` prints the CIFAR-10 network's summary (the paper's Fig. 3);
 `python network.py --learning-rate LR --weight-decay WD --seed S` trains that one configuration
@@ -46,7 +48,7 @@ def build_network(*, input_shape, seed, device='cpu'):
     network = LeNet5(input_shape)
     nn.init.constant_(network.fc.weight, 0.01)
     nn.init.constant_(network.fc.bias, 0.01)
-    return network.to(device)
+    return network.to(device, memory_format=dataset_management.memory_format(device))
 
 
 def batches(images, labels, batch_size):
@@ -98,6 +100,134 @@ def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, bat
     test_loss, test_accuracy = evaluate(network, *splits.test, batch_size=batch_size)
     return dict(val_loss=val_loss, val_accuracy=val_accuracy, test_loss=test_loss, test_accuracy=test_accuracy,
                 seconds=time.perf_counter() - start)
+
+
+def build_population(*, input_shape, seeds, device='cpu'):
+    """The parameters of len(seeds) networks, stacked along a first (member) axis: member k starts exactly
+    as build_network(seed=seeds[k])."""
+    networks = [build_network(input_shape=input_shape, seed=seed, device=device) for seed in seeds]
+    return {name: torch.stack([dict(net.named_parameters())[name].detach() for net in networks])
+            for name, _ in networks[0].named_parameters()}
+
+
+def population_forward(parameters, images):
+    """Log-probabilities (members x batch x 10) of every member of a population on the same images: LeNet5's
+    forward with the members' first convolutions as one convolution of K*10 filters, their second as one grouped
+    convolution (groups=K) and their linear layers as one batched matrix product."""
+    members = len(parameters['fc.weight'])
+    x = F.conv2d(images, parameters['conv1.weight'].flatten(0, 1), parameters['conv1.bias'].flatten())
+    x = F.relu(F.max_pool2d(x, 2))
+    x = F.conv2d(x, parameters['conv2.weight'].flatten(0, 1), parameters['conv2.bias'].flatten(), groups=members)
+    x = F.relu(F.max_pool2d(x, 2))
+    x = x.reshape(len(images), members, -1).transpose(0, 1)  # members x batch x features, each as LeNet5 flattens
+    logits = torch.baddbmm(parameters['fc.bias'].unsqueeze(1), x, parameters['fc.weight'].transpose(1, 2))
+    return F.log_softmax(logits, dim=2)
+
+
+def _member_losses(log_probabilities, labels):
+    """Each member's mean NLL loss over the batch."""
+    members = len(log_probabilities)
+    return F.nll_loss(log_probabilities.transpose(1, 2), labels.expand(members, -1), reduction='none').mean(dim=1)
+
+
+def _sgd_step(parameters, images, labels, learning_rates, weight_decays, training, loss_sums):
+    """One SGD step of every member still training (torch.optim.SGD's update, member by member); the members'
+    batch losses are added to loss_sums."""
+    # Fresh autograd leaves every step: a leaf reused across steps would keep the CUDA stream of an earlier
+    # step, which CUDA-graph recording rejects.
+    leaves = {name: parameter.detach().requires_grad_() for name, parameter in parameters.items()}
+    losses = _member_losses(population_forward(leaves, images), labels)
+    gradients = torch.autograd.grad(losses.sum(), list(leaves.values()))  # members' gradients never mix
+    with torch.no_grad():
+        for parameter, gradient in zip(parameters.values(), gradients):
+            shape = (-1,) + (1,) * (parameter.dim() - 1)
+            step = learning_rates.view(shape) * (gradient + weight_decays.view(shape) * parameter)
+            parameter.sub_(torch.where(training.view(shape), step, 0))  # a stopped member keeps its weights
+        loss_sums += losses
+
+
+def _cuda_graph(step, state, *example_inputs):
+    """Record step(*inputs) once as a CUDA graph; return a function that replays it on new inputs of the same
+    shapes (one launch instead of dozens per batch), or runs step itself on other shapes. The warm-up steps
+    that recording needs are undone by restoring the tensors in `state`."""
+    saved = [tensor.clone() for tensor in state]
+    static_inputs = [tensor.clone() for tensor in example_inputs]
+    side_stream = torch.cuda.Stream()
+    side_stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side_stream):
+        for _ in range(2):
+            step(*static_inputs)
+    torch.cuda.current_stream().wait_stream(side_stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(*static_inputs)
+    for tensor, value in zip(state, saved):
+        tensor.copy_(value)
+
+    def replay(*inputs):
+        if any(new.shape != static.shape for new, static in zip(inputs, static_inputs)):
+            return step(*inputs)
+        for static, new in zip(static_inputs, inputs):
+            static.copy_(new)
+        graph.replay()
+    return replay
+
+
+def train_population(parameters, images, labels, *, learning_rates, weight_decays, epochs, batch_size):
+    """Train every member as train() trains one network, all on the same batches; return each member's epoch
+    losses. A member stops after its first non-finite epoch, as train() does, and the others go on."""
+    members, device = len(learning_rates), images.device
+    learning_rates = torch.tensor(learning_rates, dtype=torch.float32, device=device)
+    weight_decays = torch.tensor(weight_decays, dtype=torch.float32, device=device)
+    training = torch.ones(members, dtype=torch.bool, device=device)
+    loss_sums = torch.zeros(members, device=device)
+
+    def step(batch_images, batch_labels):
+        _sgd_step(parameters, batch_images, batch_labels, learning_rates, weight_decays, training, loss_sums)
+
+    if device.type == 'cuda':
+        step = _cuda_graph(step, [*parameters.values(), loss_sums], images[:batch_size], labels[:batch_size])
+    epoch_losses = [[] for _ in range(members)]
+    for _ in range(epochs):
+        loss_sums.zero_()
+        for batch_images, batch_labels in batches(images, labels, batch_size):
+            step(batch_images, batch_labels)
+        sums = loss_sums.tolist()
+        for member in training.nonzero().flatten().tolist():
+            epoch_losses[member].append(sums[member] / math.ceil(len(images) / batch_size))
+        training &= torch.isfinite(loss_sums)
+        if not training.any():
+            break
+    return epoch_losses
+
+
+@torch.no_grad()
+def evaluate_population(parameters, images, labels, *, batch_size):
+    """Each member's (loss, accuracy) as evaluate() computes them."""
+    members = len(parameters['fc.weight'])
+    loss_sums = torch.zeros(members, device=images.device)
+    correct = torch.zeros(members, dtype=torch.int64, device=images.device)
+    for batch_images, batch_labels in batches(images, labels, batch_size):
+        log_probabilities = population_forward(parameters, batch_images)
+        loss_sums += _member_losses(log_probabilities, batch_labels)
+        correct += (log_probabilities.argmax(dim=2) == batch_labels).sum(dim=1)
+    return [(loss_sum / math.ceil(len(images) / batch_size), hits / len(images))
+            for loss_sum, hits in zip(loss_sums.tolist(), correct.tolist())]
+
+
+def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size):
+    """train_and_evaluate for len(seeds) configurations at once; `seconds` is each member's share of the time."""
+    start = time.perf_counter()
+    images = splits.train.images
+    parameters = build_population(input_shape=tuple(images.shape[1:]), seeds=seeds, device=images.device)
+    train_population(parameters, *splits.train, learning_rates=learning_rates, weight_decays=weight_decays,
+                     epochs=epochs, batch_size=batch_size)
+    validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
+    test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
+    seconds = (time.perf_counter() - start) / len(seeds)
+    return [dict(val_loss=val_loss, val_accuracy=val_accuracy, test_loss=test_loss, test_accuracy=test_accuracy,
+                 seconds=seconds)
+            for (val_loss, val_accuracy), (test_loss, test_accuracy) in zip(validation, test_scores)]
 
 
 def main(argv=None):

@@ -35,6 +35,9 @@ REPETITIONS = 10  # independent repetitions of each search
 BATCH_SIZE = 64  # for training, validation and test
 VALIDATION_SIZE = None  # the last images of the training set; None: 10,000 (cifar10, mnist), 360 (digits)
 SEED = 0  # seeds every search and every network (see seed_for)
+# Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
+# Sobol points of the experiment at once), 10 on CPU (larger populations outgrow the caches and run slower).
+POPULATION = None
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation
@@ -81,15 +84,19 @@ def check_data_arguments(parser, args):
         parser.error(str(error))
     if args.batch_size < 1:
         parser.error(f'--batch-size {args.batch_size} must be a positive integer')
+    check_device(parser, args.device)
+
+
+def check_device(parser, name):
+    """End with a one-line error unless `name` is cpu or an existing CUDA device."""
     try:
-        device = torch.device(args.device)
+        device = torch.device(name)
     except RuntimeError:
         device = None
     if device is None or device.type not in ('cpu', 'cuda'):
-        parser.error(f'--device {args.device!r} is not allowed: use cpu, cuda or cuda:N')
+        parser.error(f'--device {name!r} is not allowed: use cpu, cuda or cuda:N')
     if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
-        parser.error(f'--device {args.device}: there is no such CUDA device here '
-                     f'({torch.cuda.device_count()} CUDA devices)')
+        parser.error(f'--device {name}: there is no such CUDA device here ({torch.cuda.device_count()} CUDA devices)')
 
 
 def load_data(parser, args):
@@ -124,6 +131,9 @@ def build_parser():
     parser.add_argument('--weight-decay-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
                         default=HYPERPARAMETERS['weight_decay'], help='the weight-decay range searched')
     parser.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
+    parser.add_argument('--population', type=int, default=POPULATION,
+                        help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
+                             "1 trains one at a time inside the optimisers' own loops")
     parser.add_argument('--output', default=OUTPUT, help='the results CSV, one row per evaluation')
     return parser
 
@@ -134,7 +144,9 @@ def check_arguments(parser, args):
     unknown = [method for method in args.method if method not in METHOD_CHOICES['both']]
     if unknown:
         parser.error(f'unknown method {unknown[0]!r}: choose from bayesian, sobol')
-    for flag in ('evaluations', 'epochs', 'repetitions'):
+    if args.population is None:
+        args.population = 250 if torch.device(args.device).type == 'cuda' else 10
+    for flag in ('evaluations', 'epochs', 'repetitions', 'population'):
         if getattr(args, flag) < 1:
             parser.error(f'--{flag} {getattr(args, flag)} must be a positive integer')
     if not 1 <= args.init_points <= args.evaluations:
@@ -156,11 +168,16 @@ def seed_for(*keys):
     return int(np.random.SeedSequence(keys).generate_state(1)[0])
 
 
+def bayesian_optimizer(bounds, *, seed, objective=None):
+    """bayes_opt's optimiser as the authors made it (default UCB acquisition), seeded; proposals may repeat
+    (at corners of the box) rather than raise."""
+    return BayesianOptimization(f=objective, pbounds=bounds, random_state=seed, verbose=0, allow_duplicate_points=True)
+
+
 def bayesian_search(objective, bounds, *, evaluations, init_points, seed):
     """bayes_opt: init_points uniform random points, then Gaussian-process (UCB) proposals up to `evaluations`."""
-    optimizer = BayesianOptimization(f=objective, pbounds=bounds, random_state=seed, verbose=0,
-                                     allow_duplicate_points=True)  # proposals can repeat, at corners of the box
-    optimizer.maximize(init_points=init_points, n_iter=evaluations - init_points)
+    bayesian_optimizer(bounds, seed=seed, objective=objective).maximize(init_points=init_points,
+                                                                        n_iter=evaluations - init_points)
 
 
 def sobol_search(objective, bounds, *, evaluations, seed):
@@ -170,35 +187,110 @@ def sobol_search(objective, bounds, *, evaluations, seed):
                       **{name: list(bound) for name, bound in bounds.items()})
 
 
-def run_search(method, repetition, splits, args, write_row):
-    """One search: each evaluation trains a fresh network, is written with write_row, and is returned in order."""
+def sobol_points(bounds, *, evaluations, seed):
+    """The (learning rate, weight decay) points sobol_search evaluates, in its order: they do not depend on
+    the scores, so they can all be known before any training."""
+    points = []
+
+    def record(learning_rate, weight_decay):
+        points.append((learning_rate, weight_decay))
+        return 0.0
+    sobol_search(record, bounds, evaluations=evaluations, seed=seed)
+    return points
+
+
+def search_box(args):
+    """The searched ranges, as the optimisers take them."""
+    return {'learning_rate': tuple(args.learning_rate_bounds), 'weight_decay': tuple(args.weight_decay_bounds)}
+
+
+def new_row(method, repetition, iteration, learning_rate, weight_decay, args):
+    """A results row before training: which evaluation it is, its network's seed and its point."""
+    return dict(method=method, repetition=repetition, iteration=iteration,
+                seed=seed_for(args.seed, repetition, iteration),
+                learning_rate=float(learning_rate), weight_decay=float(weight_decay))  # bayes_opt gives numpy floats
+
+
+def optimiser_target(row, search_rows):
+    """What the optimiser is told about a trained row: minus its validation loss, or for a diverged network
+    minus the larger of DIVERGED_LOSS and the worst finite loss so far in its search (never NaN: bayes_opt
+    would store it, then fail at its next fit)."""
+    if math.isfinite(row['val_loss']):
+        return -row['val_loss']
+    return -max([DIVERGED_LOSS, *(r['val_loss'] for r in search_rows if math.isfinite(r['val_loss']))])
+
+
+def run_search(method, repetition, splits, args, report):
+    """One search, one network at a time inside the optimiser's own loop; each finished row is reported."""
     rows = []
 
     def objective(learning_rate, weight_decay):
-        learning_rate, weight_decay = float(learning_rate), float(weight_decay)  # bayes_opt gives numpy floats
-        iteration = len(rows) + 1
-        seed = seed_for(args.seed, repetition, iteration)
-        scores = network.train_and_evaluate(splits, seed=seed, learning_rate=learning_rate, weight_decay=weight_decay,
-                                            epochs=args.epochs, batch_size=args.batch_size)
-        rows.append(dict(method=method, repetition=repetition, iteration=iteration, seed=seed,
-                         learning_rate=learning_rate, weight_decay=weight_decay, **scores))
-        write_row(rows[-1])
-        print(f'{method} repetition {repetition}/{args.repetitions} evaluation {iteration}/{args.evaluations}: '
-              f'lr {learning_rate:.6g} wd {weight_decay:.6g} -> validation loss {scores["val_loss"]:.4f} '
-              f'accuracy {scores["val_accuracy"]:.4f} ({scores["seconds"]:.1f} s)', flush=True)
-        if math.isfinite(scores['val_loss']):
-            return -scores['val_loss']
-        finite_losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
-        return -max([DIVERGED_LOSS, *finite_losses])  # never NaN: bayes_opt would store it, then fail at its next fit
+        row = new_row(method, repetition, len(rows) + 1, learning_rate, weight_decay, args)
+        row.update(network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
+                                              weight_decay=row['weight_decay'], epochs=args.epochs,
+                                              batch_size=args.batch_size))
+        rows.append(row)
+        report(row)
+        return optimiser_target(row, rows)
 
-    bounds = {'learning_rate': tuple(args.learning_rate_bounds), 'weight_decay': tuple(args.weight_decay_bounds)}
     search_seed = seed_for(args.seed, repetition)
     if method == 'bayesian':
-        bayesian_search(objective, bounds, evaluations=args.evaluations, init_points=args.init_points,
+        bayesian_search(objective, search_box(args), evaluations=args.evaluations, init_points=args.init_points,
                         seed=search_seed)
     else:
-        sobol_search(objective, bounds, evaluations=args.evaluations, seed=search_seed)
+        sobol_search(objective, search_box(args), evaluations=args.evaluations, seed=search_seed)
     return rows
+
+
+def train_rows(rows, splits, args, report):
+    """Train new rows in populations of at most args.population networks; fill in and report their scores."""
+    for start in range(0, len(rows), args.population):
+        population = rows[start:start + args.population]
+        scores = network.train_and_evaluate_population(
+            splits, seeds=[row['seed'] for row in population],
+            learning_rates=[row['learning_rate'] for row in population],
+            weight_decays=[row['weight_decay'] for row in population], epochs=args.epochs, batch_size=args.batch_size)
+        for row, row_scores in zip(population, scores):
+            row.update(row_scores)
+            report(row)
+    return rows
+
+
+def sobol_population_searches(splits, args, report):
+    """Every repetition's Sobol search: all their points are known before training, so they train as populations."""
+    rows = []
+    for repetition in range(1, args.repetitions + 1):
+        points = sobol_points(search_box(args), evaluations=args.evaluations, seed=seed_for(args.seed, repetition))
+        rows += [new_row('sobol', repetition, iteration, *point, args) for iteration, point in enumerate(points, 1)]
+    return train_rows(rows, splits, args, report)
+
+
+def bayesian_population_searches(splits, args, report):
+    """Every repetition's Bayesian search in lockstep: at each step every optimiser proposes one point and the
+    proposals train as one population. suggest() / register() give the points maximize() gives."""
+    repetitions = range(1, args.repetitions + 1)
+    optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition))
+                  for repetition in repetitions]
+    queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # maximize() draws these first
+    searches = [[] for _ in repetitions]
+    for iteration in range(1, args.evaluations + 1):
+        points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
+        rows = train_rows([new_row('bayesian', repetition, iteration, point['learning_rate'], point['weight_decay'],
+                                   args) for repetition, point in zip(repetitions, points)], splits, args, report)
+        for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):
+            search_rows.append(row)
+            optimizer.register(point, optimiser_target(row, search_rows))
+    return [row for search_rows in searches for row in search_rows]
+
+
+def run_searches(method, splits, args, report):
+    """Every repetition of one method's search: one network at a time (--population 1) or in populations."""
+    if args.population == 1:
+        return [row for repetition in range(1, args.repetitions + 1)
+                for row in run_search(method, repetition, splits, args, report)]
+    if method == 'bayesian':
+        return bayesian_population_searches(splits, args, report)
+    return sobol_population_searches(splits, args, report)
 
 
 def best_row(rows):
@@ -277,15 +369,19 @@ def main(argv=None):
         writer = csv.DictWriter(file, CSV_COLUMNS)
         writer.writeheader()
 
-        def write_row(row):
+        def report(row):
             writer.writerow(row)
             file.flush()  # an interrupted run keeps every finished evaluation
+            print(f'{row["method"]} repetition {row["repetition"]}/{args.repetitions} evaluation '
+                  f'{row["iteration"]}/{args.evaluations}: lr {row["learning_rate"]:.6g} wd {row["weight_decay"]:.6g} '
+                  f'-> validation loss {row["val_loss"]:.4f} accuracy {row["val_accuracy"]:.4f} '
+                  f'({row["seconds"]:.1f} s)', flush=True)
 
         for method in args.method:
+            method_rows = run_searches(method, splits, args, report)
             for repetition in range(1, args.repetitions + 1):
-                search_rows = run_search(method, repetition, splits, args, write_row)
-                print_search_table(search_rows, args)
-                rows += search_rows
+                print_search_table([row for row in method_rows if row['repetition'] == repetition], args)
+            rows += method_rows
     print_summary_table(rows, args.method)
 
 

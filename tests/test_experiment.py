@@ -18,6 +18,9 @@ DIGITS_RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--i
               '--repetitions', '2', '--method', 'both', '--device', 'cpu']  # results are reproducible on CPU
 
 
+SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+
+
 def read_rows(path):
     with open(path, newline='') as file:
         return list(csv.DictReader(file))
@@ -39,9 +42,10 @@ def digits_run(tmp_path_factory):
 def test_every_evaluation_is_a_csv_row(digits_run):
     _, _, rows = digits_run
     assert list(rows[0]) == list(experiment.CSV_COLUMNS)
+    # written as they finish: the Bayesian repetitions advance in lockstep, all Sobol points train at once
     assert [(row['method'], row['repetition'], row['iteration']) for row in rows] == [
-        (method, str(repetition), str(iteration))
-        for method in ('bayesian', 'sobol') for repetition in (1, 2) for iteration in (1, 2, 3, 4)]
+        ('bayesian', str(repetition), str(iteration)) for iteration in (1, 2, 3, 4) for repetition in (1, 2)] + [
+        ('sobol', str(repetition), str(iteration)) for repetition in (1, 2) for iteration in (1, 2, 3, 4)]
     seeds = {(row['repetition'], row['iteration']): row['seed'] for row in rows if row['method'] == 'bayesian'}
     assert len(set(seeds.values())) == 8  # one seed per evaluation ...
     assert all(row['seed'] == seeds[row['repetition'], row['iteration']] for row in rows)  # ... shared by methods
@@ -97,15 +101,24 @@ def test_same_seed_gives_the_same_results_and_another_seed_does_not(digits_run, 
     assert all(a['learning_rate'] != b['learning_rate'] and a['seed'] != b['seed'] for a, b in zip(rows, other))
 
 
-def test_network_py_retrains_a_csv_row_to_the_same_numbers(digits_run):
-    folder, _, rows = digits_run
-    row = rows[5]
+def retrain(row, folder):
+    """network.py's scores for a CSV row, trained alone."""
     result = run_script('network.py', '--dataset', 'digits', '--device', 'cpu', '--epochs', '2', '--seed', row['seed'],
                         '--learning-rate', row['learning_rate'], '--weight-decay', row['weight_decay'], cwd=folder)
     assert result.returncode == 0, result.stderr
-    printed = dict(line.split() for line in result.stdout.splitlines())
-    for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'):
-        assert printed[key] == row[key]
+    return dict(line.split() for line in result.stdout.splitlines())
+
+
+def test_network_py_retrains_a_csv_row_to_the_same_numbers(digits_run, tmp_path):
+    one_at_a_time = [*DIGITS_RUN, '--method', 'sobol', '--repetitions', '1', '--population', '1']
+    experiment.main([*one_at_a_time, '--output', str(tmp_path / 'one.csv')])
+    row = read_rows(tmp_path / 'one.csv')[2]
+    printed = retrain(row, tmp_path)
+    assert [printed[key] for key in SCORES] == [row[key] for key in SCORES]  # exactly: the same computation
+    folder, _, rows = digits_run
+    row = min(rows, key=lambda row: float(row['learning_rate']))  # trained in a population
+    printed = retrain(row, folder)
+    assert [float(printed[key]) for key in SCORES] == pytest.approx([float(row[key]) for key in SCORES], rel=1e-5)
 
 
 def test_sobol_search_evaluates_optunitys_sequence_from_the_seeded_skip():
@@ -147,10 +160,13 @@ def test_a_repeated_bayesian_proposal_does_not_end_the_search(monkeypatch):
     assert points[1:] == [corner] * 3
 
 
-def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst_loss(tmp_path, monkeypatch):
-    def fake_train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size):
-        loss = math.nan if learning_rate > 0.05 else 1 + 100 * learning_rate
-        return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)
+def fake_scores(learning_rate):
+    loss = math.nan if learning_rate > 0.05 else 1 + 100 * learning_rate
+    return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)
+
+
+@pytest.mark.parametrize('population', [1, 3])
+def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst_loss(population, monkeypatch):
 
     targets = []
     register = target_space.TargetSpace.register
@@ -160,16 +176,59 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst
         return register(self, params, target, *rest)
 
     monkeypatch.setattr(target_space.TargetSpace, 'register', spy)
-    monkeypatch.setattr(network, 'train_and_evaluate', fake_train_and_evaluate)
-    args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4'])
+    monkeypatch.setattr(network, 'train_and_evaluate', lambda splits, **config: fake_scores(config['learning_rate']))
+    monkeypatch.setattr(network, 'train_and_evaluate_population',
+                        lambda splits, **config: [fake_scores(lr) for lr in config['learning_rates']])
+    args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
+                                                 '--population', str(population)])
     written = []
-    rows = experiment.run_search('bayesian', 1, None, args, written.append)
+    rows = experiment.run_searches('bayesian', None, args, written.append)
     assert len(rows) == 12 and written == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
     for i, (loss, target) in enumerate(zip(losses, targets)):
         worst = max([experiment.DIVERGED_LOSS] + [x for x in losses[:i] if math.isfinite(x)])
         assert target == (-loss if math.isfinite(loss) else -worst)
+
+
+def sorted_rows(path):
+    return sorted(read_rows(path), key=lambda row: (row['method'], int(row['repetition']), int(row['iteration'])))
+
+
+def pretend_scores(learning_rate, weight_decay, seed):
+    """Scores that depend on the point and the seed only, exactly, as training would on one machine."""
+    loss = 0.5 + (learning_rate - 0.03) ** 2 * 100 + weight_decay * 50 + seed % 1000 * 1e-5
+    return dict(val_loss=loss, val_accuracy=1 / loss, test_loss=loss, test_accuracy=1 / loss, seconds=0.0)
+
+
+def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searches(tmp_path, monkeypatch):
+    monkeypatch.setattr(network, 'train_and_evaluate', lambda splits, *, seed, learning_rate, weight_decay, **_:
+                        pretend_scores(learning_rate, weight_decay, seed))
+    monkeypatch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
+                        weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
+                                                                                       seeds)])
+    run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3', '--repetitions', '3']
+    for population in (1, 2, 3):  # 2: three repetitions train as populations of 2 and 1
+        experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
+    one_at_a_time = sorted_rows(tmp_path / '1.csv')
+    assert len(one_at_a_time) == 42 and len({row['learning_rate'] for row in one_at_a_time}) == 42
+    assert sorted_rows(tmp_path / '2.csv') == sorted_rows(tmp_path / '3.csv') == one_at_a_time
+
+
+def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
+    run = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
+           '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates: README
+    for population in (1, 3):
+        experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
+    rows, one_at_a_time = sorted_rows(tmp_path / '3.csv'), sorted_rows(tmp_path / '1.csv')
+    assert len(rows) == len(one_at_a_time) == 16
+    for row, alone in zip(rows, one_at_a_time):
+        assert row['seed'] == alone['seed']
+        # Bayesian proposals after the init points depend on the scores' last digits: the test above checks them
+        if row['method'] == 'sobol' or int(row['iteration']) <= 2:
+            assert (row['learning_rate'], row['weight_decay']) == (alone['learning_rate'], alone['weight_decay'])
+            assert [float(row[key]) for key in SCORES] == pytest.approx([float(alone[key]) for key in SCORES],
+                                                                         rel=1e-4)
 
 
 def test_a_really_diverging_search_finishes_and_reports_diverged(tmp_path, capsys):
@@ -212,6 +271,7 @@ BAD_INPUTS = [
     (['--epochs', '0'], '--epochs 0'),
     (['--evaluations', '-3'], '--evaluations -3'),
     (['--repetitions', '0'], '--repetitions 0'),
+    (['--population', '0'], '--population 0'),
     (['--evaluations', '4', '--init-points', '5'], '--init-points 5'),
     (['--init-points', '0'], '--init-points 0'),
     (['--validation-size', '50000'], '--validation-size 50000'),
@@ -266,5 +326,6 @@ def test_help_lists_every_flag_with_its_default(capsys):
                           ('--init-points', '5'), ('--epochs', '50'), ('--repetitions', '10'),
                           ('--batch-size', '64'), ('--validation-size', 'None'), ('--seed', '0'),
                           ('--data-dir', 'data'), ('--output', 'results.csv'),
-                          ('--learning-rate-bounds', '(0.0001, 0.1)'), ('--weight-decay-bounds', '(0, 0.001)')]:
+                          ('--learning-rate-bounds', '(0.0001, 0.1)'), ('--weight-decay-bounds', '(0, 0.001)'),
+                          ('--population', 'None')]:
         assert re.search(re.escape(flag) + r' .*?\(default: ' + re.escape(default) + r'\)', text), flag

@@ -93,6 +93,80 @@ def test_a_diverging_network_stops_early_and_scores_nan(digits):
     assert math.isnan(loss) and 0 <= accuracy <= 1
 
 
+def test_a_population_starts_as_its_members_built_alone_and_computes_what_they_compute(digits):
+    seeds = [4, 9, 4]
+    parameters = network.build_population(input_shape=(1, 28, 28), seeds=seeds)
+    images = digits.validation.images[:50]
+    log_probabilities = network.population_forward(parameters, images)
+    assert log_probabilities.shape == (3, 50, 10)
+    for member, seed in enumerate(seeds):
+        alone = network.build_network(input_shape=(1, 28, 28), seed=seed)
+        for name, parameter in alone.named_parameters():
+            assert torch.equal(parameters[name][member], parameter)
+        torch.nn.init.normal_(alone.fc.weight)  # the 0.01 layer outputs equal logits for every image
+        parameters['fc.weight'].data[member] = alone.fc.weight
+        with torch.no_grad():
+            expected = alone(images)
+        assert torch.allclose(network.population_forward(parameters, images)[member], expected, atol=1e-5)
+
+
+def test_population_members_train_and_score_as_they_would_alone_and_a_diverging_one_disturbs_none(digits):
+    seeds, learning_rates, weight_decays = [1, 2, 3], [0.05, 1e30, 0.08], [0.0003, 0, 0.001]
+    parameters = network.build_population(input_shape=(1, 28, 28), seeds=seeds)
+    epoch_losses = network.train_population(parameters, *digits.train, learning_rates=learning_rates,
+                                            weight_decays=weight_decays, epochs=3, batch_size=64)
+    validation = network.evaluate_population(parameters, *digits.validation, batch_size=64)
+    for member in range(3):
+        alone = network.build_network(input_shape=(1, 28, 28), seed=seeds[member])
+        alone_losses = network.train(alone, *digits.train, learning_rate=learning_rates[member],
+                                     weight_decay=weight_decays[member], epochs=3, batch_size=64)
+        alone_loss, alone_accuracy = network.evaluate(alone, *digits.validation, batch_size=64)
+        loss, accuracy = validation[member]
+        if member == 1:  # diverged in its first epoch and stopped there, as alone
+            assert len(epoch_losses[1]) == len(alone_losses) == 1 and math.isnan(epoch_losses[1][0])
+            assert math.isnan(loss) and math.isnan(alone_loss)
+            continue
+        assert len(epoch_losses[member]) == 3 and epoch_losses[member] == pytest.approx(alone_losses, rel=1e-5)
+        assert loss == pytest.approx(alone_loss, rel=1e-5) and accuracy == pytest.approx(alone_accuracy, abs=0.01)
+        assert loss < 1.5  # it learnt
+
+
+def test_train_and_evaluate_population_gives_train_and_evaluate_rows(digits):
+    config = dict(seeds=[7, 8], learning_rates=[0.03, 0.08], weight_decays=[0.0005, 0])
+    rows = network.train_and_evaluate_population(digits, **config, epochs=2, batch_size=64)
+    for member, row in enumerate(rows):
+        alone = network.train_and_evaluate(digits, seed=config['seeds'][member],
+                                           learning_rate=config['learning_rates'][member],
+                                           weight_decay=config['weight_decays'][member], epochs=2, batch_size=64)
+        assert row.keys() == alone.keys() and row['seconds'] > 0
+        for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'):
+            assert row[key] == pytest.approx(alone[key], rel=1e-5)
+
+
+def on_cuda(splits):
+    return dataset_management.Splits(*(dataset_management.Split(split.images.cuda(), split.labels.cuda())
+                                       for split in splits))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU: the population path records a CUDA graph')
+def test_a_population_on_cuda_repeats_and_matches_its_members_trained_alone_on_cuda(digits, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)  # float32 arithmetic, for a tight comparison
+    splits = on_cuda(digits)
+    config = dict(seeds=[1, 2, 3], learning_rates=[0.05, 1e30, 0.08], weight_decays=[0.0003, 0, 0.001])
+    rows = network.train_and_evaluate_population(splits, **config, epochs=3, batch_size=64)
+    again = network.train_and_evaluate_population(splits, **config, epochs=3, batch_size=64)
+    for member, row in enumerate(rows):
+        alone = network.train_and_evaluate(splits, seed=config['seeds'][member],
+                                           learning_rate=config['learning_rates'][member],
+                                           weight_decay=config['weight_decays'][member], epochs=3, batch_size=64)
+        if member == 1:
+            assert math.isnan(row['val_loss']) and math.isnan(again[1]['val_loss']) and math.isnan(alone['val_loss'])
+            continue
+        for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'):
+            assert row[key] == again[member][key]
+            assert row[key] == pytest.approx(alone[key], rel=1e-4)
+
+
 def test_real_mnist_images_train_above_90_percent(mnist_t10k_dir):
     splits = dataset_management.load_splits('mnist', str(mnist_t10k_dir), validation_size=2000)
     assert len(splits.train.images) == 8000

@@ -1,0 +1,57 @@
+"""bench.py: the same data on every path, its figures and estimates, its JSON line and its bad input."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_script
+
+import bench
+import dataset_management
+
+
+def test_the_authors_dataset_reads_the_values_the_tensor_paths_train_on():
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    labels = [3, 1, 4, 1, 5]
+    dataset = bench.AuthorsDataset(images, labels)
+    split = dataset_management.to_split(torch.from_numpy(images), torch.tensor(labels))
+    for index in range(5):
+        image, label = dataset[index]
+        assert image.dtype == torch.float32 and torch.equal(image, split.images[index])
+        assert label == labels[index] == split.labels[index]
+
+
+def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
+    result = run_script('bench.py', '--images', '192', '--populations', '2', '3', '--device', 'cpu', '--json',
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures.keys() == {'device', 'images', 'authors_pipeline', 'one_model', 'population',
+                              'full_experiment_seconds'}
+    assert figures['device'].startswith('cpu') and figures['images'] == 192
+    assert figures['population'].keys() == {'2', '3'}
+    rates = [figures['authors_pipeline'], figures['one_model'], figures['population']['2'],
+             figures['population']['3']]
+    assert all(rate > 0 for rate in rates)
+    scale = 25_000 * 40_000 / 192  # the paper's experiment in model-epochs of 192 images
+    estimates = figures['full_experiment_seconds']
+    assert estimates.keys() == {'authors_pipeline', 'one_model', 'population'}  # no GPU 'searches' line on CPU
+    assert [estimates['authors_pipeline'], estimates['one_model'], estimates['population']['2'],
+            estimates['population']['3']] == pytest.approx([scale / rate for rate in rates])
+    table = [line.split() for line in result.stdout[result.stdout.index('Training speed'):].splitlines()
+             if line.startswith(('authors_pipeline ', 'one_model ', 'population '))]
+    assert [(name, int(members)) for name, members, *_ in table] == [
+        ('authors_pipeline', 1), ('one_model', 1), ('population', 2), ('population', 3)]
+    for (_, _, rate, ratio, hours), want in zip(table, rates):
+        assert float(rate) == pytest.approx(want, abs=1e-3)
+        assert float(ratio) == pytest.approx(want / rates[0], abs=0.06)
+        assert float(hours) == pytest.approx(scale / want / 3600, rel=0.01, abs=0.01)
+
+
+@pytest.mark.parametrize('arguments, named', [(['--images', '0'], '--images 0'),
+                                              (['--populations', '10', '0'], '--populations 0'),
+                                              (['--device', 'tpu'], "--device 'tpu'")])
+def test_bad_input_is_one_line_and_exit_status_2(arguments, named, tmp_path):
+    result = run_script('bench.py', *arguments, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr.count('\n') == 1 and named in result.stderr
