@@ -89,11 +89,17 @@ def model_epochs_per_second(train_epoch, *, images, members, batch_size, device)
     """Time one epoch of train_epoch on `images` images, after a few batches of warm-up (CUDA context, cuDNN
     and allocator set-up, which a 50-epoch run pays once)."""
     train_epoch(2 * batch_size)
-    torch.cuda.synchronize(device) if device.type == 'cuda' else None
+    synchronize(device)
     start = time.perf_counter()
     train_epoch(images)
-    torch.cuda.synchronize(device) if device.type == 'cuda' else None
+    synchronize(device)
     return members / (time.perf_counter() - start)
+
+
+def synchronize(device):
+    """Wait for the device's queued work (CUDA runs asynchronously)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def device_name(device):
@@ -132,9 +138,8 @@ def main(argv=None):
     generator = np.random.default_rng(args.seed)
     images = generator.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
     labels = generator.integers(0, 10, size=args.images).tolist()
-    split = dataset_management.to_split(torch.from_numpy(images), torch.tensor(labels))
-    split = dataset_management.Split(split.images.to(device, memory_format=dataset_management.memory_format(device)),
-                                     split.labels.to(device))
+    split = dataset_management.to_device(dataset_management.to_split(torch.from_numpy(images), torch.tensor(labels)),
+                                         device)
     paths = [('authors_pipeline', 1, authors_pipeline(images, labels, batch_size=args.batch_size, device=device)),
              ('one_model', 1, one_model_path(split, batch_size=args.batch_size))]
     paths += [('population', members, population_path(split, members, batch_size=args.batch_size))

@@ -84,6 +84,11 @@ def memory_format(device):
     return torch.channels_last if torch.device(device).type == 'cpu' else torch.contiguous_format
 
 
+def to_device(split, device):
+    """The split on `device`, its images in that device's memory format."""
+    return Split(split.images.to(device, memory_format=memory_format(device)), split.labels.to(device))
+
+
 def load_splits(dataset, data_dir='data', validation_size=None, device='cpu'):
     """Load `dataset` once and return its train / validation / test Splits on `device`.
 
@@ -100,5 +105,4 @@ def load_splits(dataset, data_dir='data', validation_size=None, device='cpu'):
     splits = Splits(train=Split(training_set.images[:cut], training_set.labels[:cut]),
                     validation=Split(training_set.images[cut:], training_set.labels[cut:]),
                     test=test_set)
-    return Splits(*(Split(split.images.to(device, memory_format=memory_format(device)), split.labels.to(device))
-                    for split in splits))
+    return Splits(*(to_device(split, device) for split in splits))

@@ -70,3 +70,12 @@ def test_a_missing_dataset_names_the_files_and_where_they_go(tmp_path, no_downlo
     message = str(error.value)
     assert '\n' not in message and expected in message and str(tmp_path / 'data') in message
     assert 'could not be downloaded' in message
+
+
+def test_to_device_keeps_the_values_and_lays_images_out_channels_last_on_cpu_only():
+    images = torch.rand(4, 3, 32, 32)
+    moved = dataset_management.to_device(dataset_management.Split(images, torch.arange(4)), 'cpu')
+    assert not images.is_contiguous(memory_format=torch.channels_last)
+    assert moved.images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(moved.images, images) and moved.labels.tolist() == [0, 1, 2, 3]
+    assert dataset_management.memory_format('cuda:0') == torch.contiguous_format

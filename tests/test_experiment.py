@@ -294,6 +294,14 @@ def test_bad_input_is_one_line_naming_the_value_and_exit_status_2(arguments, nam
     assert not (tmp_path / 'results.csv').exists()
 
 
+@pytest.mark.parametrize('arguments, population', [([], 10), (['--population', '3'], 3)])
+def test_the_population_defaults_to_10_on_cpu(arguments, population, tmp_path):
+    parser = experiment.build_parser()
+    args = parser.parse_args(['--device', 'cpu', *arguments, '--output', str(tmp_path / 'results.csv')])
+    experiment.check_arguments(parser, args)
+    assert args.population == population
+
+
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
     result = run_script('test.py', '--dataset', 'digits', '--learning-rate-bounds', '0.1', '0.01', cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ''

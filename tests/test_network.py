@@ -143,15 +143,10 @@ def test_train_and_evaluate_population_gives_train_and_evaluate_rows(digits):
             assert row[key] == pytest.approx(alone[key], rel=1e-5)
 
 
-def on_cuda(splits):
-    return dataset_management.Splits(*(dataset_management.Split(split.images.cuda(), split.labels.cuda())
-                                       for split in splits))
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU: the population path records a CUDA graph')
 def test_a_population_on_cuda_repeats_and_matches_its_members_trained_alone_on_cuda(digits, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)  # float32 arithmetic, for a tight comparison
-    splits = on_cuda(digits)
+    splits = dataset_management.Splits(*(dataset_management.to_device(split, 'cuda') for split in digits))
     config = dict(seeds=[1, 2, 3], learning_rates=[0.05, 1e30, 0.08], weight_decays=[0.0003, 0, 0.001])
     rows = network.train_and_evaluate_population(splits, **config, epochs=3, batch_size=64)
     again = network.train_and_evaluate_population(splits, **config, epochs=3, batch_size=64)
