@@ -3,14 +3,21 @@ LeNet-5-style CNN: a reproduction of "Hyperparameters tuning for Convolutional N
 Global Optimization" (J. Bartoli, I. Erpichini).
 
 Edit the constants at the top of this file or override them with flags. Every evaluation is appended
-to the output CSV as soon as it ends; after each search its table (the paper's Table II) is printed,
-and at the end the mean and standard deviation over repetitions (the paper's Table I).
+to the output CSV as soon as it ends, and the same command run again resumes a stopped run; after each
+search its table (the paper's Table II) is printed, and at the end the mean and standard deviation over
+repetitions (the paper's Table I).
 """
 import argparse
 import csv
+import importlib.metadata
+import io
+import json
 import math
 import os
+import platform
 import random
+import re
+import tempfile
 import warnings
 
 import numpy as np
@@ -40,7 +47,7 @@ SEED = 0  # seeds every search and every network (see seed_for)
 POPULATION = None
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
-OUTPUT = 'results.csv'  # one row per evaluation
+OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
 # The loss told to the optimisers for a diverged network (NaN or infinite loss): twice chance level,
 # or the search's worst finite loss so far if that is higher.
 DIVERGED_LOSS = 2 * math.log(10)
@@ -48,6 +55,11 @@ DIVERGED_LOSS = 2 * math.log(10)
 METHOD_CHOICES = {'bayesian': ('bayesian',), 'sobol': ('sobol',), 'both': ('bayesian', 'sobol')}
 CSV_COLUMNS = ('method', 'repetition', 'iteration', 'seed', 'learning_rate', 'weight_decay',
                'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+SCORE_COLUMNS = CSV_COLUMNS[6:]
+# What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
+CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'method', 'learning_rate_bounds', 'weight_decay_bounds',
+                          'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
+PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -85,6 +97,11 @@ def check_data_arguments(parser, args):
     if args.batch_size < 1:
         parser.error(f'--batch-size {args.batch_size} must be a positive integer')
     check_device(parser, args.device)
+    if args.dataset != 'digits' and os.path.exists(args.data_dir):  # digits come with scikit-learn
+        try:
+            os.listdir(args.data_dir)
+        except OSError as error:
+            parser.error(f'--data-dir {args.data_dir} cannot be read ({error.strerror})')
 
 
 def check_device(parser, name):
@@ -134,7 +151,10 @@ def build_parser():
     parser.add_argument('--population', type=int, default=POPULATION,
                         help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
                              "1 trains one at a time inside the optimisers' own loops")
-    parser.add_argument('--output', default=OUTPUT, help='the results CSV, one row per evaluation')
+    parser.add_argument('--output', default=OUTPUT,
+                        help='the results CSV, one row per evaluation; if it exists, the run resumes it')
+    parser.add_argument('--fresh', action='store_true',
+                        help='start over: move an existing results file and its configuration aside (never deleted)')
     return parser
 
 
@@ -157,10 +177,6 @@ def check_arguments(parser, args):
             parser.error(f'--{flag.replace("_", "-")} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
-    if os.path.exists(args.output) and os.path.getsize(args.output) > 0:
-        parser.error(f'--output {args.output} already exists: name another file or move it away')
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        parser.error(f'--output {args.output}: its folder does not exist')
 
 
 def seed_for(*keys):
@@ -220,18 +236,206 @@ def optimiser_target(row, search_rows):
     return -max([DIVERGED_LOSS, *(r['val_loss'] for r in search_rows if math.isfinite(r['val_loss']))])
 
 
-def run_search(method, repetition, splits, args, report):
-    """One search, one network at a time inside the optimiser's own loop; each finished row is reported."""
+class ResumeMismatchError(Exception):
+    """A recorded evaluation is not the one the resumed search asks for."""
+
+
+def configuration(args):
+    """The settings that decide the results and the library versions, as saved beside the CSV."""
+    settings = {name: list(value) if isinstance(value, tuple) else value
+                for name, value in vars(args).items() if name in CONFIGURATION_SETTINGS}
+    versions = {'python': platform.python_version(),
+                **{package: importlib.metadata.version(package) for package in PACKAGES}}
+    return {**settings, 'versions': versions}
+
+
+def configuration_path(output):
+    """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
+    return os.path.splitext(output)[0] + '.config.json'
+
+
+def configuration_differences(saved, current):
+    """'name SAVED (now CURRENT)' for every setting or version that differs."""
+    flat = [{**{k: v for k, v in config.items() if k != 'versions'},
+             **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
+            for config in (saved, current)]
+    return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
+            for name in sorted(flat[0].keys() | flat[1].keys()) if flat[0].get(name) != flat[1].get(name)]
+
+
+def parse_row(fields, args):
+    """A results row from its CSV fields, typed; ValueError (one line) unless this configuration could write it."""
+    if len(fields) != len(CSV_COLUMNS):
+        raise ValueError(f'{len(fields)} fields instead of {len(CSV_COLUMNS)}')
+    row = dict(zip(CSV_COLUMNS, fields))
+    for name in CSV_COLUMNS[1:]:
+        try:
+            row[name] = int(row[name]) if name in ('repetition', 'iteration', 'seed') else float(row[name])
+        except ValueError:
+            raise ValueError(f'{name} {row[name]!r} is not a number') from None
+    if row['method'] not in args.method:
+        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(args.method)}')
+    ranges = {'repetition': (1, args.repetitions), 'iteration': (1, args.evaluations), **search_box(args),
+              'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
+              'seconds': (0, math.inf)}
+    for name, (low, high) in ranges.items():
+        if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
+            raise ValueError(f'{name} {row[name]!r} is outside {low:g}..{high:g}')
+    if row['seed'] != seed_for(args.seed, row['repetition'], row['iteration']):
+        raise ValueError(f'seed {row["seed"]} is not seed_for({args.seed}, {row["repetition"]}, {row["iteration"]})')
+    return row
+
+
+def read_results(path, args):
+    """The rows a results file records, by (method, repetition, iteration), and how many of its bytes to keep:
+    a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one line) for any
+    other content this configuration could not have written."""
+    with open(path, 'rb') as file:
+        data = file.read()
+    keep = data.rfind(b'\n') + 1
+    cut_line = data[keep:].decode('utf-8', errors='replace')
+    if keep == 0:
+        cut_short = ','.join(CSV_COLUMNS).startswith(cut_line)
+    else:  # only what write() writes: a method's name, then numbers
+        cut_short = (re.fullmatch(r'[a-z0-9.,+-]*', cut_line) and cut_line.count(',') < len(CSV_COLUMNS)
+                     and any(method.startswith(cut_line.split(',')[0]) for method in METHOD_CHOICES['both']))
+    if not cut_short:
+        raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
+    try:
+        lines = data[:keep].decode('utf-8').split('\n')[:-1]
+    except UnicodeDecodeError as error:
+        raise ValueError(f'{path}: not a text file ({error.reason} at byte {error.start})') from None
+    if lines and lines[0] != ','.join(CSV_COLUMNS):
+        raise ValueError(f'{path} line 1: the header is not {",".join(CSV_COLUMNS)}')
+    recorded = {}
+    for number, fields in enumerate(csv.reader(lines[1:]), 2):
+        try:
+            row = parse_row(fields, args)
+        except ValueError as error:
+            raise ValueError(f'{path} line {number}: {error}') from None
+        key = row['method'], row['repetition'], row['iteration']
+        if key in recorded:
+            raise ValueError(f'{path} line {number}: {key[0]} repetition {key[1]} iteration {key[2]} is recorded twice')
+        recorded[key] = row
+    return recorded, keep
+
+
+def move_aside(*paths):
+    """Rename the existing `paths` to NAME.oldN.EXT, with the first N that is free for all of them."""
+    existing = [path for path in paths if os.path.exists(path)]
+
+    def aside(path, number):
+        stem, extension = os.path.splitext(path)
+        return f'{stem}.old{number}{extension}'
+    number = 1
+    while any(os.path.exists(aside(path, number)) for path in existing):
+        number += 1
+    for path in existing:
+        os.rename(path, aside(path, number))
+        print(f'moved {path} aside to {aside(path, number)}', flush=True)
+
+
+class Results:
+    """The results CSV and the configuration JSON beside it. Rows that an earlier run of the same command
+    recorded are answered from the file (recorded_scores); new rows are appended whole and flushed (write)."""
+
+    def __init__(self, args, recorded=None, keep_bytes=0):
+        self.args, self.recorded, self.keep_bytes = args, recorded or {}, keep_bytes
+        self.saved = len(self.recorded)  # rows in the file
+        self.file = None
+
+    def __enter__(self):
+        """Move old files aside (--fresh), save the configuration, drop a cut last line and open for appending."""
+        output, config_path = self.args.output, configuration_path(self.args.output)
+        if self.args.fresh:
+            move_aside(output, config_path)
+        if not os.path.exists(config_path):
+            with open(config_path + '.partial', 'w') as file:
+                file.write(json.dumps(configuration(self.args), indent=1) + '\n')
+            os.replace(config_path + '.partial', config_path)  # whole or not at all
+        self.file = open(output, 'a', newline='')
+        self.file.truncate(self.keep_bytes)
+        if self.keep_bytes == 0:
+            self.file.write(','.join(CSV_COLUMNS) + '\n')
+        return self
+
+    def __exit__(self, *exception):
+        self.file.close()
+
+    def recorded_scores(self, row):
+        """The scores recorded for row's evaluation, or None if it has none; ResumeMismatchError if the file
+        recorded another point for it."""
+        recorded = self.recorded.get((row['method'], row['repetition'], row['iteration']))
+        if recorded is None:
+            return None
+        if (recorded['learning_rate'], recorded['weight_decay']) != (row['learning_rate'], row['weight_decay']):
+            raise ResumeMismatchError(
+                f'{self.args.output} records {row["method"]} repetition {row["repetition"]} iteration '
+                f'{row["iteration"]} at learning rate {recorded["learning_rate"]!r}, weight decay '
+                f'{recorded["weight_decay"]!r}, but the search now asks for {row["learning_rate"]!r}, '
+                f'{row["weight_decay"]!r}: the file comes from other code or libraries; --fresh starts over')
+        return {name: recorded[name] for name in SCORE_COLUMNS}
+
+    def write(self, rows):
+        """Append whole rows and flush them to disk, then print one line per row."""
+        text = io.StringIO()
+        csv.DictWriter(text, CSV_COLUMNS, lineterminator='\n').writerows(rows)
+        self.file.write(text.getvalue())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.saved += len(rows)
+        for row in rows:
+            print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
+                  f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
+                  f'wd {row["weight_decay"]:.6g} -> validation loss {row["val_loss"]:.4f} '
+                  f'accuracy {row["val_accuracy"]:.4f} ({row["seconds"]:.1f} s)', flush=True)
+
+
+def open_results(parser, args):
+    """The run's Results, checked before anything is trained or written: the output folder must be writable, and
+    an existing results file must come from this configuration (or --fresh moves it aside). One-line errors."""
+    output, config_path = args.output, configuration_path(args.output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        parser.error(f'--output {output}: its folder {folder} does not exist')
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        parser.error(f'--output {output}: cannot write in its folder {folder} ({error.strerror})')
+    if os.path.isdir(output) or (os.path.exists(output) and not os.access(output, os.W_OK)):
+        parser.error(f'--output {output} is a folder or cannot be written')
+    if args.fresh or not os.path.exists(output) and not os.path.exists(config_path):
+        return Results(args)
+    if not os.path.exists(config_path):
+        if os.path.getsize(output) > 0:
+            parser.error(f'--output {output} exists without its configuration {config_path}, so it cannot be '
+                         'resumed safely: name another file, or --fresh moves it aside')
+        return Results(args)
+    try:
+        with open(config_path) as file:
+            differences = configuration_differences(json.load(file), configuration(args))
+    except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
+        parser.error(f'{config_path} cannot be read as a configuration ({error}): --fresh moves it and {output} aside')
+    if differences:
+        parser.error(f'{output} was made with another configuration ({"; ".join(differences)}): rerun with the '
+                     'same settings to resume it, or --fresh moves it aside and starts over')
+    if not os.path.exists(output):
+        return Results(args)
+    try:
+        recorded, keep_bytes = read_results(output, args)
+    except ValueError as error:
+        parser.error(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)')
+    return Results(args, recorded, keep_bytes)
+
+
+def run_search(method, repetition, splits, args, results):
+    """One search, one network at a time inside the optimiser's own loop."""
     rows = []
 
     def objective(learning_rate, weight_decay):
-        row = new_row(method, repetition, len(rows) + 1, learning_rate, weight_decay, args)
-        row.update(network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
-                                              weight_decay=row['weight_decay'], epochs=args.epochs,
-                                              batch_size=args.batch_size))
-        rows.append(row)
-        report(row)
-        return optimiser_target(row, rows)
+        rows.extend(train_rows([new_row(method, repetition, len(rows) + 1, learning_rate, weight_decay, args)],
+                               splits, args, results))
+        return optimiser_target(rows[-1], rows)
 
     search_seed = seed_for(args.seed, repetition)
     if method == 'bayesian':
@@ -242,30 +446,41 @@ def run_search(method, repetition, splits, args, report):
     return rows
 
 
-def train_rows(rows, splits, args, report):
-    """Train new rows in populations of at most args.population networks; fill in and report their scores."""
+def train(rows, splits, args):
+    """The scores of the rows' networks: trained alone (--population 1) or as one population."""
+    if args.population == 1:
+        return [network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
+                                           weight_decay=row['weight_decay'], epochs=args.epochs,
+                                           batch_size=args.batch_size) for row in rows]
+    return network.train_and_evaluate_population(
+        splits, seeds=[row['seed'] for row in rows], learning_rates=[row['learning_rate'] for row in rows],
+        weight_decays=[row['weight_decay'] for row in rows], epochs=args.epochs, batch_size=args.batch_size)
+
+
+def train_rows(rows, splits, args, results):
+    """Fill in the rows' scores, in populations of at most args.population networks, and write the new ones.
+    A population that the results file holds whole is not trained again; one it holds in part (the run was
+    stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its recorded rows kept."""
     for start in range(0, len(rows), args.population):
         population = rows[start:start + args.population]
-        scores = network.train_and_evaluate_population(
-            splits, seeds=[row['seed'] for row in population],
-            learning_rates=[row['learning_rate'] for row in population],
-            weight_decays=[row['weight_decay'] for row in population], epochs=args.epochs, batch_size=args.batch_size)
-        for row, row_scores in zip(population, scores):
-            row.update(row_scores)
-            report(row)
+        recorded = [results.recorded_scores(row) for row in population]
+        trained = train(population, splits, args) if None in recorded else recorded
+        for row, old, new in zip(population, recorded, trained):
+            row.update(old or new)
+        results.write([row for row, old in zip(population, recorded) if old is None])
     return rows
 
 
-def sobol_population_searches(splits, args, report):
+def sobol_population_searches(splits, args, results):
     """Every repetition's Sobol search: all their points are known before training, so they train as populations."""
     rows = []
     for repetition in range(1, args.repetitions + 1):
         points = sobol_points(search_box(args), evaluations=args.evaluations, seed=seed_for(args.seed, repetition))
         rows += [new_row('sobol', repetition, iteration, *point, args) for iteration, point in enumerate(points, 1)]
-    return train_rows(rows, splits, args, report)
+    return train_rows(rows, splits, args, results)
 
 
-def bayesian_population_searches(splits, args, report):
+def bayesian_population_searches(splits, args, results):
     """Every repetition's Bayesian search in lockstep: at each step every optimiser proposes one point and the
     proposals train as one population. suggest() / register() give the points maximize() gives."""
     repetitions = range(1, args.repetitions + 1)
@@ -276,21 +491,23 @@ def bayesian_population_searches(splits, args, report):
     for iteration in range(1, args.evaluations + 1):
         points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
         rows = train_rows([new_row('bayesian', repetition, iteration, point['learning_rate'], point['weight_decay'],
-                                   args) for repetition, point in zip(repetitions, points)], splits, args, report)
+                                   args) for repetition, point in zip(repetitions, points)], splits, args, results)
         for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):
             search_rows.append(row)
             optimizer.register(point, optimiser_target(row, search_rows))
     return [row for search_rows in searches for row in search_rows]
 
 
-def run_searches(method, splits, args, report):
-    """Every repetition of one method's search: one network at a time (--population 1) or in populations."""
+def run_searches(method, splits, args, results):
+    """Every repetition of one method's search: one network at a time (--population 1) or in populations. On
+    resume, the searches run again from their seeds and evaluations the results file records are read, not
+    trained, so the optimisers see exactly what they saw before."""
     if args.population == 1:
         return [row for repetition in range(1, args.repetitions + 1)
-                for row in run_search(method, repetition, splits, args, report)]
+                for row in run_search(method, repetition, splits, args, results)]
     if method == 'bayesian':
-        return bayesian_population_searches(splits, args, report)
-    return sobol_population_searches(splits, args, report)
+        return bayesian_population_searches(splits, args, results)
+    return sobol_population_searches(splits, args, results)
 
 
 def best_row(rows):
@@ -362,27 +579,26 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_arguments(parser, args)
+    results = open_results(parser, args)
     print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
-    splits = load_data(parser, args)
-    rows = []
-    with open(args.output, 'w', newline='') as file:
-        writer = csv.DictWriter(file, CSV_COLUMNS)
-        writer.writeheader()
-
-        def report(row):
-            writer.writerow(row)
-            file.flush()  # an interrupted run keeps every finished evaluation
-            print(f'{row["method"]} repetition {row["repetition"]}/{args.repetitions} evaluation '
-                  f'{row["iteration"]}/{args.evaluations}: lr {row["learning_rate"]:.6g} wd {row["weight_decay"]:.6g} '
-                  f'-> validation loss {row["val_loss"]:.4f} accuracy {row["val_accuracy"]:.4f} '
-                  f'({row["seconds"]:.1f} s)', flush=True)
-
-        for method in args.method:
-            method_rows = run_searches(method, splits, args, report)
-            for repetition in range(1, args.repetitions + 1):
-                print_search_table([row for row in method_rows if row['repetition'] == repetition], args)
-            rows += method_rows
-    print_summary_table(rows, args.method)
+    total = len(args.method) * args.repetitions * args.evaluations
+    if results.recorded:
+        print(f'resuming {args.output}: {len(results.recorded)} of {total} evaluations are recorded', flush=True)
+    try:
+        splits = load_data(parser, args)
+        rows = []
+        with results:
+            for method in args.method:
+                method_rows = run_searches(method, splits, args, results)
+                for repetition in range(1, args.repetitions + 1):
+                    print_search_table([row for row in method_rows if row['repetition'] == repetition], args)
+                rows += method_rows
+        print_summary_table(rows, args.method)
+    except KeyboardInterrupt:
+        parser.exit(130, f'{parser.prog}: interrupted: {results.saved} of {total} evaluations are saved in '
+                         f'{args.output}; run the same command again to resume\n')
+    except ResumeMismatchError as error:
+        parser.exit(1, f'{parser.prog}: error: {error}\n')
 
 
 if __name__ == '__main__':

@@ -1,13 +1,19 @@
 """The experiment driver test.py: searches, results file, tables, seeds, divergence and bad input."""
+import contextlib
 import csv
+import io
 import math
+import os
 import random
 import re
+import tempfile
 
 import numpy as np
 import optunity
 import pytest
 from bayes_opt import target_space
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from conftest import run_script
 
 import network
@@ -165,6 +171,18 @@ def fake_scores(learning_rate):
     return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)
 
 
+class NewResults:
+    """What the searches need of test.Results, for a results file that records nothing yet."""
+    def __init__(self):
+        self.written = []
+
+    def recorded_scores(self, row):
+        return None
+
+    def write(self, rows):
+        self.written += rows
+
+
 @pytest.mark.parametrize('population', [1, 3])
 def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst_loss(population, monkeypatch):
 
@@ -181,9 +199,9 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst
                         lambda splits, **config: [fake_scores(lr) for lr in config['learning_rates']])
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
                                                  '--population', str(population)])
-    written = []
-    rows = experiment.run_searches('bayesian', None, args, written.append)
-    assert len(rows) == 12 and written == rows
+    results = NewResults()
+    rows = experiment.run_searches('bayesian', None, args, results)
+    assert len(rows) == 12 and results.written == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
     for i, (loss, target) in enumerate(zip(losses, targets)):
@@ -302,19 +320,58 @@ def test_the_population_defaults_to_10_on_cpu(arguments, population, tmp_path):
     assert args.population == population
 
 
+def mostly(valid, invalid):
+    """Command-line text: mostly a `valid` value, one time in ten an `invalid` one or text that is no number."""
+    invalid = st.one_of(invalid, st.sampled_from(['', 'ten', '1,5', '-', '--epochs']))
+    return st.integers(0, 9).flatmap(lambda draw: invalid if draw == 0 else valid).map(str)
+
+
+def bounds(low, high):
+    """Two bound texts: mostly LOW < HIGH within [low, high], one time in ten any two floats (NaN, infinite,
+    negative, reversed or equal ones included)."""
+    valid = st.lists(st.floats(low, high), min_size=2, max_size=2, unique=True).map(sorted)
+    return st.integers(0, 9).flatmap(lambda draw: st.lists(mostly(st.floats(), st.nothing()), min_size=2,
+                                                           max_size=2) if draw == 0 else valid.map(
+                                                               lambda pair: [str(value) for value in pair]))
+
+
+FLAGS = {'--evaluations': mostly(st.integers(2, 3), st.integers(-2, 0)),
+         '--init-points': mostly(st.integers(1, 2), st.integers(-2, 0)),
+         '--epochs': mostly(st.just(1), st.integers(-2, 0)),
+         '--repetitions': mostly(st.integers(1, 2), st.integers(-2, 0)),
+         '--population': mostly(st.integers(1, 4), st.integers(-2, 0)),
+         '--batch-size': mostly(st.integers(8, 3000), st.integers(-2, 0)),
+         '--validation-size': mostly(st.integers(1, 1436), st.sampled_from([-1, 0, 1437, 10 ** 6])),
+         '--seed': mostly(st.integers(0, 2 ** 64), st.integers(-10, -1)),
+         '--learning-rate-bounds': bounds(0, 1e3), '--weight-decay-bounds': bounds(0, 1e3)}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.fixed_dictionaries(FLAGS))
+def test_any_bounds_budgets_and_sizes_run_or_fail_with_one_line_and_exit_status_2(values):
+    arguments = [text for flag, value in values.items() for text in (flag, *([value] if type(value) is str else value))]
+    with tempfile.TemporaryDirectory() as folder:
+        output = f'{folder}/results.csv'
+        stdout, stderr = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                experiment.main(['--dataset', 'digits', '--device', 'cpu', *arguments, '--output', output])
+        except SystemExit as exit:
+            event('refused')
+            assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
+            assert os.listdir(folder) == []  # refused before anything was written
+        else:
+            event('ran')
+            evaluations, repetitions = int(values['--evaluations']), int(values['--repetitions'])
+            assert len(read_rows(output)) == 2 * repetitions * evaluations
+            assert 'Table I:' in stdout.getvalue()
+
+
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
     result = run_script('test.py', '--dataset', 'digits', '--learning-rate-bounds', '0.1', '0.01', cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ''
     assert result.stderr == 'test.py: error: --learning-rate-bounds 0.1 0.01: the bounds must satisfy 0 <= LOW < HIGH\n'
-
-
-def test_an_existing_results_file_is_left_untouched(tmp_path, capsys):
-    output = tmp_path / 'results.csv'
-    output.write_text('method\nearlier work\n')
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(['--dataset', 'digits', '--output', str(output)])
-    assert exit.value.code == 2 and 'already exists' in capsys.readouterr().err
-    assert output.read_text() == 'method\nearlier work\n'
 
 
 def test_a_missing_dataset_says_which_files_to_put_where(tmp_path, no_downloads, capsys):
