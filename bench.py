@@ -103,6 +103,7 @@ def synchronize(device):
 
 
 def device_name(device):
+    """The device as the figures name it: the GPU's model, or the CPU and its thread count."""
     if device.type == 'cuda':
         return f'{device} ({torch.cuda.get_device_name(device)})'
     return f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
@@ -161,7 +162,7 @@ def main(argv=None):
     sizes = [str(members) for _, members, _ in paths[2:]]
     full_experiment_seconds = {'authors_pipeline': seconds[0], 'one_model': seconds[1],
                                'population': dict(zip(sizes, seconds[2:]))}
-    bayesian, sobol = str(test.REPETITIONS), '250'  # test.py's population sizes on a GPU, half the work each
+    bayesian, sobol = str(test.REPETITIONS), str(test.default_population(device))  # test.py's, half the work each
     if device.type == 'cuda' and {bayesian, sobol} <= set(sizes):
         population = full_experiment_seconds['population']
         full_experiment_seconds['searches'] = (population[bayesian] + population[sobol]) / 2

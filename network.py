@@ -96,10 +96,15 @@ def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, bat
     network = build_network(input_shape=tuple(images.shape[1:]), seed=seed, device=images.device)
     train(network, *splits.train, learning_rate=learning_rate, weight_decay=weight_decay,
           epochs=epochs, batch_size=batch_size)
-    val_loss, val_accuracy = evaluate(network, *splits.validation, batch_size=batch_size)
-    test_loss, test_accuracy = evaluate(network, *splits.test, batch_size=batch_size)
+    return scores(evaluate(network, *splits.validation, batch_size=batch_size),
+                  evaluate(network, *splits.test, batch_size=batch_size), seconds=time.perf_counter() - start)
+
+
+def scores(validation, test, *, seconds):
+    """A results row's scores from the (loss, accuracy) pairs of the validation and test splits."""
+    (val_loss, val_accuracy), (test_loss, test_accuracy) = validation, test
     return dict(val_loss=val_loss, val_accuracy=val_accuracy, test_loss=test_loss, test_accuracy=test_accuracy,
-                seconds=time.perf_counter() - start)
+                seconds=seconds)
 
 
 def build_population(*, input_shape, seeds, device='cpu'):
@@ -225,9 +230,8 @@ def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decay
     validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
     test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
     seconds = (time.perf_counter() - start) / len(seeds)
-    return [dict(val_loss=val_loss, val_accuracy=val_accuracy, test_loss=test_loss, test_accuracy=test_accuracy,
-                 seconds=seconds)
-            for (val_loss, val_accuracy), (test_loss, test_accuracy) in zip(validation, test_scores)]
+    return [scores(member_validation, member_test, seconds=seconds)
+            for member_validation, member_test in zip(validation, test_scores)]
 
 
 def main(argv=None):
@@ -251,9 +255,9 @@ def main(argv=None):
     if args.epochs < 1:
         parser.error(f'--epochs {args.epochs} must be a positive integer')
     splits = test.load_data(parser, args)
-    scores = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
-                                weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size)
-    for key, value in scores.items():
+    row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
+                             weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size)
+    for key, value in row.items():
         print(f'{key:<14} {value!r}')
 
 

@@ -165,7 +165,7 @@ def check_arguments(parser, args):
     if unknown:
         parser.error(f'unknown method {unknown[0]!r}: choose from bayesian, sobol')
     if args.population is None:
-        args.population = 250 if torch.device(args.device).type == 'cuda' else 10
+        args.population = default_population(args.device)
     for flag in ('evaluations', 'epochs', 'repetitions', 'population'):
         if getattr(args, flag) < 1:
             parser.error(f'--{flag} {getattr(args, flag)} must be a positive integer')
@@ -177,6 +177,11 @@ def check_arguments(parser, args):
             parser.error(f'--{flag.replace("_", "-")} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
+
+
+def default_population(device):
+    """POPULATION's None: 250 on a GPU (all the Sobol points of the paper's experiment at once), 10 on CPU."""
+    return 250 if torch.device(device).type == 'cuda' else 10
 
 
 def seed_for(*keys):
@@ -404,21 +409,21 @@ def open_results(parser, args):
         parser.error(f'--output {output}: cannot write in its folder {folder} ({error.strerror})')
     if os.path.isdir(output) or (os.path.exists(output) and not os.access(output, os.W_OK)):
         parser.error(f'--output {output} is a folder or cannot be written')
-    if args.fresh or not os.path.exists(output) and not os.path.exists(config_path):
+    if args.fresh:
         return Results(args)
-    if not os.path.exists(config_path):
-        if os.path.getsize(output) > 0:
-            parser.error(f'--output {output} exists without its configuration {config_path}, so it cannot be '
-                         'resumed safely: name another file, or --fresh moves it aside')
-        return Results(args)
-    try:
-        with open(config_path) as file:
-            differences = configuration_differences(json.load(file), configuration(args))
-    except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
-        parser.error(f'{config_path} cannot be read as a configuration ({error}): --fresh moves it and {output} aside')
-    if differences:
-        parser.error(f'{output} was made with another configuration ({"; ".join(differences)}): rerun with the '
-                     'same settings to resume it, or --fresh moves it aside and starts over')
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as file:
+                differences = configuration_differences(json.load(file), configuration(args))
+        except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
+            parser.error(f'{config_path} cannot be read as a configuration ({error}): --fresh moves it and {output} '
+                         'aside')
+        if differences:
+            parser.error(f'{output} was made with another configuration ({"; ".join(differences)}): rerun with the '
+                         'same settings to resume it, or --fresh moves it aside and starts over')
+    elif os.path.exists(output) and os.path.getsize(output) > 0:
+        parser.error(f'--output {output} exists without its configuration {config_path}, so it cannot be '
+                     'resumed safely: name another file, or --fresh moves it aside')
     if not os.path.exists(output):
         return Results(args)
     try:
@@ -446,7 +451,7 @@ def run_search(method, repetition, splits, args, results):
     return rows
 
 
-def train(rows, splits, args):
+def train_networks(rows, splits, args):
     """The scores of the rows' networks: trained alone (--population 1) or as one population."""
     if args.population == 1:
         return [network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
@@ -464,7 +469,7 @@ def train_rows(rows, splits, args, results):
     for start in range(0, len(rows), args.population):
         population = rows[start:start + args.population]
         recorded = [results.recorded_scores(row) for row in population]
-        trained = train(population, splits, args) if None in recorded else recorded
+        trained = train_networks(population, splits, args) if None in recorded else recorded
         for row, old, new in zip(population, recorded, trained):
             row.update(old or new)
         results.write([row for row, old in zip(population, recorded) if old is None])

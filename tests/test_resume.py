@@ -43,8 +43,9 @@ def uninterrupted(tmp_path_factory):
 def count_trained(monkeypatch):
     """A list that grows by one for every network trained from now on."""
     trained = []
-    train = experiment.train
-    monkeypatch.setattr(experiment, 'train', lambda rows, *rest: trained.extend(rows) or train(rows, *rest))
+    train_networks = experiment.train_networks
+    monkeypatch.setattr(experiment, 'train_networks',
+                        lambda rows, *rest: trained.extend(rows) or train_networks(rows, *rest))
     return trained
 
 
@@ -246,6 +247,28 @@ def test_an_output_folder_that_cannot_be_written_fails_before_training(monkeypat
     with folder_without_permissions() as folder:
         stderr = refused([*RUN, '--output', f'{folder}/results.csv'], capsys)
     assert f'cannot write in its folder {folder} (Permission denied)' in stderr and trained == []
+
+
+def snapshot(folder):
+    """Every path under `folder` with its bytes (None for a folder)."""
+    return {path: None if path.is_dir() else path.read_bytes() for path in folder.rglob('*')}
+
+
+@pytest.mark.parametrize('prepare, named', [
+    (lambda output: output.parent.rmdir(), 'does not exist'),
+    (lambda output: output.mkdir(), 'is a folder or cannot be written'),
+    (lambda output: config_path(output).write_text('{"epochs": 1'), 'cannot be read as a configuration'),
+    (lambda output: config_path(output).write_text('[1, 2]'), 'cannot be read as a configuration'),
+], ids=['missing folder', 'output is a folder', 'cut configuration', 'configuration not an object'])
+def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path, monkeypatch, capsys, prepare,
+                                                                        named):
+    output = tmp_path / 'run' / 'results.csv'
+    output.parent.mkdir()
+    prepare(output)
+    before = snapshot(tmp_path)
+    trained = count_trained(monkeypatch)
+    assert named in refused([*RUN, '--output', str(output)], capsys)
+    assert trained == [] and snapshot(tmp_path) == before
 
 
 def test_a_data_folder_that_cannot_be_read_fails_before_training(capsys):
