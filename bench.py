@@ -12,7 +12,6 @@ It prints each figure, its ratio to (a), and the wall time that rate gives the p
 JSON object with the same figures.
 """
 import json
-import platform
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ from torchvision import transforms
 
 import dataset_management
 import network
+import report
 import test
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
@@ -102,13 +102,6 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def device_name(device):
-    """The device as the figures name it: the GPU's model, or the CPU and its thread count."""
-    if device.type == 'cuda':
-        return f'{device} ({torch.cuda.get_device_name(device)})'
-    return f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
-
-
 def build_parser():
     parser = test.ArgumentParser(description=__doc__, formatter_class=test.HelpFormatter)
     parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
@@ -132,9 +125,8 @@ def main(argv=None):
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
     test.check_device(parser, args.device)
-    device = torch.device(args.device)
-    print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {device_name(device)}',
-          flush=True)
+    device, name = torch.device(args.device), network.device_name(args.device)
+    print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {name}', flush=True)
 
     generator = np.random.default_rng(args.seed)
     images = generator.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
@@ -146,19 +138,19 @@ def main(argv=None):
     paths += [('population', members, population_path(split, members, batch_size=args.batch_size))
               for members in args.populations]
     rates = []
-    for name, members, train_epoch in paths:
+    for path, members, train_epoch in paths:
         rates.append(model_epochs_per_second(train_epoch, images=args.images, members=members,
                                              batch_size=args.batch_size, device=device))
-        print(f'{name} K={members}: {rates[-1]:.3f} model-epochs/s', flush=True)
+        print(f'{path} K={members}: {rates[-1]:.3f} model-epochs/s', flush=True)
 
     seconds = [FULL_EXPERIMENT * PAPER_IMAGES / args.images / rate for rate in rates]  # the paper's experiment
     columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('x Authors', '{:.1f}'),
                ('Full experiment (h)', '{:.2f}')]
-    test.print_table(f'Training speed on {device_name(device)}: {args.images} images per epoch, batch '
-                     f'{args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} model-epochs of '
-                     f'{PAPER_IMAGES:,} images', columns,
-                     [(name, members, rate, rate / rates[0], time / 3600)
-                      for (name, members, _), rate, time in zip(paths, rates, seconds)])
+    figures = [(path, members, rate, rate / rates[0], time / 3600)
+               for (path, members, _), rate, time in zip(paths, rates, seconds)]
+    report.print_table(report.Table(f'Training speed on {name}: {args.images} images per epoch, batch '
+                                    f'{args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} model-epochs of '
+                                    f'{PAPER_IMAGES:,} images', columns, figures))
     sizes = [str(members) for _, members, _ in paths[2:]]
     full_experiment_seconds = {'authors_pipeline': seconds[0], 'one_model': seconds[1],
                                'population': dict(zip(sizes, seconds[2:]))}
@@ -170,7 +162,7 @@ def main(argv=None):
               f'{bayesian}, the Sobol points as populations of {sobol}): '
               f'{full_experiment_seconds["searches"] / 3600:.2f} h of training, plus the Gaussian-process fits')
     if args.json:
-        print(json.dumps({'device': device_name(device), 'images': args.images, 'authors_pipeline': rates[0],
+        print(json.dumps({'device': name, 'images': args.images, 'authors_pipeline': rates[0],
                           'one_model': rates[1], 'population': dict(zip(sizes, rates[2:])),
                           'full_experiment_seconds': full_experiment_seconds}))
 

@@ -7,16 +7,19 @@ lockstep on the same batches as one batched computation (the fast path of the se
 and prints its validation and test loss and accuracy, the numbers of the matching results.csv row.
 """
 import math
+import platform
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchsummary import summary
+from tqdm import tqdm
 
 import dataset_management
 
 torch.backends.cudnn.deterministic = True  # cuDNN's default convolution kernels are not bitwise repeatable
+EPOCH_BAR_DELAY = 2  # seconds: with progress=True, a training that lasts longer shows a bar over its epochs
 
 
 def _side_after_features(side):
@@ -57,12 +60,17 @@ def batches(images, labels, batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
-def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch_size):
+def epoch_range(epochs, *, progress):
+    """range(epochs), shown as a progress bar (on a terminal) if `progress` and it lasts over EPOCH_BAR_DELAY s."""
+    return tqdm(range(epochs), desc='epochs', unit='epoch', leave=False, delay=EPOCH_BAR_DELAY, disable=not progress)
+
+
+def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch_size, progress=False):
     """Train with plain SGD; return the mean training loss of each epoch, stopping after a non-finite one."""
     optimizer = torch.optim.SGD(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
     network.train()
     epoch_losses = []
-    for _ in range(epochs):
+    for _ in epoch_range(epochs, progress=progress):
         loss_sum = torch.zeros((), device=images.device)
         for batch_images, batch_labels in batches(images, labels, batch_size):
             loss = F.nll_loss(network(batch_images), batch_labels)
@@ -89,13 +97,13 @@ def evaluate(network, images, labels, *, batch_size):
     return loss_sum.item() / math.ceil(len(images) / batch_size), correct.item() / len(images)
 
 
-def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size):
+def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size, progress=False):
     """Train a fresh network on splits.train; return its validation and test scores and the seconds taken."""
     start = time.perf_counter()
     images = splits.train.images
     network = build_network(input_shape=tuple(images.shape[1:]), seed=seed, device=images.device)
     train(network, *splits.train, learning_rate=learning_rate, weight_decay=weight_decay,
-          epochs=epochs, batch_size=batch_size)
+          epochs=epochs, batch_size=batch_size, progress=progress)
     return scores(evaluate(network, *splits.validation, batch_size=batch_size),
                   evaluate(network, *splits.test, batch_size=batch_size), seconds=time.perf_counter() - start)
 
@@ -178,7 +186,8 @@ def _cuda_graph(step, state, *example_inputs):
     return replay
 
 
-def train_population(parameters, images, labels, *, learning_rates, weight_decays, epochs, batch_size):
+def train_population(parameters, images, labels, *, learning_rates, weight_decays, epochs, batch_size,
+                     progress=False):
     """Train every member as train() trains one network, all on the same batches; return each member's epoch
     losses. A member stops after its first non-finite epoch, as train() does, and the others go on."""
     members, device = len(learning_rates), images.device
@@ -193,7 +202,7 @@ def train_population(parameters, images, labels, *, learning_rates, weight_decay
     if device.type == 'cuda':
         step = _cuda_graph(step, [*parameters.values(), loss_sums], images[:batch_size], labels[:batch_size])
     epoch_losses = [[] for _ in range(members)]
-    for _ in range(epochs):
+    for _ in epoch_range(epochs, progress=progress):
         loss_sums.zero_()
         for batch_images, batch_labels in batches(images, labels, batch_size):
             step(batch_images, batch_labels)
@@ -220,18 +229,27 @@ def evaluate_population(parameters, images, labels, *, batch_size):
             for loss_sum, hits in zip(loss_sums.tolist(), correct.tolist())]
 
 
-def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size):
+def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size,
+                                  progress=False):
     """train_and_evaluate for len(seeds) configurations at once; `seconds` is each member's share of the time."""
     start = time.perf_counter()
     images = splits.train.images
     parameters = build_population(input_shape=tuple(images.shape[1:]), seeds=seeds, device=images.device)
     train_population(parameters, *splits.train, learning_rates=learning_rates, weight_decays=weight_decays,
-                     epochs=epochs, batch_size=batch_size)
+                     epochs=epochs, batch_size=batch_size, progress=progress)
     validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
     test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
     seconds = (time.perf_counter() - start) / len(seeds)
     return [scores(member_validation, member_test, seconds=seconds)
             for member_validation, member_test in zip(validation, test_scores)]
+
+
+def device_name(device):
+    """The device as results and figures name it: the GPU's model, or the CPU and its thread count."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return f'{device} ({torch.cuda.get_device_name(device)})'
+    return f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
 
 
 def main(argv=None):

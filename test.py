@@ -1,11 +1,12 @@
 """Bayesian optimisation against quasi-random Sobol search for the learning rate and weight decay of a
 LeNet-5-style CNN: a reproduction of "Hyperparameters tuning for Convolutional Neural Network based on
-Global Optimization" (J. Bartoli, I. Erpichini).
+Global Optimization" (J. Bartoli, I. Erpichini), with uniform random search as an extra baseline.
 
 Edit the constants at the top of this file or override them with flags. Every evaluation is appended
 to the output CSV as soon as it ends, and the same command run again resumes a stopped run; after each
-search its table (the paper's Table II) is printed, and at the end the mean and standard deviation over
-repetitions (the paper's Table I).
+method its searches' tables (the paper's Table II) are printed, and at the end the mean and standard
+deviation over repetitions (the paper's Table I) with statistics below it. Summaries (JSON, Markdown) and
+plots are written beside the CSV; --report rebuilds them from a results file without training.
 """
 import argparse
 import csv
@@ -17,12 +18,14 @@ import os
 import platform
 import random
 import re
+import sys
 import tempfile
 import warnings
 
 import numpy as np
 import torch
 from bayes_opt import BayesianOptimization
+from tqdm import tqdm
 
 with warnings.catch_warnings():
     warnings.simplefilter('ignore', SyntaxWarning)  # optunity 1.1.1's docstrings upset Python 3.12 and newer
@@ -30,11 +33,13 @@ with warnings.catch_warnings():
 
 import dataset_management
 import network
+import report
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
-METHODS = ('bayesian', 'sobol')  # the searches to run, in this order
-HYPERPARAMETERS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}  # the search box, linear scale
+METHODS = ('bayesian', 'sobol')  # the searches to run, in this order: 'bayesian', 'sobol' (the paper's), 'random'
+HYPERPARAMETERS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}  # the search box
+LR_SCALE = 'linear'  # as in the paper; 'log': the searches see log10 of the learning rate
 EVALUATIONS = 25  # trained networks per search
 INIT_POINTS = 5  # Bayesian search: random points before the Gaussian process proposes
 MAX_EPOCHS = 50  # training epochs of every evaluated network
@@ -52,13 +57,13 @@ OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command res
 # or the search's worst finite loss so far if that is higher.
 DIVERGED_LOSS = 2 * math.log(10)
 
-METHOD_CHOICES = {'bayesian': ('bayesian',), 'sobol': ('sobol',), 'both': ('bayesian', 'sobol')}
+METHOD_NAMES = ('bayesian', 'sobol', 'random')
 CSV_COLUMNS = ('method', 'repetition', 'iteration', 'seed', 'learning_rate', 'weight_decay',
                'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 SCORE_COLUMNS = CSV_COLUMNS[6:]
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
 CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'method', 'learning_rate_bounds', 'weight_decay_bounds',
-                          'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
+                          'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
 PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
 
 
@@ -127,17 +132,23 @@ def load_data(parser, args):
 
 
 def parse_methods(text):
-    """'bayesian', 'sobol' or 'both' -> the tuple of methods to run."""
-    if text not in METHOD_CHOICES:
-        raise argparse.ArgumentTypeError(f'invalid method {text!r} (choose from {", ".join(METHOD_CHOICES)})')
-    return METHOD_CHOICES[text]
+    """'bayesian,sobol,random' (any of them, comma-separated; 'both': bayesian,sobol) -> the methods to run."""
+    methods = ('bayesian', 'sobol') if text == 'both' else tuple(text.split(','))
+    for method in methods:
+        if method not in METHOD_NAMES:
+            raise argparse.ArgumentTypeError(f'invalid method {method!r} (choose from {", ".join(METHOD_NAMES)}, '
+                                             'comma-separated, or both)')
+    if len(set(methods)) < len(methods):
+        raise argparse.ArgumentTypeError(f'method list {text!r} names a method twice')
+    return methods
 
 
 def build_parser():
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_data_arguments(parser)
-    parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='{bayesian,sobol,both}',
-                        help='the searches to run')
+    parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
+                        help='the searches to run, in order: bayesian, sobol, random (uniform), comma-separated; '
+                             'both: bayesian,sobol')
     parser.add_argument('--evaluations', type=int, default=EVALUATIONS, help='trained networks per search')
     parser.add_argument('--init-points', type=int, default=INIT_POINTS,
                         help='Bayesian search: random evaluations before the Gaussian process proposes')
@@ -147,6 +158,8 @@ def build_parser():
                         default=HYPERPARAMETERS['learning_rate'], help='the learning-rate range searched')
     parser.add_argument('--weight-decay-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
                         default=HYPERPARAMETERS['weight_decay'], help='the weight-decay range searched')
+    parser.add_argument('--lr-scale', choices=('linear', 'log'), default=LR_SCALE,
+                        help='the scale the searches see the learning rate on')
     parser.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
     parser.add_argument('--population', type=int, default=POPULATION,
                         help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
@@ -154,27 +167,35 @@ def build_parser():
     parser.add_argument('--output', default=OUTPUT,
                         help='the results CSV, one row per evaluation; if it exists, the run resumes it')
     parser.add_argument('--fresh', action='store_true',
-                        help='start over: move an existing results file and its configuration aside (never deleted)')
+                        help='start over: move an existing results file, its configuration, summaries and plots aside '
+                             '(never deleted)')
+    parser.add_argument('--quiet', action='store_true',
+                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
+    parser.add_argument('--report', metavar='FILE',
+                        help='train nothing: print the tables of results file FILE and write its summaries and plots '
+                             '(its settings come from its configuration file; other flags but --quiet are ignored)')
     return parser
 
 
 def check_arguments(parser, args):
     """End with a one-line error (exit status 2) for any value outside what is allowed."""
     check_data_arguments(parser, args)
-    unknown = [method for method in args.method if method not in METHOD_CHOICES['both']]
+    unknown = [method for method in args.method if method not in METHOD_NAMES]
     if unknown:
-        parser.error(f'unknown method {unknown[0]!r}: choose from bayesian, sobol')
+        parser.error(f'unknown method {unknown[0]!r}: choose from {", ".join(METHOD_NAMES)}')
     if args.population is None:
         args.population = default_population(args.device)
     for flag in ('evaluations', 'epochs', 'repetitions', 'population'):
         if getattr(args, flag) < 1:
             parser.error(f'--{flag} {getattr(args, flag)} must be a positive integer')
-    if not 1 <= args.init_points <= args.evaluations:
+    if 'bayesian' in args.method and not 1 <= args.init_points <= args.evaluations:
         parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
     for flag in ('learning_rate_bounds', 'weight_decay_bounds'):
         low, high = getattr(args, flag)
         if not 0 <= low < high < math.inf:
             parser.error(f'--{flag.replace("_", "-")} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH')
+    if args.lr_scale == 'log' and args.learning_rate_bounds[0] == 0:
+        parser.error('--lr-scale log needs a positive --learning-rate-bounds LOW (it is 0)')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
 
@@ -209,27 +230,49 @@ def sobol_search(objective, bounds, *, evaluations, seed):
 
 
 def sobol_points(bounds, *, evaluations, seed):
-    """The (learning rate, weight decay) points sobol_search evaluates, in its order: they do not depend on
-    the scores, so they can all be known before any training."""
+    """The points sobol_search evaluates, in its order: they do not depend on the scores, so they can all be known
+    before any training."""
     points = []
 
-    def record(learning_rate, weight_decay):
-        points.append((learning_rate, weight_decay))
+    def record(**point):
+        points.append(point)
         return 0.0
     sobol_search(record, bounds, evaluations=evaluations, seed=seed)
     return points
 
 
+def random_points(bounds, *, evaluations, seed):
+    """Uniform random search's points (the paper's Fig. 2): each coordinate uniform over its range, drawn in
+    order from numpy's generator seeded with `seed`."""
+    generator = np.random.default_rng(seed)
+    return [{name: float(generator.uniform(low, high)) for name, (low, high) in bounds.items()}
+            for _ in range(evaluations)]
+
+
+PLANNED_POINTS = {'sobol': sobol_points, 'random': random_points}  # the searches whose points ignore the scores
+
+
 def search_box(args):
-    """The searched ranges, as the optimisers take them."""
-    return {'learning_rate': tuple(args.learning_rate_bounds), 'weight_decay': tuple(args.weight_decay_bounds)}
+    """The box the optimisers search: the learning rate's range, or with --lr-scale log its log10's, and the
+    weight decay's."""
+    learning_rate = tuple(args.learning_rate_bounds)
+    if args.lr_scale == 'log':
+        return {'log10_learning_rate': tuple(map(math.log10, learning_rate)),
+                'weight_decay': tuple(args.weight_decay_bounds)}
+    return {'learning_rate': learning_rate, 'weight_decay': tuple(args.weight_decay_bounds)}
 
 
-def new_row(method, repetition, iteration, learning_rate, weight_decay, args):
-    """A results row before training: which evaluation it is, its network's seed and its point."""
+def new_row(method, repetition, iteration, point, args):
+    """A results row before training: which evaluation it is, its network's seed and the hyperparameters of its
+    point of search_box."""
+    if 'log10_learning_rate' in point:  # kept inside the bounds, which 10 ** log10(bound) can overshoot
+        low, high = args.learning_rate_bounds
+        learning_rate = min(max(10 ** point['log10_learning_rate'], low), high)
+    else:
+        learning_rate = point['learning_rate']
     return dict(method=method, repetition=repetition, iteration=iteration,
                 seed=seed_for(args.seed, repetition, iteration),
-                learning_rate=float(learning_rate), weight_decay=float(weight_decay))  # bayes_opt gives numpy floats
+                learning_rate=float(learning_rate), weight_decay=float(point['weight_decay']))  # not numpy floats
 
 
 def optimiser_target(row, search_rows):
@@ -246,7 +289,8 @@ class ResumeMismatchError(Exception):
 
 
 def configuration(args):
-    """The settings that decide the results and the library versions, as saved beside the CSV."""
+    """The settings that decide the results and the library versions, as saved beside the CSV (where the devices
+    that trained its rows are added: see Results)."""
     settings = {name: list(value) if isinstance(value, tuple) else value
                 for name, value in vars(args).items() if name in CONFIGURATION_SETTINGS}
     versions = {'python': platform.python_version(),
@@ -256,12 +300,12 @@ def configuration(args):
 
 def configuration_path(output):
     """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
-    return os.path.splitext(output)[0] + '.config.json'
+    return report.path_beside(output, '.config.json')
 
 
 def configuration_differences(saved, current):
-    """'name SAVED (now CURRENT)' for every setting or version that differs."""
-    flat = [{**{k: v for k, v in config.items() if k != 'versions'},
+    """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may)."""
+    flat = [{**{k: v for k, v in config.items() if k not in ('versions', 'devices')},
              **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
             for config in (saved, current)]
     return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
@@ -280,7 +324,8 @@ def parse_row(fields, args):
             raise ValueError(f'{name} {row[name]!r} is not a number') from None
     if row['method'] not in args.method:
         raise ValueError(f'method {row["method"]!r} is not one of {", ".join(args.method)}')
-    ranges = {'repetition': (1, args.repetitions), 'iteration': (1, args.evaluations), **search_box(args),
+    ranges = {'repetition': (1, args.repetitions), 'iteration': (1, args.evaluations),
+              'learning_rate': args.learning_rate_bounds, 'weight_decay': args.weight_decay_bounds,
               'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
               'seconds': (0, math.inf)}
     for name, (low, high) in ranges.items():
@@ -303,7 +348,7 @@ def read_results(path, args):
         cut_short = ','.join(CSV_COLUMNS).startswith(cut_line)
     else:  # only what write() writes: a method's name, then numbers
         cut_short = (re.fullmatch(r'[a-z0-9.,+-]*', cut_line) and cut_line.count(',') < len(CSV_COLUMNS)
-                     and any(method.startswith(cut_line.split(',')[0]) for method in METHOD_CHOICES['both']))
+                     and any(method.startswith(cut_line.split(',')[0]) for method in METHOD_NAMES))
     if not cut_short:
         raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
     try:
@@ -325,13 +370,15 @@ def read_results(path, args):
     return recorded, keep
 
 
-def move_aside(*paths):
-    """Rename the existing `paths` to NAME.oldN.EXT, with the first N that is free for all of them."""
+def move_aside(output):
+    """Rename the files of the run in `output` (the CSV, its configuration, summaries and plots) from results.* to
+    results.oldN.*, with the first N that is free for all of them: --report results.oldN.csv still finds them."""
+    paths = [output, configuration_path(output), *report.report_paths(output).values()]
     existing = [path for path in paths if os.path.exists(path)]
+    stem = os.path.splitext(output)[0]
 
     def aside(path, number):
-        stem, extension = os.path.splitext(path)
-        return f'{stem}.old{number}{extension}'
+        return f'{stem}.old{number}{path[len(stem):]}'
     number = 1
     while any(os.path.exists(aside(path, number)) for path in existing):
         number += 1
@@ -342,29 +389,41 @@ def move_aside(*paths):
 
 class Results:
     """The results CSV and the configuration JSON beside it. Rows that an earlier run of the same command
-    recorded are answered from the file (recorded_scores); new rows are appended whole and flushed (write)."""
+    recorded are answered from the file (recorded_scores); new rows are appended whole and flushed, and shown as
+    progress (write)."""
 
-    def __init__(self, args, recorded=None, keep_bytes=0):
+    def __init__(self, args, saved_configuration=None, recorded=None, keep_bytes=0):
         self.args, self.recorded, self.keep_bytes = args, recorded or {}, keep_bytes
+        self.configuration = saved_configuration or configuration(args)
+        self.configuration.setdefault('devices', [])  # every device that has run this configuration
         self.saved = len(self.recorded)  # rows in the file
-        self.file = None
+        self.total = len(args.method) * args.repetitions * args.evaluations
+        self.best = {method: math.inf for method in args.method}  # the lowest finite validation loss so far
+        self.note_best(self.recorded.values())
+        self.show_bar = not args.quiet and sys.stderr.isatty()  # else one printed line per evaluation, if not quiet
+        self.file = self.bar = None
 
     def __enter__(self):
         """Move old files aside (--fresh), save the configuration, drop a cut last line and open for appending."""
         output, config_path = self.args.output, configuration_path(self.args.output)
         if self.args.fresh:
-            move_aside(output, config_path)
-        if not os.path.exists(config_path):
+            move_aside(output)
+        device = network.device_name(self.args.device)
+        if device not in self.configuration['devices']:
+            self.configuration['devices'].append(device)
             with open(config_path + '.partial', 'w') as file:
-                file.write(json.dumps(configuration(self.args), indent=1) + '\n')
+                file.write(json.dumps(self.configuration, indent=1) + '\n')
             os.replace(config_path + '.partial', config_path)  # whole or not at all
         self.file = open(output, 'a', newline='')
         self.file.truncate(self.keep_bytes)
         if self.keep_bytes == 0:
             self.file.write(','.join(CSV_COLUMNS) + '\n')
+        self.bar = tqdm(total=self.total, initial=self.saved, unit='eval', dynamic_ncols=True,
+                        disable=not self.show_bar)
         return self
 
     def __exit__(self, *exception):
+        self.bar.close()
         self.file.close()
 
     def recorded_scores(self, row):
@@ -381,14 +440,30 @@ class Results:
                 f'{row["weight_decay"]!r}: the file comes from other code or libraries; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
 
+    def note_best(self, rows):
+        """Keep each method's lowest finite validation loss among `rows` and those seen before."""
+        for row in rows:
+            if math.isfinite(row['val_loss']):
+                self.best[row['method']] = min(self.best[row['method']], row['val_loss'])
+
     def write(self, rows):
-        """Append whole rows and flush them to disk, then print one line per row."""
+        """Append whole rows and flush them to disk, then show them: on a terminal the progress bar's count, the
+        last row's method and repetition and the method's best validation loss so far, else one line per row."""
+        if not rows:
+            return
         text = io.StringIO()
         csv.DictWriter(text, CSV_COLUMNS, lineterminator='\n').writerows(rows)
         self.file.write(text.getvalue())
         self.file.flush()
         os.fsync(self.file.fileno())
         self.saved += len(rows)
+        self.note_best(rows)
+        method, repetition = rows[-1]['method'], rows[-1]['repetition']
+        self.bar.set_description(f'{method} repetition {repetition}/{self.args.repetitions}', refresh=False)
+        self.bar.set_postfix_str(f'best validation loss {self.best[method]:.4f}', refresh=False)
+        self.bar.update(len(rows))
+        if self.show_bar or self.args.quiet:
+            return
         for row in rows:
             print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
                   f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
@@ -411,10 +486,12 @@ def open_results(parser, args):
         parser.error(f'--output {output} is a folder or cannot be written')
     if args.fresh:
         return Results(args)
+    saved = None
     if os.path.exists(config_path):
         try:
             with open(config_path) as file:
-                differences = configuration_differences(json.load(file), configuration(args))
+                saved = json.load(file)
+            differences = configuration_differences(saved, configuration(args))
         except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
             parser.error(f'{config_path} cannot be read as a configuration ({error}): --fresh moves it and {output} '
                          'aside')
@@ -425,41 +502,44 @@ def open_results(parser, args):
         parser.error(f'--output {output} exists without its configuration {config_path}, so it cannot be '
                      'resumed safely: name another file, or --fresh moves it aside')
     if not os.path.exists(output):
-        return Results(args)
+        return Results(args, saved)
     try:
         recorded, keep_bytes = read_results(output, args)
     except ValueError as error:
         parser.error(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)')
-    return Results(args, recorded, keep_bytes)
+    return Results(args, saved, recorded, keep_bytes)
 
 
 def run_search(method, repetition, splits, args, results):
-    """One search, one network at a time inside the optimiser's own loop."""
+    """One search, one network at a time inside the optimiser's own loop (random search: in its points' order)."""
     rows = []
 
-    def objective(learning_rate, weight_decay):
-        rows.extend(train_rows([new_row(method, repetition, len(rows) + 1, learning_rate, weight_decay, args)],
-                               splits, args, results))
+    def objective(**point):
+        rows.extend(train_rows([new_row(method, repetition, len(rows) + 1, point, args)], splits, args, results))
         return optimiser_target(rows[-1], rows)
 
-    search_seed = seed_for(args.seed, repetition)
+    box, search_seed = search_box(args), seed_for(args.seed, repetition)
     if method == 'bayesian':
-        bayesian_search(objective, search_box(args), evaluations=args.evaluations, init_points=args.init_points,
-                        seed=search_seed)
+        bayesian_search(objective, box, evaluations=args.evaluations, init_points=args.init_points, seed=search_seed)
+    elif method == 'sobol':
+        sobol_search(objective, box, evaluations=args.evaluations, seed=search_seed)
     else:
-        sobol_search(objective, search_box(args), evaluations=args.evaluations, seed=search_seed)
+        for point in random_points(box, evaluations=args.evaluations, seed=search_seed):
+            objective(**point)
     return rows
 
 
-def train_networks(rows, splits, args):
-    """The scores of the rows' networks: trained alone (--population 1) or as one population."""
+def train_networks(rows, splits, args, *, progress):
+    """The scores of the rows' networks: trained alone (--population 1) or as one population; `progress`: show a
+    bar over the epochs of a long training."""
     if args.population == 1:
         return [network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
                                            weight_decay=row['weight_decay'], epochs=args.epochs,
-                                           batch_size=args.batch_size) for row in rows]
+                                           batch_size=args.batch_size, progress=progress) for row in rows]
     return network.train_and_evaluate_population(
         splits, seeds=[row['seed'] for row in rows], learning_rates=[row['learning_rate'] for row in rows],
-        weight_decays=[row['weight_decay'] for row in rows], epochs=args.epochs, batch_size=args.batch_size)
+        weight_decays=[row['weight_decay'] for row in rows], epochs=args.epochs, batch_size=args.batch_size,
+        progress=progress)
 
 
 def train_rows(rows, splits, args, results):
@@ -469,19 +549,21 @@ def train_rows(rows, splits, args, results):
     for start in range(0, len(rows), args.population):
         population = rows[start:start + args.population]
         recorded = [results.recorded_scores(row) for row in population]
-        trained = train_networks(population, splits, args) if None in recorded else recorded
+        trained = train_networks(population, splits, args, progress=results.show_bar) if None in recorded else recorded
         for row, old, new in zip(population, recorded, trained):
             row.update(old or new)
         results.write([row for row, old in zip(population, recorded) if old is None])
     return rows
 
 
-def sobol_population_searches(splits, args, results):
-    """Every repetition's Sobol search: all their points are known before training, so they train as populations."""
+def planned_population_searches(method, splits, args, results):
+    """Every repetition's Sobol or random search: their points do not depend on the scores, so all are known
+    before training and they train as populations."""
     rows = []
     for repetition in range(1, args.repetitions + 1):
-        points = sobol_points(search_box(args), evaluations=args.evaluations, seed=seed_for(args.seed, repetition))
-        rows += [new_row('sobol', repetition, iteration, *point, args) for iteration, point in enumerate(points, 1)]
+        points = PLANNED_POINTS[method](search_box(args), evaluations=args.evaluations,
+                                        seed=seed_for(args.seed, repetition))
+        rows += [new_row(method, repetition, iteration, point, args) for iteration, point in enumerate(points, 1)]
     return train_rows(rows, splits, args, results)
 
 
@@ -495,8 +577,8 @@ def bayesian_population_searches(splits, args, results):
     searches = [[] for _ in repetitions]
     for iteration in range(1, args.evaluations + 1):
         points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
-        rows = train_rows([new_row('bayesian', repetition, iteration, point['learning_rate'], point['weight_decay'],
-                                   args) for repetition, point in zip(repetitions, points)], splits, args, results)
+        rows = train_rows([new_row('bayesian', repetition, iteration, point, args)
+                           for repetition, point in zip(repetitions, points)], splits, args, results)
         for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):
             search_rows.append(row)
             optimizer.register(point, optimiser_target(row, search_rows))
@@ -512,95 +594,91 @@ def run_searches(method, splits, args, results):
                 for row in run_search(method, repetition, splits, args, results)]
     if method == 'bayesian':
         return bayesian_population_searches(splits, args, results)
-    return sobol_population_searches(splits, args, results)
+    return planned_population_searches(method, splits, args, results)
 
 
-def best_row(rows):
-    """The evaluation with the lowest finite validation loss (a diverged one only if all diverged)."""
-    return min(rows, key=lambda row: row['val_loss'] if math.isfinite(row['val_loss']) else math.inf)
+def search_tables(rows, args):
+    """The paper's Table II of every search in `rows`."""
+    return [report.search_table(search, init_points=args.init_points, epochs=args.epochs,
+                                search_seed=seed_for(args.seed, repetition))
+            for (_, repetition), search in report.searches(rows).items()]
 
 
-def mean_std(values):
-    """Mean and sample standard deviation (n - 1); the deviation is NaN for a single value."""
-    values = np.asarray(values, dtype=float)
-    return values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan
+def print_search_tables(rows, args):
+    with tqdm.external_write_mode():  # clears a progress bar while the tables are printed
+        for table in search_tables(rows, args):
+            report.print_table(table)
 
 
-def print_table(title, columns, rows):
-    """Print `rows` (tuples of values) under `columns` ((header, format) pairs): text left, numbers right."""
-    lines = [[header for header, _ in columns]]
-    lines += [[style.format(value) for (_, style), value in zip(columns, row)] for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    aligns = [str.ljust if style == '{}' else str.rjust for _, style in columns]
-    lines = ['  '.join(align(cell, width) for cell, width, align in zip(line, widths, aligns)).rstrip()
-             for line in lines]
-    rule = '-' * max(len(line) for line in lines)
-    print('\n'.join(['', title, rule, lines[0], rule, *lines[1:], rule]), flush=True)
+def report_results(rows, args, configuration, output):
+    """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
+    plots beside `output`."""
+    rows = sorted(rows, key=lambda row: (args.method.index(row['method']), row['repetition'], row['iteration']))
+    comparisons = report.method_comparisons(rows, args.method)
+    tables = [report.summary_table(rows, args.method), *[report.comparison_table(comparisons)] * bool(comparisons),
+              report.best_so_far_table(report.best_so_far_summary(rows, args.method, args.evaluations),
+                                       args.evaluations)]
+    for table in tables:
+        report.print_table(table)
+    report.write_summaries(rows, args, configuration, tables + search_tables(rows, args), output)
+    paths = report.report_paths(output)
+    report.plot_convergence(rows, args, paths['convergence'])
+    report.plot_points(rows, args, paths['points'])
+    unit_square, count = {'x': (0, 1), 'y': (0, 1)}, report.UNIT_SQUARE_POINTS
+    report.plot_unit_square(
+        {f'{count} Sobol points (optunity, as its search draws them)': sobol_points(unit_square, evaluations=count,
+                                                                                     seed=seed_for(args.seed, 1)),
+         f'{count} uniform random points': random_points(unit_square, evaluations=count, seed=seed_for(args.seed, 1))},
+        paths['sobol-vs-random'])
+    print(f'\nwritten: {", ".join(paths.values())}', flush=True)
 
 
-def print_search_table(rows, args):
-    """The paper's Table II for one search: every evaluation, Bayesian init points and the best one marked."""
-    method, repetition = rows[0]['method'], rows[0]['repetition']
-    init_points = args.init_points if method == 'bayesian' else 0
-    best = best_row(rows)
-
-    def note(row):
-        marks = ['init'] * (row['iteration'] <= init_points) + ['best'] * (row is best)
-        return ' '.join(marks + ['diverged'] * (not math.isfinite(row['val_loss'])))
-
-    columns = [('Iter', '{:d}'), ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
-               ('Accuracy Validation', '{:.4f}'), ('Accuracy Test', '{:.4f}'), ('', '{}')]
-    print_table(f'Table II: {method}, repetition {repetition} (search seed {seed_for(args.seed, repetition)}): '
-                f'{len(rows)} evaluations'
-                + (f', {init_points} init points' if init_points else '') + f', {args.epochs} epochs per evaluation',
-                columns, [(row['iteration'], row['val_loss'], row['learning_rate'], row['weight_decay'],
-                           row['val_accuracy'], row['test_accuracy'], note(row)) for row in rows])
-
-
-def summary_rows(rows, methods):
-    """Table I's numbers per method, over repetitions of the search's best evaluation: (method, repetitions,
-    mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy (%))."""
-    table = []
-    for method in methods:
-        repetitions = sorted({row['repetition'] for row in rows if row['method'] == method})
-        bests = [best_row([row for row in rows if row['method'] == method and row['repetition'] == repetition])
-                 for repetition in repetitions]
-        table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
-                      *mean_std([100 * best['val_accuracy'] for best in bests]),
-                      *mean_std([100 * best['test_accuracy'] for best in bests])))
-    return table
-
-
-def print_summary_table(rows, methods):
-    """The paper's Table I, plus the test accuracy of the best configurations."""
-    columns = [('Method', '{}'), ('Runs', '{:d}'), ('Mean Loss', '{:.4f}'), ('Std Dev', '{:.4f}'),
-               ('Mean Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%'),
-               ('Mean Test Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%')]
-    print_table('Table I: best validation loss of each search and its accuracy, mean and standard deviation '
-                'over repetitions', columns, summary_rows(rows, methods))
+def report_file(parser, args):
+    """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
+    its configuration file saved; nothing is trained."""
+    path, config_path = args.report, configuration_path(args.report)
+    try:
+        with open(config_path) as file:
+            saved = json.load(file)
+        settings = {name: tuple(value) if isinstance(value, list) else value
+                    for name, value in saved.items() if name in CONFIGURATION_SETTINGS}
+    except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
+        parser.error(f'--report {path}: its configuration {config_path} cannot be read ({error})')
+    args = argparse.Namespace(**{**vars(args), **settings, 'output': path})
+    try:
+        rows = list(read_results(path, args)[0].values())
+    except OSError as error:
+        parser.error(f'--report {path} cannot be read ({error.strerror})')
+    except ValueError as error:
+        parser.error(f'--report: {error}')
+    if not rows:
+        parser.error(f'--report {path}: the file records no evaluation yet')
+    print_search_tables(rows, args)
+    report_results(rows, args, saved, path)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report:
+        return report_file(parser, args)
     check_arguments(parser, args)
     results = open_results(parser, args)
     print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
-    total = len(args.method) * args.repetitions * args.evaluations
     if results.recorded:
-        print(f'resuming {args.output}: {len(results.recorded)} of {total} evaluations are recorded', flush=True)
+        print(f'resuming {args.output}: {len(results.recorded)} of {results.total} evaluations are recorded',
+              flush=True)
     try:
         splits = load_data(parser, args)
         rows = []
         with results:
             for method in args.method:
                 method_rows = run_searches(method, splits, args, results)
-                for repetition in range(1, args.repetitions + 1):
-                    print_search_table([row for row in method_rows if row['repetition'] == repetition], args)
+                print_search_tables(method_rows, args)
                 rows += method_rows
-        print_summary_table(rows, args.method)
+        report_results(rows, args, results.configuration, args.output)
     except KeyboardInterrupt:
-        parser.exit(130, f'{parser.prog}: interrupted: {results.saved} of {total} evaluations are saved in '
+        parser.exit(130, f'{parser.prog}: interrupted: {results.saved} of {results.total} evaluations are saved in '
                          f'{args.output}; run the same command again to resume\n')
     except ResumeMismatchError as error:
         parser.exit(1, f'{parser.prog}: error: {error}\n')

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from conftest import run_script
 
 import network
+import report
 import test as experiment
 
 BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
@@ -173,6 +174,8 @@ def fake_scores(learning_rate):
 
 class NewResults:
     """What the searches need of test.Results, for a results file that records nothing yet."""
+    show_bar = False
+
     def __init__(self):
         self.written = []
 
@@ -225,11 +228,12 @@ def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searche
     monkeypatch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
                         weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
                                                                                        seeds)])
-    run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3', '--repetitions', '3']
+    run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3', '--repetitions', '3',
+           '--method', 'bayesian,sobol,random']
     for population in (1, 2, 3):  # 2: three repetitions train as populations of 2 and 1
         experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
-    assert len(one_at_a_time) == 42 and len({row['learning_rate'] for row in one_at_a_time}) == 42
+    assert len(one_at_a_time) == 63 and len({row['learning_rate'] for row in one_at_a_time}) == 63
     assert sorted_rows(tmp_path / '2.csv') == sorted_rows(tmp_path / '3.csv') == one_at_a_time
 
 
@@ -265,7 +269,7 @@ def test_table_one_uses_each_repetitions_best_finite_evaluation():
                  test_accuracy=accuracy / 2)
             for repetition, i, loss, accuracy in [(1, 1, 1.0, 0.5), (1, 2, math.nan, 0.1), (1, 3, 2.0, 0.4),
                                                   (2, 1, 3.0, 0.2), (2, 2, 1.5, 0.7), (3, 1, 1.25, 0.6)]]
-    (method, runs, loss, loss_std, accuracy, accuracy_std, test_accuracy, test_std), = experiment.summary_rows(
+    (method, runs, loss, loss_std, accuracy, accuracy_std, test_accuracy, test_std), = report.summary_rows(
         rows, ['sobol'])
     assert (method, runs) == ('sobol', 3)
     assert loss == pytest.approx(1.25) and loss_std == pytest.approx(0.25)
@@ -283,6 +287,11 @@ def test_seeds_are_fixed_distinct_and_independent_of_the_budgets():
 BAD_INPUTS = [
     (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
     (['--method', 'grid'], "invalid method 'grid'"),
+    (['--method', 'sobol,grid'], "invalid method 'grid'"),
+    (['--method', 'sobol,'], "invalid method ''"),
+    (['--method', 'random,sobol,random'], "method list 'random,sobol,random' names a method twice"),
+    (['--lr-scale', 'cubic'], "invalid choice: 'cubic'"),
+    (['--lr-scale', 'log', '--learning-rate-bounds', '0', '0.1'], '--lr-scale log needs a positive'),
     (['--learning-rate-bounds', '0.1', '0.0001'], '--learning-rate-bounds 0.1 0.0001'),
     (['--weight-decay-bounds', '0.001', '0'], '--weight-decay-bounds 0.001 0'),
     (['--weight-decay-bounds', '-1', '0.001'], '--weight-decay-bounds -1 0.001'),
@@ -343,7 +352,9 @@ FLAGS = {'--evaluations': mostly(st.integers(2, 3), st.integers(-2, 0)),
          '--batch-size': mostly(st.integers(8, 3000), st.integers(-2, 0)),
          '--validation-size': mostly(st.integers(1, 1436), st.sampled_from([-1, 0, 1437, 10 ** 6])),
          '--seed': mostly(st.integers(0, 2 ** 64), st.integers(-10, -1)),
-         '--learning-rate-bounds': bounds(0, 1e3), '--weight-decay-bounds': bounds(0, 1e3)}
+         '--learning-rate-bounds': bounds(0, 1e3), '--weight-decay-bounds': bounds(0, 1e3),
+         '--lr-scale': st.sampled_from(['linear', 'log']),
+         '--method': st.sampled_from(['both', 'random', 'sobol,random', 'random,bayesian'])}
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, database=None,
@@ -364,7 +375,8 @@ def test_any_bounds_budgets_and_sizes_run_or_fail_with_one_line_and_exit_status_
         else:
             event('ran')
             evaluations, repetitions = int(values['--evaluations']), int(values['--repetitions'])
-            assert len(read_rows(output)) == 2 * repetitions * evaluations
+            methods = 2 if values['--method'] == 'both' else len(values['--method'].split(','))
+            assert len(read_rows(output)) == methods * repetitions * evaluations
             assert 'Table I:' in stdout.getvalue()
 
 
@@ -392,5 +404,5 @@ def test_help_lists_every_flag_with_its_default(capsys):
                           ('--batch-size', '64'), ('--validation-size', 'None'), ('--seed', '0'),
                           ('--data-dir', 'data'), ('--output', 'results.csv'),
                           ('--learning-rate-bounds', '(0.0001, 0.1)'), ('--weight-decay-bounds', '(0, 0.001)'),
-                          ('--population', 'None')]:
+                          ('--population', 'None'), ('--lr-scale', 'linear')]:
         assert re.search(re.escape(flag) + r' .*?\(default: ' + re.escape(default) + r'\)', text), flag

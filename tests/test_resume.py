@@ -45,7 +45,7 @@ def count_trained(monkeypatch):
     trained = []
     train_networks = experiment.train_networks
     monkeypatch.setattr(experiment, 'train_networks',
-                        lambda rows, *rest: trained.extend(rows) or train_networks(rows, *rest))
+                        lambda rows, *rest, **options: trained.extend(rows) or train_networks(rows, *rest, **options))
     return trained
 
 
@@ -214,13 +214,15 @@ def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path
     experiment.main([*RUN, '--epochs', '2', '--method', 'sobol', '--repetitions', '1', '--output', str(output),
                      '--fresh'])
     assert ((tmp_path / 'results.old1.csv').read_bytes(),
-            (tmp_path / 'results.config.old1.json').read_bytes()) == before
+            (tmp_path / 'results.old1.config.json').read_bytes()) == before
     assert len(without_seconds(output)) == 5 and json.loads(config.read_text())['epochs'] == 2
     experiment.main([*RUN, '--epochs', '2', '--method', 'sobol', '--repetitions', '1', '--output', str(output),
                      '--fresh'])
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        'results.config.json', 'results.config.old1.json', 'results.config.old2.json',
-        'results.csv', 'results.old1.csv', 'results.old2.csv']
+    run_files = ['.csv', '.config.json', '.summary.json', '.summary.md', '.convergence.png', '.points.png',
+                 '.sobol-vs-random.png']  # the copied run had only the first two
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ['results.old1.csv', 'results.old1.config.json'] + [f'results{old}{suffix}' for old in ('', '.old2')
+                                                            for suffix in run_files])
     assert 'moved' in capsys.readouterr().out
 
 

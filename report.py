@@ -1,0 +1,306 @@
+"""The results read at a glance: the paper's Tables I and II, statistics of the methods' best losses, the
+summary files and the plots. Everything here is computed from the results rows and the run's settings alone,
+so `python test.py --report results.csv` rebuilds it exactly from a results file.
+"""
+import collections
+import json
+import math
+import os
+
+import numpy as np
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from scipy import stats
+
+CHECKPOINTS = (5, 10, 25)  # the mean best-so-far loss is reported after these many evaluations (and after all)
+SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
+DPI = 100  # the plots' pixels per inch
+FIGURE_INCHES = {'convergence': (8, 5), 'points': (5, 4.5), 'sobol-vs-random': (10, 5)}  # points: per method
+UNIT_SQUARE_POINTS = 25  # the paper's Figs. 1 and 2
+
+Table = collections.namedtuple('Table', 'title columns rows')  # columns: (header, format) pairs; rows: value tuples
+
+
+def path_beside(output, suffix):
+    """A file named after the results CSV: results.csv, '.summary.json' -> results.summary.json."""
+    return os.path.splitext(output)[0] + suffix
+
+
+def format_table(table, *, markdown=False):
+    """The table as lines: aligned text (text left, numbers right), or Markdown."""
+    cells = [[header for header, _ in table.columns]]
+    cells += [[style.format(value) for (_, style), value in zip(table.columns, row)] for row in table.rows]
+    numeric = [style != '{}' for _, style in table.columns]
+    if markdown:
+        rule = ['---:' if right else '---' for right in numeric]
+        return [f'**{table.title}**', '', *('| ' + ' | '.join(line) + ' |' for line in [cells[0], rule, *cells[1:]])]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(table.columns))]
+    lines = ['  '.join(cell.rjust(width) if right else cell.ljust(width)
+                       for cell, width, right in zip(line, widths, numeric)).rstrip() for line in cells]
+    rule = '-' * max(len(line) for line in lines)
+    return [table.title, rule, lines[0], rule, *lines[1:], rule]
+
+
+def print_table(table):
+    print('\n'.join(['', *format_table(table)]), flush=True)
+
+
+def searches(rows):
+    """{(method, repetition): that search's rows in iteration order}, by method as they first appear, then
+    repetition."""
+    grouped = collections.defaultdict(list)
+    for row in rows:
+        grouped[row['method'], row['repetition']].append(row)
+    methods = list(dict.fromkeys(row['method'] for row in rows))
+    return {key: sorted(grouped[key], key=lambda row: row['iteration'])
+            for key in sorted(grouped, key=lambda key: (methods.index(key[0]), key[1]))}
+
+
+def finite_or_inf(loss):
+    """A diverged (NaN) loss ranks as the worst."""
+    return loss if math.isfinite(loss) else math.inf
+
+
+def best_row(rows):
+    """The evaluation with the lowest finite validation loss (a diverged one only if all diverged)."""
+    return min(rows, key=lambda row: finite_or_inf(row['val_loss']))
+
+
+def best_so_far(search_rows):
+    """The lowest finite validation loss after each evaluation of one search (inf until one is finite)."""
+    return np.minimum.accumulate([finite_or_inf(row['val_loss']) for row in search_rows])
+
+
+def mean_std(values, axis=None):
+    """Mean and sample standard deviation (n - 1), of all values or along `axis`; the deviation of a single
+    value is NaN."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean(axis=axis)
+    count = values.size if axis is None else values.shape[axis]
+    return mean, values.std(axis=axis, ddof=1) if count > 1 else mean * math.nan
+
+
+def best_losses(rows, method):
+    """The best validation loss of each repetition of one method's search, diverged ones as inf."""
+    return [finite_or_inf(best_row(search)['val_loss'])
+            for (name, _), search in searches(rows).items() if name == method]
+
+
+def methods_present(rows, methods):
+    """The methods, in the given order, that have at least one row."""
+    return [method for method in methods if any(row['method'] == method for row in rows)]
+
+
+def search_table(search_rows, *, init_points, epochs, search_seed):
+    """The paper's Table II for one search: every evaluation, Bayesian init points and the best one marked."""
+    method, repetition = search_rows[0]['method'], search_rows[0]['repetition']
+    init_points = init_points if method == 'bayesian' else 0
+    best = best_row(search_rows)
+
+    def note(row):
+        marks = ['init'] * (row['iteration'] <= init_points) + ['best'] * (row is best)
+        return ' '.join(marks + ['diverged'] * (not math.isfinite(row['val_loss'])))
+
+    columns = [('Iter', '{:d}'), ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
+               ('Accuracy Validation', '{:.4f}'), ('Accuracy Test', '{:.4f}'), ('', '{}')]
+    return Table(f'Table II: {method}, repetition {repetition} (search seed {search_seed}): {len(search_rows)} '
+                 f'evaluations' + (f', {init_points} init points' if init_points else '')
+                 + f', {epochs} epochs per evaluation', columns,
+                 [(row['iteration'], row['val_loss'], row['learning_rate'], row['weight_decay'], row['val_accuracy'],
+                   row['test_accuracy'], note(row)) for row in search_rows])
+
+
+def summary_rows(rows, methods):
+    """Table I's numbers per method, over repetitions of the search's best evaluation: (method, repetitions,
+    mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy (%))."""
+    table = []
+    for method in methods_present(rows, methods):
+        bests = [best_row(search) for (name, _), search in searches(rows).items() if name == method]
+        table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
+                      *mean_std([100 * best['val_accuracy'] for best in bests]),
+                      *mean_std([100 * best['test_accuracy'] for best in bests])))
+    return table
+
+
+def summary_table(rows, methods):
+    """The paper's Table I, plus the test accuracy of the best configurations."""
+    columns = [('Method', '{}'), ('Runs', '{:d}'), ('Mean Loss', '{:.4f}'), ('Std Dev', '{:.4f}'),
+               ('Mean Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%'),
+               ('Mean Test Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%')]
+    return Table('Table I: best validation loss of each search and its accuracy, mean and standard deviation over '
+                 'repetitions', columns, summary_rows(rows, methods))
+
+
+def mann_whitney(first, second, *, names):
+    """The two-sided Mann-Whitney U test of two methods' best losses: U (of `first`), the p-value and a plain
+    sentence saying which method has the lower losses, or that the difference is not significant."""
+    u, p_value = stats.mannwhitneyu(first, second, alternative='two-sided')
+    counts = f'{len(first)}' if len(first) == len(second) else f'{len(first)} and {len(second)}'
+    counts += ' repetition' if counts == '1' else ' repetitions'
+    if not p_value < SIGNIFICANCE:
+        verdict = f'no significant difference at {SIGNIFICANCE:.0%} over {counts}'
+    else:  # U counts the pairs where `first` is the larger: below half of all pairs, `first` tends lower
+        lower, higher = names if u < len(first) * len(second) / 2 else names[::-1]
+        verdict = f'{lower} finds lower losses than {higher} (significant at {SIGNIFICANCE:.0%} over {counts})'
+    return dict(methods=list(names), u=float(u), p_value=float(p_value), verdict=verdict)
+
+
+def method_comparisons(rows, methods):
+    """mann_whitney for every pair of methods that has results."""
+    present = methods_present(rows, methods)
+    return [mann_whitney(best_losses(rows, first), best_losses(rows, second), names=(first, second))
+            for i, first in enumerate(present) for second in present[i + 1:]]
+
+
+def comparison_table(comparisons):
+    columns = [('Methods', '{}'), ('U', '{:.1f}'), ('p-value', '{:.4f}'), ('Verdict', '{}')]
+    return Table("Mann-Whitney U test (two-sided) of the methods' best validation losses", columns,
+                 [(' vs '.join(test['methods']), test['u'], test['p_value'], test['verdict']) for test in comparisons])
+
+
+def checkpoints(evaluations):
+    """The evaluation counts after which the best-so-far loss is reported: CHECKPOINTS within the budget, and
+    the budget."""
+    return sorted({count for count in CHECKPOINTS if count < evaluations} | {evaluations})
+
+
+def best_so_far_curves(rows, method):
+    """One row per repetition of one method: its best-so-far loss after each evaluation, NaN after its last
+    (a results file that a run is still writing) and where every evaluation so far diverged."""
+    curves = [best_so_far(search) for (name, _), search in searches(rows).items() if name == method]
+    matrix = np.full((len(curves), max(map(len, curves))), math.nan)
+    for curve, line in zip(curves, matrix):
+        line[:len(curve)] = np.where(np.isfinite(curve), curve, math.nan)
+    return matrix
+
+
+def best_so_far_summary(rows, methods, evaluations):
+    """{method: {count: (mean, std) over repetitions of the best-so-far loss after `count` evaluations}}."""
+    summary = {}
+    for method in methods_present(rows, methods):
+        curves = best_so_far_curves(rows, method)
+        summary[method] = {count: tuple(map(float, mean_std(curves[:, count - 1]))) if count <= curves.shape[1]
+                           else (math.nan, math.nan) for count in checkpoints(evaluations)}
+    return summary
+
+
+def best_so_far_table(summary, evaluations):
+    counts = checkpoints(evaluations)
+    columns = [('Method', '{}')] + [column for count in counts
+                                    for column in [(f'After {count}', '{:.4f}'), ('Std Dev', '{:.4f}')]]
+    return Table('Mean best validation loss so far, over repetitions, after this many evaluations', columns,
+                 [(method, *(value for count in counts for value in by_count[count]))
+                  for method, by_count in summary.items()])
+
+
+def summary(rows, args, configuration):
+    """What summary.json holds: Table I per method, the best configuration of every repetition, the statistics,
+    the configuration, library versions, devices and the training wall time (the sum of the rows' seconds)."""
+    table_one = {row[0]: dict(zip(('repetitions', 'mean_val_loss', 'std_val_loss', 'mean_val_accuracy_percent',
+                                   'std_val_accuracy_percent', 'mean_test_accuracy_percent',
+                                   'std_test_accuracy_percent'), row[1:]))
+                 for row in summary_rows(rows, args.method)}
+    best_configurations = collections.defaultdict(list)
+    for (method, _), search in searches(rows).items():
+        best_configurations[method].append(best_row(search))
+    curves = best_so_far_summary(rows, args.method, args.evaluations)
+    settings = {name: value for name, value in configuration.items() if name not in ('versions', 'devices')}
+    return dict(table_1=table_one, best_configurations=best_configurations,
+                mann_whitney_u=method_comparisons(rows, args.method),
+                mean_best_so_far={method: {str(count): dict(mean=mean, std=std)
+                                           for count, (mean, std) in by_count.items()}
+                                  for method, by_count in curves.items()},
+                configuration=settings, versions=configuration.get('versions'),
+                devices=configuration.get('devices', []),
+                training_wall_seconds=sum(row['seconds'] for row in rows))
+
+
+def without_nan(value):
+    """`value` with every non-finite float made None, for strict JSON."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nan(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_summaries(rows, args, configuration, tables, output):
+    """results.summary.json, and results.summary.md holding `tables` (Table I, statistics, every Table II)."""
+    with open(report_paths(output)['summary.json'], 'w') as file:
+        json.dump(without_nan(summary(rows, args, configuration)), file, indent=1)
+        file.write('\n')
+    with open(report_paths(output)['summary.md'], 'w') as file:
+        file.write('\n'.join(line for table in tables for line in [*format_table(table, markdown=True), '']))
+
+
+def plot_convergence(rows, args, path):
+    """Best-so-far validation loss against evaluation number: mean and a standard-deviation band over
+    repetitions, one line per method, the Bayesian init points shaded."""
+    figure = Figure(figsize=FIGURE_INCHES['convergence'], dpi=DPI)
+    axes = figure.subplots()
+    for method in methods_present(rows, args.method):
+        curves = best_so_far_curves(rows, method)
+        mean, std = mean_std(curves, axis=0)
+        evaluations = np.arange(1, len(mean) + 1)
+        line, = axes.plot(evaluations, mean, marker='.', label=f'{method} ({len(curves)} repetitions)')
+        axes.fill_between(evaluations, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if 'bayesian' in args.method:
+        axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
+                     label=f'Bayesian init points ({args.init_points}, uniform random)')
+    axes.set(xlabel='evaluation', ylabel='best validation loss so far',
+             title=f'{args.dataset}: mean ± std over repetitions')
+    losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
+    if losses and min(losses) > 0:  # a log scale shows positive losses only
+        axes.set_yscale('log')
+    axes.legend()
+    figure.savefig(path)
+
+
+def plot_points(rows, args, path):
+    """The evaluated points of each method over the (learning rate, weight decay) box, coloured by validation
+    loss (one colour scale), diverged ones as grey crosses, each repetition's best as a red-edged star."""
+    methods = methods_present(rows, args.method)
+    width, height = FIGURE_INCHES['points']
+    figure = Figure(figsize=(width * len(methods), height), dpi=DPI, layout='constrained')
+    losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
+    norm = None
+    if losses:  # a log scale if no loss is 0; ranges made wider than one value
+        low, high = min(losses), max(losses)
+        norm = LogNorm(low, high * 1.001) if low > 0 else Normalize(low, max(high, low + 1e-9))
+    for axes, method in zip(np.atleast_1d(figure.subplots(1, len(methods), sharey=True)), methods):
+        method_rows = [row for row in rows if row['method'] == method]
+        finite = [row for row in method_rows if math.isfinite(row['val_loss'])]
+        diverged = [row for row in method_rows if not math.isfinite(row['val_loss'])]
+        bests = [best_row(search) for (name, _), search in searches(rows).items() if name == method]
+        scatter = axes.scatter([row['learning_rate'] for row in finite], [row['weight_decay'] for row in finite],
+                               c=[row['val_loss'] for row in finite], norm=norm, cmap='viridis_r', s=18)
+        if diverged:
+            axes.scatter([row['learning_rate'] for row in diverged], [row['weight_decay'] for row in diverged],
+                         marker='x', color='grey', s=18, label='diverged')
+        axes.scatter([row['learning_rate'] for row in bests], [row['weight_decay'] for row in bests], marker='*',
+                     s=160, facecolors='none', edgecolors='red', linewidths=1.2, label='best of a repetition')
+        axes.set(title=f'{method}: {len(method_rows)} evaluations', xlabel='learning rate',
+                 xscale='log' if args.lr_scale == 'log' else 'linear')
+        axes.legend(loc='upper right', fontsize='small')
+    figure.axes[0].set_ylabel('weight decay')
+    if losses:
+        figure.colorbar(scatter, ax=figure.axes, label='validation loss')
+    figure.savefig(path)
+
+
+def plot_unit_square(point_sets, path):
+    """The paper's Figs. 1 and 2: {title: [{'x': x, 'y': y}, ...]} side by side in the unit square."""
+    figure = Figure(figsize=FIGURE_INCHES['sobol-vs-random'], dpi=DPI, layout='constrained')
+    for axes, (title, points) in zip(figure.subplots(1, len(point_sets)), point_sets.items()):
+        axes.scatter([point['x'] for point in points], [point['y'] for point in points], s=25)
+        axes.set(title=title, xlim=(0, 1), ylim=(0, 1), aspect='equal')
+    figure.savefig(path)
+
+
+def report_paths(output):
+    """{name: path} of the files written beside the results CSV: results.summary.json, results.summary.md and the
+    plots, results.convergence.png, results.points.png and results.sobol-vs-random.png."""
+    return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
+            **{name: path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}

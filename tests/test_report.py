@@ -1,0 +1,287 @@
+"""Results at a glance: statistics, summary files, plots, --report, progress, the random baseline, --lr-scale."""
+import csv
+import fcntl
+import json
+import math
+import os
+import pty
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from conftest import ROOT, run_script
+
+import network
+import report
+import test as experiment
+
+RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '6', '--init-points', '2', '--repetitions', '3',
+       '--method', 'bayesian,sobol,random', '--device', 'cpu']
+REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'points', 'sobol-vs-random']
+
+
+def typed_rows(path):
+    """A results CSV's rows with numbers as numbers."""
+    with open(path, newline='') as file:
+        return [{name: value if name == 'method' else int(value) if name in ('repetition', 'iteration', 'seed')
+                 else float(value) for name, value in row.items()} for row in csv.DictReader(file)]
+
+
+@pytest.fixture(scope='module')
+def three_methods(tmp_path_factory):
+    """A finished run of all three methods on digits, as a user runs it: (folder, stdout)."""
+    folder = tmp_path_factory.mktemp('three-methods')
+    result = run_script('test.py', *RUN, '--output', 'results.csv', cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result.stdout
+
+
+def test_mann_whitney_matches_scipy_and_exact_values():
+    exact = report.mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], names=('a', 'b'))
+    assert exact['u'] == 0 and exact['p_value'] == pytest.approx(0.1)  # 2 of the 20 orderings are this extreme
+    assert exact['verdict'] == 'no significant difference at 5% over 3 repetitions'
+    apart = report.mann_whitney(list(range(10, 20)), list(range(10)), names=('sobol', 'random'))
+    normal = (100 - 50 - 0.5) / math.sqrt(10 * 10 * 21 / 12)  # 10 and 10: the normal approximation, corrected
+    assert apart['u'] == 100 and apart['p_value'] == pytest.approx(math.erfc(normal / math.sqrt(2)))
+    assert apart['verdict'] == 'random finds lower losses than sobol (significant at 5% over 10 repetitions)'
+    rng = np.random.default_rng(0)
+    for first, second in [(rng.normal(0, 1, 10), rng.normal(0.5, 1, 10)), (rng.normal(0, 1, 7), rng.normal(2, 1, 9)),
+                          ([0.5, 0.5, 0.7, math.inf], [0.5, 0.6, 0.6, 0.9, 0.9])]:  # ties; a diverged best
+        expected = stats.mannwhitneyu(first, second, alternative='two-sided')
+        result = report.mann_whitney(list(first), list(second), names=('x', 'y'))
+        assert (result['u'], result['p_value']) == (expected.statistic, expected.pvalue)
+    assert report.mann_whitney([1.0, 2.0], [3.0], names=('x', 'y'))['verdict'].endswith('over 2 and 1 repetitions')
+
+
+def rows_of(method, losses_by_repetition):
+    return [dict(method=method, repetition=repetition, iteration=iteration, val_loss=loss, val_accuracy=0.5,
+                 test_accuracy=0.5, learning_rate=0.01, weight_decay=0.0, seconds=1.0)
+            for repetition, losses in enumerate(losses_by_repetition, 1)
+            for iteration, loss in enumerate(losses, 1)]
+
+
+def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
+    assert list(report.best_so_far(rows_of('sobol', [[3, math.nan, 2, 5, 1]]))) == [3, 3, 2, 2, 1]
+    assert list(report.best_so_far(rows_of('sobol', [[math.nan, math.nan, 4]]))) == [math.inf, math.inf, 4]
+    first = [2.0] * 4 + [1.0] * 5 + [0.5] * 16  # bests so far: 2 after 4 evaluations, 1 after 5 to 9, 0.5 after 10
+    second = [4.0] * 9 + [3.0] * 16
+    summary = report.best_so_far_summary(rows_of('bayesian', [first, second]), ['bayesian'], 25)
+    assert list(summary['bayesian']) == [5, 10, 25]
+    assert summary['bayesian'][5] == pytest.approx((2.5, np.std([1, 4], ddof=1)))
+    assert summary['bayesian'][10] == pytest.approx((1.75, np.std([0.5, 3], ddof=1)))
+    assert summary['bayesian'][25] == pytest.approx((1.75, np.std([0.5, 3], ddof=1)))
+    assert list(report.best_so_far_summary(rows_of('sobol', [[1.0] * 8]), ['sobol'], 8)['sobol']) == [5, 8]
+
+
+def test_methods_are_compared_on_each_repetitions_best_with_diverged_ones_worst():
+    rows = rows_of('bayesian', [[0.3, 0.2], [math.nan, 0.1], [math.nan, math.nan]]) + rows_of('sobol', [[0.5], [0.6]])
+    comparison, = report.method_comparisons(rows, ['bayesian', 'sobol', 'random'])  # random has no rows: skipped
+    expected = stats.mannwhitneyu([0.2, 0.1, math.inf], [0.5, 0.6], alternative='two-sided')
+    assert comparison['methods'] == ['bayesian', 'sobol'] and comparison['p_value'] == expected.pvalue
+
+
+def test_random_search_is_uniform_over_the_box_and_reproducible_from_its_seed():
+    box = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
+    points = experiment.random_points(box, evaluations=25, seed=7)
+    generator = np.random.default_rng(7)
+    assert points == [{'learning_rate': generator.uniform(0.0001, 0.1), 'weight_decay': generator.uniform(0, 0.001)}
+                      for _ in range(25)]
+    assert experiment.random_points(box, evaluations=25, seed=7) == points
+    assert all(a != b for a, b in zip(points, experiment.random_points(box, evaluations=25, seed=8)))
+
+
+@pytest.mark.parametrize('population', ['1', '4'])
+def test_a_random_search_run_trains_its_seeded_points(population, tmp_path):
+    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--repetitions', '2', '--method', 'random',
+           '--device', 'cpu', '--population', population]
+    for name in ('first', 'again'):
+        experiment.main([*run, '--output', str(tmp_path / f'{name}.csv')])
+    rows = typed_rows(tmp_path / 'first.csv')
+    for repetition in (1, 2):
+        points = experiment.random_points({'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}, evaluations=4,
+                                          seed=experiment.seed_for(0, repetition))
+        assert [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
+                for row in rows if row['repetition'] == repetition] == points
+    assert [{**row, 'seconds': 0} for row in typed_rows(tmp_path / 'again.csv')] == [{**row, 'seconds': 0}
+                                                                                      for row in rows]
+
+
+def test_a_log_scale_searches_the_learning_rates_log10_within_the_bounds(tmp_path, capsys):
+    args = experiment.build_parser().parse_args(['--lr-scale', 'log', '--learning-rate-bounds', '0.003', '0.07'])
+    box = experiment.search_box(args)
+    assert box == {'log10_learning_rate': (math.log10(0.003), math.log10(0.07)), 'weight_decay': (0, 0.001)}
+    top = experiment.new_row('random', 1, 1, {'log10_learning_rate': math.log10(0.07), 'weight_decay': 0}, args)
+    assert top['learning_rate'] == 0.07  # 10 ** log10(0.07) is 0.07000000000000002: kept inside the bounds
+    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '12', '--init-points', '3', '--repetitions', '1',
+           '--device', 'cpu', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '0.1',
+           '--method', 'bayesian,sobol,random', '--output', str(tmp_path / 'results.csv')]
+    experiment.main(run)
+    rows = typed_rows(tmp_path / 'results.csv')
+    assert len(rows) == 36 and all(0.0001 <= row['learning_rate'] <= 0.1 for row in rows)
+    sobol = [row['learning_rate'] for row in rows if row['method'] == 'sobol']
+    assert sum(lr < 0.01 for lr in sobol) >= 6  # two thirds of the log range; under 10% of the linear one
+    assert json.loads((tmp_path / 'results.config.json').read_text())['lr_scale'] == 'log'
+    capsys.readouterr()
+    experiment.main(run)  # the finished file resumes: the replayed points are the recorded ones
+    assert '36 of 36 evaluations are recorded' in capsys.readouterr().out
+
+
+def test_a_run_writes_summaries_with_table_one_the_best_configurations_and_the_statistics(three_methods):
+    folder, stdout = three_methods
+    rows = typed_rows(folder / 'results.csv')
+    summary = json.loads((folder / 'results.summary.json').read_text())
+    configuration = json.loads((folder / 'results.config.json').read_text())
+    assert configuration['devices'] == [network.device_name('cpu')]
+    for method in ('bayesian', 'sobol', 'random'):
+        searches = [[row for row in rows if row['method'] == method and row['repetition'] == repetition]
+                    for repetition in (1, 2, 3)]
+        bests = [min(search, key=lambda row: row['val_loss']) for search in searches]
+        assert summary['best_configurations'][method] == bests
+        losses = [best['val_loss'] for best in bests]
+        assert summary['table_1'][method]['mean_val_loss'] == pytest.approx(np.mean(losses))
+        assert summary['table_1'][method]['std_val_loss'] == pytest.approx(np.std(losses, ddof=1))
+        assert summary['table_1'][method]['repetitions'] == 3
+        assert summary['mean_best_so_far'][method]['5']['mean'] == pytest.approx(
+            np.mean([min(row['val_loss'] for row in search[:5]) for search in searches]))
+        assert list(summary['mean_best_so_far'][method]) == ['5', '6']
+    first, second = [[best['val_loss'] for best in summary['best_configurations'][method]]
+                     for method in ('bayesian', 'sobol')]
+    assert summary['mann_whitney_u'][0]['p_value'] == stats.mannwhitneyu(first, second).pvalue
+    assert [test['methods'] for test in summary['mann_whitney_u']] == [['bayesian', 'sobol'], ['bayesian', 'random'],
+                                                                       ['sobol', 'random']]
+    assert summary['configuration'] == {name: value for name, value in configuration.items()
+                                        if name not in ('versions', 'devices')}
+    assert summary['versions'] == configuration['versions'] and summary['devices'] == configuration['devices']
+    assert summary['training_wall_seconds'] == pytest.approx(sum(row['seconds'] for row in rows))
+    below_table_one = stdout[stdout.index('Table I:'):]
+    for test in summary['mann_whitney_u']:
+        assert f"{' vs '.join(test['methods'])}  " in below_table_one and test['verdict'] in below_table_one
+    markdown = (folder / 'results.summary.md').read_text()
+    assert markdown.startswith('**Table I: best validation loss')
+    assert markdown.count('**Table II: ') == 9 and '| --- | ---: |' in markdown
+
+
+def png_pixels(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert('RGB'))
+
+
+@pytest.mark.parametrize('name, size', [('convergence', (800, 500)), ('points', (1500, 450)),
+                                        ('sobol-vs-random', (1000, 500))])
+def test_plots_are_pngs_of_the_right_size_with_content(three_methods, name, size):
+    folder, _ = three_methods
+    pixels = png_pixels(folder / f'results.{name}.png')
+    assert pixels.shape == (size[1], size[0], 3)
+    not_white = (pixels < 250).any(axis=2)
+    assert 0.02 < not_white.mean() < 0.6  # axes, text and markers, not a blank or filled page
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # coloured lines, bands and markers
+    left, right = not_white[:, :size[0] // 2], not_white[:, size[0] // 2:]
+    assert left.mean() > 0.01 and right.mean() > 0.01  # drawn across the figure, not in one corner
+
+
+def test_report_rebuilds_the_same_files_without_training(three_methods, tmp_path, monkeypatch, capsys):
+    folder, stdout = three_methods
+    for name in ('results.csv', 'results.config.json'):
+        shutil.copy(folder / name, tmp_path / name)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError('--report trained a network')
+    monkeypatch.setattr(network, 'train_and_evaluate', no_training)
+    monkeypatch.setattr(network, 'train_and_evaluate_population', no_training)
+    experiment.main(['--report', str(tmp_path / 'results.csv')])
+    printed = capsys.readouterr().out
+    for suffix in ('.summary.json', '.summary.md'):
+        assert (tmp_path / f'results{suffix}').read_text() == (folder / f'results{suffix}').read_text()
+    for name in REPORT_FILES[2:]:
+        assert png_pixels(tmp_path / f'results.{name}.png').shape == png_pixels(folder / f'results.{name}.png').shape
+    assert printed.count('Table II: ') == 9
+    assert (printed[printed.index('Table I:'):printed.index('written:')]
+            == stdout[stdout.index('Table I:'):stdout.index('written:')])
+
+
+def test_report_of_a_file_still_being_written_covers_its_rows_so_far(three_methods, tmp_path):
+    folder, _ = three_methods
+    lines = (folder / 'results.csv').read_text().splitlines(keepends=True)
+    (tmp_path / 'results.csv').write_text(''.join(lines[:9]) + lines[9][:20])  # 8 rows, one cut short
+    shutil.copy(folder / 'results.config.json', tmp_path / 'results.config.json')
+    before = (tmp_path / 'results.csv').read_bytes()
+    result = run_script('test.py', '--report', 'results.csv', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / 'results.summary.json').read_text())
+    assert list(summary['table_1']) == ['bayesian'] and summary['table_1']['bayesian']['repetitions'] == 3
+    assert summary['mann_whitney_u'] == [] and 'Mann-Whitney' not in result.stdout
+    assert (tmp_path / 'results.csv').read_bytes() == before  # read, never repaired
+
+
+@pytest.mark.parametrize('files, named', [([], 'results.config.json cannot be read'),
+                                          (['results.config.json'], 'results.csv cannot be read'),
+                                          (['header', 'results.config.json'], 'records no evaluation')])
+def test_report_of_a_missing_or_empty_file_is_one_line(three_methods, files, named, tmp_path, capsys):
+    folder, _ = three_methods
+    for name in files:
+        if name == 'header':
+            (tmp_path / 'results.csv').write_text(','.join(experiment.CSV_COLUMNS) + '\n')
+        else:
+            shutil.copy(folder / name, tmp_path / name)
+    with pytest.raises(SystemExit) as exit:
+        experiment.main(['--report', str(tmp_path / 'results.csv')])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 2 and stderr.count('\n') == 1 and named in stderr
+
+
+def run_on_a_terminal(arguments, cwd):
+    """Run test.py with its standard error on a pseudo-terminal 100 columns wide: (stdout, what the terminal got)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *arguments], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b''
+    while True:  # read as it is written, or the terminal's buffer fills and the run blocks
+        if select.select([controller], [], [], 1)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the run closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    stdout = process.communicate(timeout=600)[0]
+    os.close(controller)
+    assert process.returncode == 0, shown
+    return stdout, shown.decode(errors='replace')
+
+
+RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--init-points', '1', '--repetitions', '2',
+             '--method', 'bayesian,sobol', '--device', 'cpu', '--population', '1']
+
+
+def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path):
+    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'bar.csv'], tmp_path)
+    assert '8/8' in shown and 'sobol repetition 2/2' in shown and 'best validation loss' in shown
+    assert 'evaluation 1/2' not in stdout and 'Table I:' in stdout
+    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'quiet.csv', '--quiet'], tmp_path)
+    assert shown == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout
+    result = run_script('test.py', *RUN_SMALL, '--output', 'lines.csv', cwd=tmp_path)  # not a terminal
+    assert result.stderr == '' and result.stdout.count(' evaluation ') == 8
+    assert 'sobol repetition 2/2 evaluation 2/2: lr ' in result.stdout
+
+
+def test_a_long_training_shows_a_bar_over_its_epochs(monkeypatch, capsys):
+    images, labels = torch.zeros(8, 1, 28, 28), torch.zeros(8, dtype=torch.int64)
+    model = network.build_network(input_shape=(1, 28, 28), seed=0)
+    monkeypatch.setattr(network, 'EPOCH_BAR_DELAY', 0)  # every training is "long"
+    network.train(model, images, labels, learning_rate=0.01, weight_decay=0, epochs=3, batch_size=4, progress=True)
+    assert 'epochs: ' in capsys.readouterr().err
+    network.train(model, images, labels, learning_rate=0.01, weight_decay=0, epochs=3, batch_size=4)
+    assert capsys.readouterr().err == ''
