@@ -8,6 +8,7 @@ and prints its validation and test loss and accuracy, the numbers of the matchin
 """
 import math
 import platform
+import sys
 import time
 
 import torch
@@ -274,7 +275,8 @@ def main(argv=None):
         parser.error(f'--epochs {args.epochs} must be a positive integer')
     splits = test.load_data(parser, args)
     row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
-                             weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size)
+                             weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
+                             progress=sys.stderr.isatty())
     for key, value in row.items():
         print(f'{key:<14} {value!r}')
 

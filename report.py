@@ -42,6 +42,7 @@ def format_table(table, *, markdown=False):
 
 
 def print_table(table):
+    """Print the table as aligned text, after an empty line."""
     print('\n'.join(['', *format_table(table)]), flush=True)
 
 
@@ -54,6 +55,11 @@ def searches(rows):
     methods = list(dict.fromkeys(row['method'] for row in rows))
     return {key: sorted(grouped[key], key=lambda row: row['iteration'])
             for key in sorted(grouped, key=lambda key: (methods.index(key[0]), key[1]))}
+
+
+def method_searches(rows, method):
+    """The rows of each repetition of one method's search, by repetition, each in iteration order."""
+    return [search for (name, _), search in searches(rows).items() if name == method]
 
 
 def finite_or_inf(loss):
@@ -82,8 +88,7 @@ def mean_std(values, axis=None):
 
 def best_losses(rows, method):
     """The best validation loss of each repetition of one method's search, diverged ones as inf."""
-    return [finite_or_inf(best_row(search)['val_loss'])
-            for (name, _), search in searches(rows).items() if name == method]
+    return [finite_or_inf(best_row(search)['val_loss']) for search in method_searches(rows, method)]
 
 
 def methods_present(rows, methods):
@@ -115,7 +120,7 @@ def summary_rows(rows, methods):
     mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy (%))."""
     table = []
     for method in methods_present(rows, methods):
-        bests = [best_row(search) for (name, _), search in searches(rows).items() if name == method]
+        bests = [best_row(search) for search in method_searches(rows, method)]
         table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
                       *mean_std([100 * best['val_accuracy'] for best in bests]),
                       *mean_std([100 * best['test_accuracy'] for best in bests])))
@@ -153,6 +158,7 @@ def method_comparisons(rows, methods):
 
 
 def comparison_table(comparisons):
+    """The method_comparisons as a table: methods, U, p-value and the sentence."""
     columns = [('Methods', '{}'), ('U', '{:.1f}'), ('p-value', '{:.4f}'), ('Verdict', '{}')]
     return Table("Mann-Whitney U test (two-sided) of the methods' best validation losses", columns,
                  [(' vs '.join(test['methods']), test['u'], test['p_value'], test['verdict']) for test in comparisons])
@@ -167,7 +173,7 @@ def checkpoints(evaluations):
 def best_so_far_curves(rows, method):
     """One row per repetition of one method: its best-so-far loss after each evaluation, NaN after its last
     (a results file that a run is still writing) and where every evaluation so far diverged."""
-    curves = [best_so_far(search) for (name, _), search in searches(rows).items() if name == method]
+    curves = [best_so_far(search) for search in method_searches(rows, method)]
     matrix = np.full((len(curves), max(map(len, curves))), math.nan)
     for curve, line in zip(curves, matrix):
         line[:len(curve)] = np.where(np.isfinite(curve), curve, math.nan)
@@ -185,6 +191,7 @@ def best_so_far_summary(rows, methods, evaluations):
 
 
 def best_so_far_table(summary, evaluations):
+    """best_so_far_summary as a table: per method, the mean and std after each of the checkpoints."""
     counts = checkpoints(evaluations)
     columns = [('Method', '{}')] + [column for count in counts
                                     for column in [(f'After {count}', '{:.4f}'), ('Std Dev', '{:.4f}')]]
@@ -200,9 +207,8 @@ def summary(rows, args, configuration):
                                    'std_val_accuracy_percent', 'mean_test_accuracy_percent',
                                    'std_test_accuracy_percent'), row[1:]))
                  for row in summary_rows(rows, args.method)}
-    best_configurations = collections.defaultdict(list)
-    for (method, _), search in searches(rows).items():
-        best_configurations[method].append(best_row(search))
+    best_configurations = {method: [best_row(search) for search in method_searches(rows, method)]
+                           for method in methods_present(rows, args.method)}
     curves = best_so_far_summary(rows, args.method, args.evaluations)
     settings = {name: value for name, value in configuration.items() if name not in ('versions', 'devices')}
     return dict(table_1=table_one, best_configurations=best_configurations,
@@ -273,7 +279,7 @@ def plot_points(rows, args, path):
         method_rows = [row for row in rows if row['method'] == method]
         finite = [row for row in method_rows if math.isfinite(row['val_loss'])]
         diverged = [row for row in method_rows if not math.isfinite(row['val_loss'])]
-        bests = [best_row(search) for (name, _), search in searches(rows).items() if name == method]
+        bests = [best_row(search) for search in method_searches(rows, method)]
         scatter = axes.scatter([row['learning_rate'] for row in finite], [row['weight_decay'] for row in finite],
                                c=[row['val_loss'] for row in finite], norm=norm, cmap='viridis_r', s=18)
         if diverged:
