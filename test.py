@@ -448,7 +448,7 @@ class Results:
 
     def write(self, rows):
         """Append whole rows and flush them to disk, then show them: on a terminal the progress bar's count, the
-        last row's method and repetition and the method's best validation loss so far, else one line per row."""
+        rows' method and repetitions and the method's best validation loss so far, else one line per row."""
         if not rows:
             return
         text = io.StringIO()
@@ -458,8 +458,9 @@ class Results:
         os.fsync(self.file.fileno())
         self.saved += len(rows)
         self.note_best(rows)
-        method, repetition = rows[-1]['method'], rows[-1]['repetition']
-        self.bar.set_description(f'{method} repetition {repetition}/{self.args.repetitions}', refresh=False)
+        method, repetitions = rows[-1]['method'], sorted({row['repetition'] for row in rows})
+        shown = f' {repetitions[0]}' if len(repetitions) == 1 else f's {repetitions[0]}-{repetitions[-1]}'
+        self.bar.set_description(f'{method} repetition{shown}/{self.args.repetitions}', refresh=False)
         self.bar.set_postfix_str(f'best validation loss {self.best[method]:.4f}', refresh=False)
         self.bar.update(len(rows))
         if self.show_bar or self.args.quiet:

@@ -81,6 +81,16 @@ def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
     assert list(report.best_so_far_summary(rows_of('sobol', [[1.0] * 8]), ['sobol'], 8)['sobol']) == [5, 8]
 
 
+def test_summary_json_is_strict_json_with_null_for_undefined_numbers(tmp_path):
+    rows = rows_of('sobol', [[0.5, 0.4]])  # one repetition: no standard deviation
+    args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '2'])
+    report.write_summaries(rows, args, {'versions': {}, 'devices': []}, [], str(tmp_path / 'results.csv'))
+    summary = json.loads((tmp_path / 'results.summary.json').read_text(),
+                         parse_constant=lambda name: pytest.fail(f'{name} in summary.json'))
+    assert summary['table_1']['sobol']['mean_val_loss'] == 0.4 and summary['table_1']['sobol']['std_val_loss'] is None
+    assert summary['mean_best_so_far']['sobol'] == {'2': {'mean': 0.4, 'std': None}}
+
+
 def test_methods_are_compared_on_each_repetitions_best_with_diverged_ones_worst():
     rows = rows_of('bayesian', [[0.3, 0.2], [math.nan, 0.1], [math.nan, math.nan]]) + rows_of('sobol', [[0.5], [0.6]])
     comparison, = report.method_comparisons(rows, ['bayesian', 'sobol', 'random'])  # random has no rows: skipped
@@ -269,6 +279,8 @@ RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--in
 def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path):
     stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'bar.csv'], tmp_path)
     assert '8/8' in shown and 'sobol repetition 2/2' in shown and 'best validation loss' in shown
+    stdout, shown = run_on_a_terminal([*RUN_SMALL[:-1], '4', '--output', 'populations.csv'], tmp_path)
+    assert 'bayesian repetitions 1-2/2' in shown and '8/8' in shown  # each population holds both repetitions
     assert 'evaluation 1/2' not in stdout and 'Table I:' in stdout
     stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'quiet.csv', '--quiet'], tmp_path)
     assert shown == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout
