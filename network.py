@@ -61,6 +61,11 @@ def batches(images, labels, batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
+def batch_count(images, batch_size):
+    """How many batches `batches` gives: the divisor of the authors' mean-over-batches losses."""
+    return math.ceil(len(images) / batch_size)
+
+
 def epoch_range(epochs, *, progress):
     """range(epochs), shown as a progress bar (on a terminal) if `progress` and it lasts over EPOCH_BAR_DELAY s."""
     return tqdm(range(epochs), desc='epochs', unit='epoch', leave=False, delay=EPOCH_BAR_DELAY, disable=not progress)
@@ -79,7 +84,7 @@ def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
-        epoch_losses.append(loss_sum.item() / math.ceil(len(images) / batch_size))
+        epoch_losses.append(loss_sum.item() / batch_count(images, batch_size))
         if not math.isfinite(epoch_losses[-1]):
             break  # diverged: the weights are no longer numbers, more epochs change nothing
     return epoch_losses
@@ -95,7 +100,7 @@ def evaluate(network, images, labels, *, batch_size):
         log_probabilities = network(batch_images)
         loss_sum += F.nll_loss(log_probabilities, batch_labels)
         correct += (log_probabilities.argmax(dim=1) == batch_labels).sum()
-    return loss_sum.item() / math.ceil(len(images) / batch_size), correct.item() / len(images)
+    return loss_sum.item() / batch_count(images, batch_size), correct.item() / len(images)
 
 
 def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size, progress=False):
@@ -209,7 +214,7 @@ def train_population(parameters, images, labels, *, learning_rates, weight_decay
             step(batch_images, batch_labels)
         sums = loss_sums.tolist()
         for member in training.nonzero().flatten().tolist():
-            epoch_losses[member].append(sums[member] / math.ceil(len(images) / batch_size))
+            epoch_losses[member].append(sums[member] / batch_count(images, batch_size))
         training &= torch.isfinite(loss_sums)
         if not training.any():
             break
@@ -226,7 +231,7 @@ def evaluate_population(parameters, images, labels, *, batch_size):
         log_probabilities = population_forward(parameters, batch_images)
         loss_sums += _member_losses(log_probabilities, batch_labels)
         correct += (log_probabilities.argmax(dim=2) == batch_labels).sum(dim=1)
-    return [(loss_sum / math.ceil(len(images) / batch_size), hits / len(images))
+    return [(loss_sum / batch_count(images, batch_size), hits / len(images))
             for loss_sum, hits in zip(loss_sums.tolist(), correct.tolist())]
 
 

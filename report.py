@@ -26,6 +26,11 @@ def path_beside(output, suffix):
     return os.path.splitext(output)[0] + suffix
 
 
+def settings_of(configuration):
+    """A saved configuration without its library versions and devices: the settings that decide the numbers."""
+    return {name: value for name, value in configuration.items() if name not in ('versions', 'devices')}
+
+
 def format_table(table, *, markdown=False):
     """The table as lines: aligned text (text left, numbers right), or Markdown."""
     cells = [[header for header, _ in table.columns]]
@@ -210,13 +215,12 @@ def summary(rows, args, configuration):
     best_configurations = {method: [best_row(search) for search in method_searches(rows, method)]
                            for method in methods_present(rows, args.method)}
     curves = best_so_far_summary(rows, args.method, args.evaluations)
-    settings = {name: value for name, value in configuration.items() if name not in ('versions', 'devices')}
     return dict(table_1=table_one, best_configurations=best_configurations,
                 mann_whitney_u=method_comparisons(rows, args.method),
                 mean_best_so_far={method: {str(count): dict(mean=mean, std=std)
                                            for count, (mean, std) in by_count.items()}
                                   for method, by_count in curves.items()},
-                configuration=settings, versions=configuration.get('versions'),
+                configuration=settings_of(configuration), versions=configuration.get('versions'),
                 devices=configuration.get('devices', []),
                 training_wall_seconds=sum(row['seconds'] for row in rows))
 

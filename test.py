@@ -305,7 +305,7 @@ def configuration_path(output):
 
 def configuration_differences(saved, current):
     """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may)."""
-    flat = [{**{k: v for k, v in config.items() if k not in ('versions', 'devices')},
+    flat = [{**report.settings_of(config),
              **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
             for config in (saved, current)]
     return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
