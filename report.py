@@ -72,6 +72,11 @@ def finite_or_inf(loss):
     return loss if math.isfinite(loss) else math.inf
 
 
+def finite_losses(rows):
+    """The validation losses of the rows whose network did not diverge."""
+    return [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
+
+
 def best_row(rows):
     """The evaluation with the lowest finite validation loss (a diverged one only if all diverged)."""
     return min(rows, key=lambda row: finite_or_inf(row['val_loss']))
@@ -261,7 +266,7 @@ def plot_convergence(rows, args, path):
                      label=f'Bayesian init points ({args.init_points}, uniform random)')
     axes.set(xlabel='evaluation', ylabel='best validation loss so far',
              title=f'{args.dataset}: mean ± std over repetitions')
-    losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
+    losses = finite_losses(rows)
     if losses and min(losses) > 0:  # a log scale shows positive losses only
         axes.set_yscale('log')
     axes.legend()
@@ -274,7 +279,7 @@ def plot_points(rows, args, path):
     methods = methods_present(rows, args.method)
     width, height = FIGURE_INCHES['points']
     figure = Figure(figsize=(width * len(methods), height), dpi=DPI, layout='constrained')
-    losses = [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
+    losses = finite_losses(rows)
     norm = None
     if losses:  # a log scale if no loss is 0; ranges made wider than one value
         low, high = min(losses), max(losses)

@@ -281,7 +281,7 @@ def optimiser_target(row, search_rows):
     would store it, then fail at its next fit)."""
     if math.isfinite(row['val_loss']):
         return -row['val_loss']
-    return -max([DIVERGED_LOSS, *(r['val_loss'] for r in search_rows if math.isfinite(r['val_loss']))])
+    return -max([DIVERGED_LOSS, *report.finite_losses(search_rows)])
 
 
 class ResumeMismatchError(Exception):
