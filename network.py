@@ -20,6 +20,10 @@ from tqdm import tqdm
 import dataset_management
 
 torch.backends.cudnn.deterministic = True  # cuDNN's default convolution kernels are not bitwise repeatable
+# FP32 as on the authors' GPU, which had no TF32: PyTorch runs float32 cuDNN convolutions as TF32 by default on
+# Ampere and newer GPUs (matrix products too, if asked to)
+torch.backends.cudnn.conv.fp32_precision = 'ieee'
+torch.backends.cuda.matmul.fp32_precision = 'ieee'
 EPOCH_BAR_DELAY = 2  # seconds: with progress=True, a training that lasts longer shows a bar over its epochs
 
 

@@ -12,6 +12,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from scipy import stats
 
+BAYESIAN_METHODS = ('bayesian', 'bayesian-library')  # the searches whose first init_points evaluations are random
 CHECKPOINTS = (5, 10, 25)  # the mean best-so-far loss is reported after these many evaluations (and after all)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
 DPI = 100  # the plots' pixels per inch
@@ -107,13 +108,15 @@ def methods_present(rows, methods):
 
 
 def search_table(search_rows, *, init_points, epochs, search_seed):
-    """The paper's Table II for one search: every evaluation, Bayesian init points and the best one marked."""
+    """The paper's Table II for one search: every evaluation, Bayesian init points, repeated points and the best one
+    marked."""
     method, repetition = search_rows[0]['method'], search_rows[0]['repetition']
-    init_points = init_points if method == 'bayesian' else 0
+    init_points = init_points if method in BAYESIAN_METHODS else 0
     best = best_row(search_rows)
 
     def note(row):
         marks = ['init'] * (row['iteration'] <= init_points) + ['best'] * (row is best)
+        marks += [f'repeat of {row["repeat_of"]}'] * (row['repeat_of'] is not None)
         return ' '.join(marks + ['diverged'] * (not math.isfinite(row['val_loss'])))
 
     columns = [('Iter', '{:d}'), ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
@@ -261,7 +264,7 @@ def plot_convergence(rows, args, path):
         evaluations = np.arange(1, len(mean) + 1)
         line, = axes.plot(evaluations, mean, marker='.', label=f'{method} ({len(curves)} repetitions)')
         axes.fill_between(evaluations, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    if 'bayesian' in args.method:
+    if set(args.method) & set(BAYESIAN_METHODS):
         axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
                      label=f'Bayesian init points ({args.init_points}, uniform random)')
     axes.set(xlabel='evaluation', ylabel='best validation loss so far',

@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 import torch
 from bayes_opt import BayesianOptimization
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import Matern
 from tqdm import tqdm
 
 with warnings.catch_warnings():
@@ -37,7 +39,9 @@ import report
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
-METHODS = ('bayesian', 'sobol')  # the searches to run, in this order: 'bayesian', 'sobol' (the paper's), 'random'
+# The searches to run, in this order: 'bayesian', 'sobol' (the paper's), 'bayesian-library' (bayes_opt 3.4's own
+# Gaussian process), 'random'
+METHODS = ('bayesian', 'sobol')
 HYPERPARAMETERS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}  # the search box
 LR_SCALE = 'linear'  # as in the paper; 'log': the searches see log10 of the learning rate
 EVALUATIONS = 25  # trained networks per search
@@ -57,10 +61,13 @@ OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command res
 # or the search's worst finite loss so far if that is higher.
 DIVERGED_LOSS = 2 * math.log(10)
 
-METHOD_NAMES = ('bayesian', 'sobol', 'random')
-CSV_COLUMNS = ('method', 'repetition', 'iteration', 'seed', 'learning_rate', 'weight_decay',
+METHOD_NAMES = ('bayesian', 'bayesian-library', 'sobol', 'random')
+# repeat_of: the earlier iteration whose point a Bayesian proposal repeats (its scores are that row's), else empty
+CSV_COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_rate', 'weight_decay',
                'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
-SCORE_COLUMNS = CSV_COLUMNS[6:]
+SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+# 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
+RESULTS_FORMAT = 2
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
 CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'method', 'learning_rate_bounds', 'weight_decay_bounds',
                           'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
@@ -132,7 +139,7 @@ def load_data(parser, args):
 
 
 def parse_methods(text):
-    """'bayesian,sobol,random' (any of them, comma-separated; 'both': bayesian,sobol) -> the methods to run."""
+    """'bayesian,sobol,random' (any of METHOD_NAMES, comma-separated; 'both': bayesian,sobol) -> the methods to run."""
     methods = ('bayesian', 'sobol') if text == 'both' else tuple(text.split(','))
     for method in methods:
         if method not in METHOD_NAMES:
@@ -147,7 +154,8 @@ def build_parser():
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_data_arguments(parser)
     parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
-                        help='the searches to run, in order: bayesian, sobol, random (uniform), comma-separated; '
+                        help="the searches to run, in order: bayesian (the authors' Gaussian process), "
+                             "bayesian-library (bayes_opt 3.4's own), sobol, random (uniform), comma-separated; "
                              'both: bayesian,sobol')
     parser.add_argument('--evaluations', type=int, default=EVALUATIONS, help='trained networks per search')
     parser.add_argument('--init-points', type=int, default=INIT_POINTS,
@@ -163,7 +171,7 @@ def build_parser():
     parser.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
     parser.add_argument('--population', type=int, default=POPULATION,
                         help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
-                             "1 trains one at a time inside the optimisers' own loops")
+                             "1 trains one network at a time (Sobol: inside optunity's own loop)")
     parser.add_argument('--output', default=OUTPUT,
                         help='the results CSV, one row per evaluation; if it exists, the run resumes it')
     parser.add_argument('--fresh', action='store_true',
@@ -188,7 +196,7 @@ def check_arguments(parser, args):
     for flag in ('evaluations', 'epochs', 'repetitions', 'population'):
         if getattr(args, flag) < 1:
             parser.error(f'--{flag} {getattr(args, flag)} must be a positive integer')
-    if 'bayesian' in args.method and not 1 <= args.init_points <= args.evaluations:
+    if set(args.method) & set(report.BAYESIAN_METHODS) and not 1 <= args.init_points <= args.evaluations:
         parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
     for flag in ('learning_rate_bounds', 'weight_decay_bounds'):
         low, high = getattr(args, flag)
@@ -210,16 +218,35 @@ def seed_for(*keys):
     return int(np.random.SeedSequence(keys).generate_state(1)[0])
 
 
-def bayesian_optimizer(bounds, *, seed, objective=None):
-    """bayes_opt's optimiser as the authors made it (default UCB acquisition), seeded; proposals may repeat
-    (at corners of the box) rather than raise."""
-    return BayesianOptimization(f=objective, pbounds=bounds, random_state=seed, verbose=0, allow_duplicate_points=True)
+class CentredGaussianProcess(GaussianProcessRegressor):
+    """scikit-learn 0.21's GaussianProcessRegressor(normalize_y=True), which bayes_opt 1.0.1 fitted: the targets
+    are centred on their mean, not also divided by their standard deviation as scikit-learn 0.23 and newer do
+    (that scaling changes how much UCB's uncertainty term weighs)."""
+
+    def fit(self, X, y):
+        self.target_mean_ = float(np.mean(y))
+        return super().fit(X, np.asarray(y) - self.target_mean_)
+
+    def predict(self, X, return_std=False, return_cov=False):
+        prediction = super().predict(X, return_std=return_std, return_cov=return_cov)
+        if return_std or return_cov:
+            return prediction[0] + self.target_mean_, prediction[1]
+        return prediction + self.target_mean_
 
 
-def bayesian_search(objective, bounds, *, evaluations, init_points, seed):
-    """bayes_opt: init_points uniform random points, then Gaussian-process (UCB) proposals up to `evaluations`."""
-    bayesian_optimizer(bounds, seed=seed, objective=objective).maximize(init_points=init_points,
-                                                                        n_iter=evaluations - init_points)
+def bayesian_optimizer(bounds, *, seed, library=False):
+    """bayes_opt's optimiser as the authors made it (default UCB acquisition, kappa 2.576), seeded, with the
+    Gaussian process bayes_opt 1.0.1 fitted on scikit-learn 0.21: Matern 2.5, alpha 1e-6, centred targets, 25
+    restarts of the kernel fit drawn from the optimiser's random state. library=True keeps bayes_opt 3.4's own
+    (targets also scaled, 5 restarts): the 'bayesian-library' method."""
+    optimizer = BayesianOptimization(f=None, pbounds=bounds, random_state=seed, verbose=0,
+                                     allow_duplicate_points=True)
+    if not library:
+        # bayes_opt 3.4 has no argument for its Gaussian process: this sets its private _gp (the version is pinned,
+        # and the replay test of the paper's Table II fails if an upgrade stops using it)
+        optimizer._gp = CentredGaussianProcess(kernel=Matern(nu=2.5), alpha=1e-6, normalize_y=False,
+                                               n_restarts_optimizer=25, random_state=optimizer._random_state)
+    return optimizer
 
 
 def sobol_search(objective, bounds, *, evaluations, seed):
@@ -270,7 +297,7 @@ def new_row(method, repetition, iteration, point, args):
         learning_rate = min(max(10 ** point['log10_learning_rate'], low), high)
     else:
         learning_rate = point['learning_rate']
-    return dict(method=method, repetition=repetition, iteration=iteration,
+    return dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None,
                 seed=seed_for(args.seed, repetition, iteration),
                 learning_rate=float(learning_rate), weight_decay=float(point['weight_decay']))  # not numpy floats
 
@@ -295,7 +322,16 @@ def configuration(args):
                 for name, value in vars(args).items() if name in CONFIGURATION_SETTINGS}
     versions = {'python': platform.python_version(),
                 **{package: importlib.metadata.version(package) for package in PACKAGES}}
-    return {**settings, 'versions': versions}
+    return {'results_format': RESULTS_FORMAT, **settings, 'versions': versions}
+
+
+def check_results_format(parser, path, saved):
+    """End with a one-line error if the configuration `saved` says its results file `path` has another format."""
+    found = saved.get('results_format', 1)
+    if found != RESULTS_FORMAT:
+        parser.error(f'{path} is in results format {found}, this code reads and writes format {RESULTS_FORMAT} (its '
+                     "bayesian rows come from the authors' Gaussian process, and repeated points have a repeat_of "
+                     'column): it can be neither resumed nor reported; --fresh moves it aside and starts over')
 
 
 def configuration_path(output):
@@ -318,8 +354,11 @@ def parse_row(fields, args):
         raise ValueError(f'{len(fields)} fields instead of {len(CSV_COLUMNS)}')
     row = dict(zip(CSV_COLUMNS, fields))
     for name in CSV_COLUMNS[1:]:
+        if name == 'repeat_of' and row[name] == '':  # not a repeat
+            row[name] = None
+            continue
         try:
-            row[name] = int(row[name]) if name in ('repetition', 'iteration', 'seed') else float(row[name])
+            row[name] = int(row[name]) if name in ('repetition', 'iteration', 'repeat_of', 'seed') else float(row[name])
         except ValueError:
             raise ValueError(f'{name} {row[name]!r} is not a number') from None
     if row['method'] not in args.method:
@@ -331,8 +370,12 @@ def parse_row(fields, args):
     for name, (low, high) in ranges.items():
         if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
             raise ValueError(f'{name} {row[name]!r} is outside {low:g}..{high:g}')
-    if row['seed'] != seed_for(args.seed, row['repetition'], row['iteration']):
-        raise ValueError(f'seed {row["seed"]} is not seed_for({args.seed}, {row["repetition"]}, {row["iteration"]})')
+    if row['repeat_of'] is not None and not (row['method'] in report.BAYESIAN_METHODS
+                                             and 1 <= row['repeat_of'] < row['iteration']):
+        raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a Bayesian search')
+    trained = row['repeat_of'] or row['iteration']  # the iteration whose network gave the scores
+    if row['seed'] != seed_for(args.seed, row['repetition'], trained):
+        raise ValueError(f'seed {row["seed"]} is not seed_for({args.seed}, {row["repetition"]}, {trained})')
     return row
 
 
@@ -432,12 +475,15 @@ class Results:
         recorded = self.recorded.get((row['method'], row['repetition'], row['iteration']))
         if recorded is None:
             return None
-        if (recorded['learning_rate'], recorded['weight_decay']) != (row['learning_rate'], row['weight_decay']):
+
+        def point(evaluation):
+            return (f'learning rate {evaluation["learning_rate"]!r}, weight decay {evaluation["weight_decay"]!r}'
+                    + (f' (a repeat of iteration {evaluation["repeat_of"]})' if evaluation['repeat_of'] else ''))
+        if point(recorded) != point(row):
             raise ResumeMismatchError(
                 f'{self.args.output} records {row["method"]} repetition {row["repetition"]} iteration '
-                f'{row["iteration"]} at learning rate {recorded["learning_rate"]!r}, weight decay '
-                f'{recorded["weight_decay"]!r}, but the search now asks for {row["learning_rate"]!r}, '
-                f'{row["weight_decay"]!r}: the file comes from other code or libraries; --fresh starts over')
+                f'{row["iteration"]} at {point(recorded)}, but the search now asks for {point(row)}: the file comes '
+                'from other code or libraries; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
 
     def note_best(self, rows):
@@ -496,6 +542,7 @@ def open_results(parser, args):
         except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
             parser.error(f'{config_path} cannot be read as a configuration ({error}): --fresh moves it and {output} '
                          'aside')
+        check_results_format(parser, output, saved)
         if differences:
             parser.error(f'{output} was made with another configuration ({"; ".join(differences)}): rerun with the '
                          'same settings to resume it, or --fresh moves it aside and starts over')
@@ -512,7 +559,8 @@ def open_results(parser, args):
 
 
 def run_search(method, repetition, splits, args, results):
-    """One search, one network at a time inside the optimiser's own loop (random search: in its points' order)."""
+    """One Sobol or random search, one network at a time inside the optimiser's own loop (random search: in its
+    points' order)."""
     rows = []
 
     def objective(**point):
@@ -520,9 +568,7 @@ def run_search(method, repetition, splits, args, results):
         return optimiser_target(rows[-1], rows)
 
     box, search_seed = search_box(args), seed_for(args.seed, repetition)
-    if method == 'bayesian':
-        bayesian_search(objective, box, evaluations=args.evaluations, init_points=args.init_points, seed=search_seed)
-    elif method == 'sobol':
+    if method == 'sobol':
         sobol_search(objective, box, evaluations=args.evaluations, seed=search_seed)
     else:
         for point in random_points(box, evaluations=args.evaluations, seed=search_seed):
@@ -545,14 +591,18 @@ def train_networks(rows, splits, args, *, progress):
 
 def train_rows(rows, splits, args, results):
     """Fill in the rows' scores, in populations of at most args.population networks, and write the new ones.
-    A population that the results file holds whole is not trained again; one it holds in part (the run was
-    stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its recorded rows kept."""
+    A row that comes with scores (a repeated Bayesian point) is written, not trained. A population that the
+    results file holds whole is not trained again; one it holds in part (the run was stopped while writing it) is
+    retrained whole, as an uninterrupted run trains it, and its recorded rows kept."""
     for start in range(0, len(rows), args.population):
         population = rows[start:start + args.population]
         recorded = [results.recorded_scores(row) for row in population]
-        trained = train_networks(population, splits, args, progress=results.show_bar) if None in recorded else recorded
-        for row, old, new in zip(population, recorded, trained):
-            row.update(old or new)
+        untrained = [row for row in population if 'val_loss' not in row]
+        if any(old is None and 'val_loss' not in row for row, old in zip(population, recorded)):
+            for row, scores in zip(untrained, train_networks(untrained, splits, args, progress=results.show_bar)):
+                row.update(scores)
+        for row, old in zip(population, recorded):
+            row.update(old or {})
         results.write([row for row, old in zip(population, recorded) if old is None])
     return rows
 
@@ -568,21 +618,35 @@ def planned_population_searches(method, splits, args, results):
     return train_rows(rows, splits, args, results)
 
 
-def bayesian_population_searches(splits, args, results):
-    """Every repetition's Bayesian search in lockstep: at each step every optimiser proposes one point and the
-    proposals train as one population. suggest() / register() give the points maximize() gives."""
-    repetitions = range(1, args.repetitions + 1)
-    optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition))
-                  for repetition in repetitions]
-    queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # maximize() draws these first
+def repeat(row, search_rows):
+    """The row as bayes_opt 1.0.1's maximize() answered a point it had already evaluated, from its cache: the
+    scores (and network seed) of the search's earlier row at that point, `repeat_of` its iteration, no training
+    time. The row unchanged if the point is new."""
+    for earlier in search_rows:
+        if (earlier['learning_rate'], earlier['weight_decay']) == (row['learning_rate'], row['weight_decay']):
+            return {**row, 'repeat_of': earlier['iteration'], 'seed': earlier['seed'],
+                    **{name: earlier[name] for name in SCORE_COLUMNS}, 'seconds': 0.0}
+    return row
+
+
+def bayesian_searches(method, repetitions, splits, args, results):
+    """The repetitions' Bayesian searches in lockstep, each as bayes_opt 1.0.1's maximize() ran it: init_points
+    uniform random points, then one Gaussian-process (UCB) proposal per evaluation. At each step the searches'
+    new points train as one population; a repeated point is answered from its earlier row and not told to the
+    Gaussian process again, but uses up its evaluation."""
+    optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition),
+                                     library=method == 'bayesian-library') for repetition in repetitions]
+    queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # drawn first, as maximize()
     searches = [[] for _ in repetitions]
     for iteration in range(1, args.evaluations + 1):
         points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
-        rows = train_rows([new_row('bayesian', repetition, iteration, point, args)
-                           for repetition, point in zip(repetitions, points)], splits, args, results)
+        rows = train_rows([repeat(new_row(method, repetition, iteration, point, args), search_rows)
+                           for repetition, point, search_rows in zip(repetitions, points, searches)],
+                          splits, args, results)
         for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):
             search_rows.append(row)
-            optimizer.register(point, optimiser_target(row, search_rows))
+            if row['repeat_of'] is None:
+                optimizer.register(point, optimiser_target(row, search_rows))
     return [row for search_rows in searches for row in search_rows]
 
 
@@ -590,11 +654,14 @@ def run_searches(method, splits, args, results):
     """Every repetition of one method's search: one network at a time (--population 1) or in populations. On
     resume, the searches run again from their seeds and evaluations the results file records are read, not
     trained, so the optimisers see exactly what they saw before."""
+    repetitions = range(1, args.repetitions + 1)
+    if method in report.BAYESIAN_METHODS:
+        if args.population == 1:
+            return [row for repetition in repetitions
+                    for row in bayesian_searches(method, [repetition], splits, args, results)]
+        return bayesian_searches(method, repetitions, splits, args, results)
     if args.population == 1:
-        return [row for repetition in range(1, args.repetitions + 1)
-                for row in run_search(method, repetition, splits, args, results)]
-    if method == 'bayesian':
-        return bayesian_population_searches(splits, args, results)
+        return [row for repetition in repetitions for row in run_search(method, repetition, splits, args, results)]
     return planned_population_searches(method, splits, args, results)
 
 
@@ -648,6 +715,7 @@ def report_file(parser, args):
                     for name, value in saved.items() if name in CONFIGURATION_SETTINGS}
     except (OSError, ValueError, AttributeError) as error:  # AttributeError: JSON that is not a configuration
         parser.error(f'--report {path}: its configuration {config_path} cannot be read ({error})')
+    check_results_format(parser, path, saved)
     args = argparse.Namespace(**{**vars(args), **settings, 'output': path})
     try:
         rows = list(read_results(path, args)[0].values())

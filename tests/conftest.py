@@ -40,6 +40,29 @@ def write_mnist(root, train_images, train_labels, test_images, test_labels):
     write_idx(raw / 't10k-labels-idx1-ubyte', test_labels)
 
 
+def pretend_scores(learning_rate, weight_decay, seed):
+    """Scores that depend on the point and the seed only, exactly, as training would on one machine."""
+    loss = 0.5 + (learning_rate - 0.03) ** 2 * 100 + weight_decay * 50 + seed % 1000 * 1e-5
+    return dict(val_loss=loss, val_accuracy=1 / (1 + loss), test_loss=loss, test_accuracy=1 / (1 + loss), seconds=0.0)
+
+
+@pytest.fixture
+def pretend_training(monkeypatch):
+    """Training, alone or in populations, replaced by pretend_scores; the list of the (learning_rate, weight_decay,
+    seed) of every network trained from then on."""
+    import network
+    trained = []
+
+    def train_population(splits, *, seeds, learning_rates, weight_decays, **_):
+        trained.extend(zip(learning_rates, weight_decays, seeds))
+        return [pretend_scores(*point) for point in zip(learning_rates, weight_decays, seeds)]
+    monkeypatch.setattr(network, 'train_and_evaluate_population', train_population)
+    monkeypatch.setattr(network, 'train_and_evaluate', lambda splits, *, seed, learning_rate, weight_decay, **_:
+                        train_population(splits, seeds=[seed], learning_rates=[learning_rate],
+                                         weight_decays=[weight_decay])[0])
+    return trained
+
+
 @pytest.fixture
 def mnist_dir(tmp_path):
     """A tiny MNIST (30 training, 10 test images of random pixels) and its arrays."""

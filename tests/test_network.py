@@ -144,8 +144,7 @@ def test_train_and_evaluate_population_gives_train_and_evaluate_rows(digits):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU: the population path records a CUDA graph')
-def test_a_population_on_cuda_repeats_and_matches_its_members_trained_alone_on_cuda(digits, monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)  # float32 arithmetic, for a tight comparison
+def test_a_population_on_cuda_repeats_and_matches_its_members_trained_alone_on_cuda(digits):
     splits = dataset_management.Splits(*(dataset_management.to_device(split, 'cuda') for split in digits))
     config = dict(seeds=[1, 2, 3], learning_rates=[0.05, 1e30, 0.08], weight_decays=[0.0003, 0, 0.001])
     rows = network.train_and_evaluate_population(splits, **config, epochs=3, batch_size=64)
@@ -160,6 +159,30 @@ def test_a_population_on_cuda_repeats_and_matches_its_members_trained_alone_on_c
         for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'):
             assert row[key] == again[member][key]
             assert row[key] == pytest.approx(alone[key], rel=1e-4)
+
+
+def test_gpus_compute_in_fp32_as_the_authors_gpu_did_and_repeatably():
+    assert torch.backends.cudnn.deterministic
+    assert torch.backends.cudnn.conv.fp32_precision == 'ieee'  # not PyTorch's default TF32
+    assert torch.backends.cuda.matmul.fp32_precision == 'ieee'
+
+
+def fp32_error(operation, *operands):
+    """The largest error of `operation` on CUDA float32 operands, relative to the largest exact (float64) value."""
+    exact = operation(*(operand.double() for operand in operands))
+    return ((operation(*(operand.cuda() for operand in operands)).cpu().double() - exact).abs().max()
+            / exact.abs().max()).item()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_convolutions_and_matrix_products_are_fp32_not_tf32():
+    """A population's grouped second convolution and batched linear layer (10 members): on an H100 their errors
+    were 7e-7 in FP32 and 3e-4 in TF32."""
+    generator = torch.Generator().manual_seed(0)
+    images, filters = torch.rand(64, 100, 14, 14, generator=generator), torch.randn(200, 10, 5, 5, generator=generator)
+    features, weights = torch.rand(10, 64, 500, generator=generator), torch.randn(10, 500, 10, generator=generator)
+    assert fp32_error(lambda images, filters: F.conv2d(images, filters, groups=10), images, filters) < 1e-5
+    assert fp32_error(torch.bmm, features, weights) < 1e-5
 
 
 def test_real_mnist_images_train_above_90_percent(mnist_t10k_dir):

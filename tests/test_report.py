@@ -29,10 +29,15 @@ REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'points', 'sobol-vs
 
 
 def typed_rows(path):
-    """A results CSV's rows with numbers as numbers."""
+    """A results CSV's rows with numbers as numbers, and repeat_of None where a row is not a repeat."""
+    def typed(name, value):
+        if name == 'method':
+            return value
+        if name == 'repeat_of':
+            return int(value) if value else None
+        return int(value) if name in ('repetition', 'iteration', 'seed') else float(value)
     with open(path, newline='') as file:
-        return [{name: value if name == 'method' else int(value) if name in ('repetition', 'iteration', 'seed')
-                 else float(value) for name, value in row.items()} for row in csv.DictReader(file)]
+        return [{name: typed(name, value) for name, value in row.items()} for row in csv.DictReader(file)]
 
 
 @pytest.fixture(scope='module')

@@ -127,13 +127,13 @@ def refused(arguments, capsys):
 
 def garbage(lines):
     """The uninterrupted file's lines with row 3 (line 4) replaced by garbage."""
-    return ''.join(lines[:3] + ['bayesian,1,1,not-a-seed,0.01,0,1,0.5,1,0.5,0.1\n'] + lines[4:])
+    return ''.join(lines[:3] + ['bayesian,1,1,,not-a-seed,0.01,0,1,0.5,1,0.5,0.1\n'] + lines[4:])
 
 
 def swap_seeds(lines):
     """Two rows exchanged whole except for their seeds: every field is a valid number."""
     first, second = lines[1].split(','), lines[2].split(',')
-    first[3], second[3] = second[3], first[3]
+    first[4], second[4] = second[4], first[4]
     return ''.join(lines[:1] + [','.join(first), ','.join(second)] + lines[3:])
 
 
@@ -142,11 +142,13 @@ MALFORMED = [
     (swap_seeds, 'line 2: seed'),
     (lambda lines: ''.join(lines + lines[5:6]), 'is recorded twice'),
     (lambda lines: ''.join(['Method,Repetition\n'] + lines[1:]), 'line 1: the header is not'),
-    (lambda lines: ''.join(lines[:6] + ['\n'] + lines[6:]), 'line 7: 0 fields instead of 11'),
+    (lambda lines: ''.join(lines[:6] + ['\n'] + lines[6:]), 'line 7: 0 fields instead of 12'),
     (lambda lines: ''.join(lines[:6]) + 'Note: rerun later', "its last line, 'Note: rerun later'"),
     (lambda lines: 'an unrelated note', "its last line, 'an unrelated note'"),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,2,1', 'random,2,1'), "method 'random' is not one of"),
     (lambda lines: ''.join(lines[:6]).replace(',1,1,', ',1,7,'), 'line 2: iteration 7 is outside 1..4'),
+    (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,', 'bayesian,1,1,1,'),
+     'line 2: repeat_of 1 is not an earlier iteration of a Bayesian search'),
 ]
 
 
@@ -186,6 +188,19 @@ def test_another_library_version_is_another_configuration(uninterrupted, tmp_pat
     assert "bayesian-optimization version '1.4.3' (now '3.4.0')" in refused([*RUN, '--output', str(output)], capsys)
 
 
+def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_refused(uninterrupted, tmp_path,
+                                                                                     capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    saved = json.loads(config.read_text())
+    assert saved.pop('results_format') == 2
+    config.write_text(json.dumps(saved))  # as a run before format 2 saved it
+    before = output.read_bytes(), config.read_bytes()
+    for arguments in ([*RUN, '--output', str(output)], ['--report', str(output)]):
+        stderr = refused(arguments, capsys)
+        assert f'{output} is in results format 1, this code reads and writes format 2' in stderr and '--fresh' in stderr
+    assert (output.read_bytes(), config.read_bytes()) == before
+
+
 def test_a_results_file_without_its_configuration_is_refused(uninterrupted, tmp_path, capsys):
     output, config = finished_run(uninterrupted, tmp_path)
     config.unlink()
@@ -199,7 +214,7 @@ def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume(uninterru
     lines = output.read_text().splitlines(keepends=True)
     fields = lines[5].split(',')  # Bayesian repetition 1, iteration 3: proposed from the two init points' scores
     assert fields[:3] == ['bayesian', '1', '3']
-    fields[4] = '0.05'
+    fields[5] = '0.05'
     output.write_text(''.join(lines[:5] + [','.join(fields)] + lines[6:]))
     with pytest.raises(SystemExit) as exit:
         experiment.main([*RUN, '--population', '3', '--output', str(output)])
