@@ -12,7 +12,9 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from scipy import stats
 
-BAYESIAN_METHODS = ('bayesian', 'bayesian-library')  # the searches whose first init_points evaluations are random
+# The searches whose first init_points evaluations are random (test.py's METHOD_NAMES lists all; here because the
+# tables and plots need it too, and report.py does not import test.py)
+BAYESIAN_METHODS = ('bayesian', 'bayesian-library')
 CHECKPOINTS = (5, 10, 25)  # the mean best-so-far loss is reported after these many evaluations (and after all)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
 DPI = 100  # the plots' pixels per inch

@@ -239,8 +239,7 @@ def bayesian_optimizer(bounds, *, seed, library=False):
     Gaussian process bayes_opt 1.0.1 fitted on scikit-learn 0.21: Matern 2.5, alpha 1e-6, centred targets, 25
     restarts of the kernel fit drawn from the optimiser's random state. library=True keeps bayes_opt 3.4's own
     (targets also scaled, 5 restarts): the 'bayesian-library' method."""
-    optimizer = BayesianOptimization(f=None, pbounds=bounds, random_state=seed, verbose=0,
-                                     allow_duplicate_points=True)
+    optimizer = BayesianOptimization(f=None, pbounds=bounds, random_state=seed, verbose=0)
     if not library:
         # bayes_opt 3.4 has no argument for its Gaussian process: this sets its private _gp (the version is pinned,
         # and the replay test of the paper's Table II fails if an upgrade stops using it)
@@ -329,9 +328,9 @@ def check_results_format(parser, path, saved):
     """End with a one-line error if the configuration `saved` says its results file `path` has another format."""
     found = saved.get('results_format', 1)
     if found != RESULTS_FORMAT:
-        parser.error(f'{path} is in results format {found}, this code reads and writes format {RESULTS_FORMAT} (its '
-                     "bayesian rows come from the authors' Gaussian process, and repeated points have a repeat_of "
-                     'column): it can be neither resumed nor reported; --fresh moves it aside and starts over')
+        parser.error(f'{path} is in results format {found}, this code reads format {RESULTS_FORMAT} (in which '
+                     "bayesian rows come from the authors' Gaussian process and repeated points have a repeat_of "
+                     'column): it can be neither resumed nor reported (--fresh moves it aside)')
 
 
 def configuration_path(output):
@@ -379,6 +378,12 @@ def parse_row(fields, args):
     return row
 
 
+def same_evaluation(repeat, original):
+    """Whether a repeat row holds the point and scores (all but the time) of its original row."""
+    names = ('learning_rate', 'weight_decay', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+    return original is not None and all(str(repeat[name]) == str(original[name]) for name in names)  # NaN: 'nan'
+
+
 def read_results(path, args):
     """The rows a results file records, by (method, repetition, iteration), and how many of its bytes to keep:
     a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one line) for any
@@ -409,6 +414,9 @@ def read_results(path, args):
         key = row['method'], row['repetition'], row['iteration']
         if key in recorded:
             raise ValueError(f'{path} line {number}: {key[0]} repetition {key[1]} iteration {key[2]} is recorded twice')
+        if row['repeat_of'] is not None and not same_evaluation(row, recorded.get(key[:2] + (row['repeat_of'],))):
+            raise ValueError(f'{path} line {number}: a repeat of iteration {row["repeat_of"]}, which the file does '
+                             'not record at the same point with the same scores')
         recorded[key] = row
     return recorded, keep
 
@@ -479,7 +487,7 @@ class Results:
         def point(evaluation):
             return (f'learning rate {evaluation["learning_rate"]!r}, weight decay {evaluation["weight_decay"]!r}'
                     + (f' (a repeat of iteration {evaluation["repeat_of"]})' if evaluation['repeat_of'] else ''))
-        if point(recorded) != point(row):
+        if any(recorded[name] != row[name] for name in ('learning_rate', 'weight_decay', 'repeat_of')):
             raise ResumeMismatchError(
                 f'{self.args.output} records {row["method"]} repetition {row["repetition"]} iteration '
                 f'{row["iteration"]} at {point(recorded)}, but the search now asks for {point(row)}: the file comes '
@@ -512,10 +520,11 @@ class Results:
         if self.show_bar or self.args.quiet:
             return
         for row in rows:
+            how = f'repeat of {row["repeat_of"]}' if row['repeat_of'] else f'{row["seconds"]:.1f} s'
             print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
                   f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
                   f'wd {row["weight_decay"]:.6g} -> validation loss {row["val_loss"]:.4f} '
-                  f'accuracy {row["val_accuracy"]:.4f} ({row["seconds"]:.1f} s)', flush=True)
+                  f'accuracy {row["val_accuracy"]:.4f} ({how})', flush=True)
 
 
 def open_results(parser, args):
@@ -597,8 +606,8 @@ def train_rows(rows, splits, args, results):
     for start in range(0, len(rows), args.population):
         population = rows[start:start + args.population]
         recorded = [results.recorded_scores(row) for row in population]
-        untrained = [row for row in population if 'val_loss' not in row]
-        if any(old is None and 'val_loss' not in row for row, old in zip(population, recorded)):
+        untrained = [row for row in population if row['repeat_of'] is None]  # a repeat comes with its scores
+        if any(old is None for row, old in zip(population, recorded) if row['repeat_of'] is None):
             for row, scores in zip(untrained, train_networks(untrained, splits, args, progress=results.show_bar)):
                 row.update(scores)
         for row, old in zip(population, recorded):
@@ -618,7 +627,7 @@ def planned_population_searches(method, splits, args, results):
     return train_rows(rows, splits, args, results)
 
 
-def repeat(row, search_rows):
+def answered_from_cache(row, search_rows):
     """The row as bayes_opt 1.0.1's maximize() answered a point it had already evaluated, from its cache: the
     scores (and network seed) of the search's earlier row at that point, `repeat_of` its iteration, no training
     time. The row unchanged if the point is new."""
@@ -633,14 +642,14 @@ def bayesian_searches(method, repetitions, splits, args, results):
     """The repetitions' Bayesian searches in lockstep, each as bayes_opt 1.0.1's maximize() ran it: init_points
     uniform random points, then one Gaussian-process (UCB) proposal per evaluation. At each step the searches'
     new points train as one population; a repeated point is answered from its earlier row and not told to the
-    Gaussian process again, but uses up its evaluation."""
+    Gaussian process again (bayes_opt would raise), but uses up its evaluation."""
     optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition),
                                      library=method == 'bayesian-library') for repetition in repetitions]
     queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # drawn first, as maximize()
     searches = [[] for _ in repetitions]
     for iteration in range(1, args.evaluations + 1):
         points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
-        rows = train_rows([repeat(new_row(method, repetition, iteration, point, args), search_rows)
+        rows = train_rows([answered_from_cache(new_row(method, repetition, iteration, point, args), search_rows)
                            for repetition, point, search_rows in zip(repetitions, points, searches)],
                           splits, args, results)
         for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):

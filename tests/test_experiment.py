@@ -201,7 +201,8 @@ def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searche
     for population in (1, 2, 3):  # 2: three repetitions train as populations of 2 and 1
         experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
-    assert len(one_at_a_time) == 84 and len({(row['method'], row['learning_rate']) for row in one_at_a_time}) > 70
+    assert len(one_at_a_time) == 84
+    assert len({row['learning_rate'] for row in one_at_a_time if row['method'] in ('sobol', 'random')}) == 42
     assert sorted_rows(tmp_path / '2.csv') == sorted_rows(tmp_path / '3.csv') == one_at_a_time
 
 

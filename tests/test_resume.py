@@ -197,7 +197,7 @@ def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_ref
     before = output.read_bytes(), config.read_bytes()
     for arguments in ([*RUN, '--output', str(output)], ['--report', str(output)]):
         stderr = refused(arguments, capsys)
-        assert f'{output} is in results format 1, this code reads and writes format 2' in stderr and '--fresh' in stderr
+        assert f'{output} is in results format 1, this code reads format 2' in stderr and '--fresh' in stderr
     assert (output.read_bytes(), config.read_bytes()) == before
 
 
