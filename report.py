@@ -15,7 +15,8 @@ from scipy import stats
 # The searches whose first init_points evaluations are random (test.py's METHOD_NAMES lists all; here because the
 # tables and plots need it too, and report.py does not import test.py)
 BAYESIAN_METHODS = ('bayesian', 'bayesian-library')
-CHECKPOINTS = (5, 10, 25)  # the mean best-so-far loss is reported after these many evaluations (and after all)
+# The best-so-far losses are reported, and the methods compared, after these many evaluations (and after all)
+CHECKPOINTS = (5, 10, 25, 50, 100)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
 DPI = 100  # the plots' pixels per inch
 FIGURE_INCHES = {'convergence': (8, 5), 'points': (5, 4.5), 'sobol-vs-random': (10, 5)}  # points: per method
@@ -99,9 +100,10 @@ def mean_std(values, axis=None):
     return mean, values.std(axis=axis, ddof=1) if count > 1 else mean * math.nan
 
 
-def best_losses(rows, method):
-    """The best validation loss of each repetition of one method's search, diverged ones as inf."""
-    return [finite_or_inf(best_row(search)['val_loss']) for search in method_searches(rows, method)]
+def best_losses(rows, method, after):
+    """The best validation loss within the first `after` evaluations of each repetition of one method's search
+    that has made that many, diverged ones as inf."""
+    return [float(best_so_far(search)[after - 1]) for search in method_searches(rows, method) if len(search) >= after]
 
 
 def methods_present(rows, methods):
@@ -165,18 +167,27 @@ def mann_whitney(first, second, *, names):
     return dict(methods=list(names), u=float(u), p_value=float(p_value), verdict=verdict)
 
 
-def method_comparisons(rows, methods):
-    """mann_whitney for every pair of methods that has results."""
+def method_comparisons(rows, methods, evaluations):
+    """mann_whitney of the best losses after each of the checkpoints, for every pair of methods (by pair, then
+    checkpoint) with repetitions that have made that many evaluations; each with `after`, the checkpoint."""
     present = methods_present(rows, methods)
-    return [mann_whitney(best_losses(rows, first), best_losses(rows, second), names=(first, second))
-            for i, first in enumerate(present) for second in present[i + 1:]]
+    comparisons = []
+    for i, first in enumerate(present):
+        for second in present[i + 1:]:
+            for count in checkpoints(evaluations):
+                losses = best_losses(rows, first, count), best_losses(rows, second, count)
+                if all(losses):
+                    comparisons.append({'after': count, **mann_whitney(*losses, names=(first, second))})
+    return comparisons
 
 
 def comparison_table(comparisons):
-    """The method_comparisons as a table: methods, U, p-value and the sentence."""
-    columns = [('Methods', '{}'), ('U', '{:.1f}'), ('p-value', '{:.4f}'), ('Verdict', '{}')]
-    return Table("Mann-Whitney U test (two-sided) of the methods' best validation losses", columns,
-                 [(' vs '.join(test['methods']), test['u'], test['p_value'], test['verdict']) for test in comparisons])
+    """The method_comparisons as a table: methods, checkpoint, U, p-value and the sentence."""
+    columns = [('Methods', '{}'), ('After', '{:d}'), ('U', '{:.1f}'), ('p-value', '{:.4f}'), ('Verdict', '{}')]
+    return Table("Mann-Whitney U test (two-sided) of the methods' best validation losses so far, after this many "
+                 'evaluations', columns,
+                 [(' vs '.join(test['methods']), test['after'], test['u'], test['p_value'], test['verdict'])
+                  for test in comparisons])
 
 
 def checkpoints(evaluations):
@@ -226,7 +237,7 @@ def summary(rows, args, configuration):
                            for method in methods_present(rows, args.method)}
     curves = best_so_far_summary(rows, args.method, args.evaluations)
     return dict(table_1=table_one, best_configurations=best_configurations,
-                mann_whitney_u=method_comparisons(rows, args.method),
+                mann_whitney_u=method_comparisons(rows, args.method, args.evaluations),
                 mean_best_so_far={method: {str(count): dict(mean=mean, std=std)
                                            for count, (mean, std) in by_count.items()}
                                   for method, by_count in curves.items()},

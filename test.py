@@ -692,12 +692,12 @@ def report_results(rows, args, configuration, output):
     """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
     plots beside `output`."""
     rows = sorted(rows, key=lambda row: (args.method.index(row['method']), row['repetition'], row['iteration']))
-    tables = [report.summary_table(rows, args.method)]
-    comparisons = report.method_comparisons(rows, args.method)
+    tables = [report.summary_table(rows, args.method),
+              report.best_so_far_table(report.best_so_far_summary(rows, args.method, args.evaluations),
+                                       args.evaluations)]
+    comparisons = report.method_comparisons(rows, args.method, args.evaluations)
     if comparisons:  # two methods or more
         tables.append(report.comparison_table(comparisons))
-    tables.append(report.best_so_far_table(report.best_so_far_summary(rows, args.method, args.evaluations),
-                                           args.evaluations))
     for table in tables:
         report.print_table(table)
     report.write_summaries(rows, args, configuration, tables + search_tables(rows, args), output)

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import pty
+import re
 import select
 import shutil
 import struct
@@ -97,10 +98,29 @@ def test_summary_json_is_strict_json_with_null_for_undefined_numbers(tmp_path):
 
 
 def test_methods_are_compared_on_each_repetitions_best_with_diverged_ones_worst():
-    rows = rows_of('bayesian', [[0.3, 0.2], [math.nan, 0.1], [math.nan, math.nan]]) + rows_of('sobol', [[0.5], [0.6]])
-    comparison, = report.method_comparisons(rows, ['bayesian', 'sobol', 'random'])  # random has no rows: skipped
+    rows = (rows_of('bayesian', [[0.3, 0.2], [math.nan, 0.1], [math.nan, math.nan]])
+            + rows_of('sobol', [[0.5, 0.7], [0.6, math.nan]]))
+    comparison, = report.method_comparisons(rows, ['bayesian', 'sobol', 'random'], 2)  # random has no rows: skipped
     expected = stats.mannwhitneyu([0.2, 0.1, math.inf], [0.5, 0.6], alternative='two-sided')
     assert comparison['methods'] == ['bayesian', 'sobol'] and comparison['p_value'] == expected.pvalue
+    assert comparison['after'] == 2
+
+
+def test_methods_are_compared_after_each_checkpoint_on_the_repetitions_that_reached_it():
+    # best so far after 5 and after 10 evaluations, worked out by hand from these searches
+    bayesian = [[0.9] * 4 + [0.5] + [0.4] * 5, [0.8] * 10, [0.7] * 5 + [0.2] * 5, [0.6] * 9 + [0.1]]
+    sobol = [[0.75] * 10, [0.65] * 6 + [0.3] * 4, [0.85] * 10, [0.55] * 5]  # the last stopped after 5
+    rows = rows_of('bayesian', bayesian) + rows_of('sobol', sobol)
+    after_5, after_10 = report.method_comparisons(rows, ['bayesian', 'sobol'], 10)
+    assert (after_5['after'], after_10['after']) == (5, 10)
+    for comparison, first, second in [(after_5, [0.5, 0.8, 0.7, 0.6], [0.75, 0.65, 0.85, 0.55]),
+                                      (after_10, [0.4, 0.8, 0.2, 0.1], [0.75, 0.3, 0.85])]:
+        expected = stats.mannwhitneyu(first, second, alternative='two-sided')
+        assert (comparison['u'], comparison['p_value']) == (expected.statistic, expected.pvalue)
+    assert after_5['u'] == 6  # pairs with bayesian's loss the larger: 0.8 > 0.75, 0.65, 0.55; 0.7 > 0.65, 0.55; 0.6 > 0.55
+    assert after_10['verdict'] == 'no significant difference at 5% over 4 and 3 repetitions'
+    table = report.format_table(report.comparison_table([after_5, after_10]))
+    assert re.search(r'^bayesian vs sobol\s+5\s+6\.0\s', '\n'.join(table), re.MULTILINE)
 
 
 def test_random_search_is_uniform_over_the_box_and_reproducible_from_its_seed():
@@ -169,9 +189,10 @@ def test_a_run_writes_summaries_with_table_one_the_best_configurations_and_the_s
         assert list(summary['mean_best_so_far'][method]) == ['5', '6']
     first, second = [[best['val_loss'] for best in summary['best_configurations'][method]]
                      for method in ('bayesian', 'sobol')]
-    assert summary['mann_whitney_u'][0]['p_value'] == stats.mannwhitneyu(first, second).pvalue
-    assert [test['methods'] for test in summary['mann_whitney_u']] == [['bayesian', 'sobol'], ['bayesian', 'random'],
-                                                                       ['sobol', 'random']]
+    assert summary['mann_whitney_u'][1]['p_value'] == stats.mannwhitneyu(first, second).pvalue  # after all 6
+    assert [(test['methods'], test['after']) for test in summary['mann_whitney_u']] == [
+        (methods, after) for methods in (['bayesian', 'sobol'], ['bayesian', 'random'], ['sobol', 'random'])
+        for after in (5, 6)]
     assert summary['configuration'] == {name: value for name, value in configuration.items()
                                         if name not in ('versions', 'devices')}
     assert summary['versions'] == configuration['versions'] and summary['devices'] == configuration['devices']
