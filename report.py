@@ -268,23 +268,27 @@ def write_summaries(rows, args, configuration, tables, output):
 
 def plot_convergence(rows, args, path):
     """Best-so-far validation loss against evaluation number: mean and a standard-deviation band over
-    repetitions, one line per method, the Bayesian init points shaded."""
+    repetitions, one line per method, the Bayesian init points shaded; the y axis spans the means from the first
+    checkpoint (5 evaluations) on."""
     figure = Figure(figsize=FIGURE_INCHES['convergence'], dpi=DPI)
     axes = figure.subplots()
+    shown = []  # the means from the first checkpoint on
     for method in methods_present(rows, args.method):
         curves = best_so_far_curves(rows, method)
         mean, std = mean_std(curves, axis=0)
         evaluations = np.arange(1, len(mean) + 1)
         line, = axes.plot(evaluations, mean, marker='.', label=f'{method} ({len(curves)} repetitions)')
         axes.fill_between(evaluations, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        shown += [value for value in mean[min(CHECKPOINTS[0], len(mean)) - 1:] if math.isfinite(value)]
     if set(args.method) & set(BAYESIAN_METHODS):
         axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
                      label=f'Bayesian init points ({args.init_points}, uniform random)')
     axes.set(xlabel='evaluation', ylabel='best validation loss so far',
              title=f'{args.dataset}: mean ± std over repetitions')
-    losses = finite_losses(rows)
-    if losses and min(losses) > 0:  # a log scale shows positive losses only
-        axes.set_yscale('log')
+    if shown:  # the first evaluations' wide bands would flatten the curves where the methods are compared
+        low, high = min(shown), max(shown)
+        margin = 0.1 * (high - low) or 0.1 * abs(high) or 0.1
+        axes.set_ylim(low - margin, high + margin)
     axes.legend()
     figure.savefig(path)
 

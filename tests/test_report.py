@@ -210,6 +210,16 @@ def png_pixels(path):
         return np.asarray(image.convert('RGB'))
 
 
+def test_the_convergence_plot_spans_the_means_from_the_fifth_evaluation_on(monkeypatch, tmp_path):
+    figures = []
+    monkeypatch.setattr(report.Figure, 'savefig', lambda figure, path: figures.append(figure))
+    rows = rows_of('sobol', [[9.0, 3.0, 2.0, 1.0, 0.6, 0.5, 0.2], [5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.3]])
+    args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '7', '--dataset', 'digits'])
+    report.plot_convergence(rows, args, tmp_path / 'convergence.png')
+    low, high = 0.25, 0.8  # the mean best-so-far losses after 5 to 7 evaluations
+    assert figures[0].axes[0].get_ylim() == pytest.approx((low - 0.1 * (high - low), high + 0.1 * (high - low)))
+
+
 @pytest.mark.parametrize('name, size', [('convergence', (800, 500)), ('points', (1500, 450)),
                                         ('sobol-vs-random', (1000, 500))])
 def test_plots_are_pngs_of_the_right_size_with_content(three_methods, name, size):
