@@ -207,12 +207,14 @@ def best_so_far_curves(rows, method):
 
 
 def best_so_far_summary(rows, methods, evaluations):
-    """{method: {count: (mean, std) over repetitions of the best-so-far loss after `count` evaluations}}."""
+    """{method: {count: (mean, std) of best_losses after `count` evaluations}}: over the repetitions that have made
+    that many, as method_comparisons compares them (NaN if none has)."""
     summary = {}
     for method in methods_present(rows, methods):
-        curves = best_so_far_curves(rows, method)
-        summary[method] = {count: tuple(map(float, mean_std(curves[:, count - 1]))) if count <= curves.shape[1]
-                           else (math.nan, math.nan) for count in checkpoints(evaluations)}
+        summary[method] = {}
+        for count in checkpoints(evaluations):
+            losses = best_losses(rows, method, count)
+            summary[method][count] = tuple(map(float, mean_std(losses))) if losses else (math.nan, math.nan)
     return summary
 
 
@@ -268,18 +270,20 @@ def write_summaries(rows, args, configuration, tables, output):
 
 def plot_convergence(rows, args, path):
     """Best-so-far validation loss against evaluation number: mean and a standard-deviation band over
-    repetitions, one line per method, the Bayesian init points shaded; the y axis spans the means from the first
-    checkpoint (5 evaluations) on."""
+    repetitions, one line per method, the Bayesian init points shaded; the y axis spans the means and bands from the
+    first checkpoint (5 evaluations) on."""
     figure = Figure(figsize=FIGURE_INCHES['convergence'], dpi=DPI)
     axes = figure.subplots()
-    shown = []  # the means from the first checkpoint on
+    shown = []  # the means and bands from the first checkpoint on
     for method in methods_present(rows, args.method):
         curves = best_so_far_curves(rows, method)
         mean, std = mean_std(curves, axis=0)
         evaluations = np.arange(1, len(mean) + 1)
         line, = axes.plot(evaluations, mean, marker='.', label=f'{method} ({len(curves)} repetitions)')
         axes.fill_between(evaluations, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        shown += [value for value in mean[min(CHECKPOINTS[0], len(mean)) - 1:] if math.isfinite(value)]
+        start = min(CHECKPOINTS[0], len(mean)) - 1
+        shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
+                  if math.isfinite(value)]
     if set(args.method) & set(BAYESIAN_METHODS):
         axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
                      label=f'Bayesian init points ({args.init_points}, uniform random)')

@@ -74,6 +74,15 @@ def rows_of(method, losses_by_repetition):
             for iteration, loss in enumerate(losses, 1)]
 
 
+def test_the_best_so_far_means_and_the_tests_count_the_same_repetitions_of_a_file_being_written():
+    rows = rows_of('sobol', [[0.5] * 10, [0.4] * 6]) + rows_of('random', [[0.3] * 10, [0.2] * 10])  # sobol 2: at 6
+    summary = report.best_so_far_summary(rows, ['sobol', 'random'], 10)
+    assert summary['sobol'][5] == pytest.approx((0.45, np.std([0.5, 0.4], ddof=1)))
+    assert summary['sobol'][10][0] == 0.5 and math.isnan(summary['sobol'][10][1])  # repetition 1 alone
+    after_10 = report.method_comparisons(rows, ['sobol', 'random'], 10)[1]
+    assert after_10['after'] == 10 and after_10['verdict'].endswith('over 1 and 2 repetitions')
+
+
 def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
     assert list(report.best_so_far(rows_of('sobol', [[3, math.nan, 2, 5, 1]]))) == [3, 3, 2, 2, 1]
     assert list(report.best_so_far(rows_of('sobol', [[math.nan, math.nan, 4]]))) == [math.inf, math.inf, 4]
@@ -198,9 +207,13 @@ def test_a_run_writes_summaries_with_table_one_the_best_configurations_and_the_s
     assert summary['versions'] == configuration['versions'] and summary['devices'] == configuration['devices']
     assert summary['training_wall_seconds'] == pytest.approx(sum(row['seconds'] for row in rows))
     below_table_one = stdout[stdout.index('Table I:'):]
-    for test in summary['mann_whitney_u']:
-        assert f"{' vs '.join(test['methods'])}  " in below_table_one and test['verdict'] in below_table_one
+    assert below_table_one.index('Mean best validation loss so far') < below_table_one.index('Mann-Whitney')
     markdown = (folder / 'results.summary.md').read_text()
+    for test in summary['mann_whitney_u']:  # one line each, in the printed table and in the Markdown one
+        cells = [' vs '.join(test['methods']), str(test['after']), f"{test['u']:.1f}", f"{test['p_value']:.4f}",
+                 re.escape(test['verdict'])]
+        assert re.search(r'^' + r'\s+'.join(cells) + r'$', below_table_one, re.MULTILINE)
+        assert re.search(r'^\| ' + r' \| '.join(cells) + r' \|$', markdown, re.MULTILINE)
     assert markdown.startswith('**Table I: best validation loss')
     assert markdown.count('**Table II: ') == 9 and '| --- | ---: |' in markdown
 
@@ -210,13 +223,15 @@ def png_pixels(path):
         return np.asarray(image.convert('RGB'))
 
 
-def test_the_convergence_plot_spans_the_means_from_the_fifth_evaluation_on(monkeypatch, tmp_path):
+def test_the_convergence_plot_spans_the_means_and_bands_from_the_fifth_evaluation_on(monkeypatch, tmp_path):
     figures = []
     monkeypatch.setattr(report.Figure, 'savefig', lambda figure, path: figures.append(figure))
     rows = rows_of('sobol', [[9.0, 3.0, 2.0, 1.0, 0.6, 0.5, 0.2], [5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.3]])
     args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '7', '--dataset', 'digits'])
     report.plot_convergence(rows, args, tmp_path / 'convergence.png')
-    low, high = 0.25, 0.8  # the mean best-so-far losses after 5 to 7 evaluations
+    bests = np.array([[0.6, 0.5, 0.2], [1.0, 0.3, 0.3]])  # the best losses so far after 5 to 7 evaluations
+    mean, std = bests.mean(axis=0), bests.std(axis=0, ddof=1)
+    low, high = (mean - std).min(), (mean + std).max()
     assert figures[0].axes[0].get_ylim() == pytest.approx((low - 0.1 * (high - low), high + 0.1 * (high - low)))
 
 
