@@ -20,16 +20,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
+import command_line
 import dataset_management
 import network
 import report
-import test
+import test  # the experiment whose training time is estimated
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
 IMAGES = PAPER_IMAGES  # synthetic images per measured epoch (--images)
 POPULATIONS = (10, 25, 250)  # population sizes measured: 10 Bayesian repetitions in lockstep, 250 Sobol points
-FULL_EXPERIMENT = len(test.METHODS) * test.REPETITIONS * test.EVALUATIONS * test.MAX_EPOCHS  # model-epochs
-LEARNING_RATE_RANGE = test.HYPERPARAMETERS['learning_rate']  # the population's members spread over it
+BATCH_SIZE = 64  # as in the paper
+SEED = 0  # seeds the synthetic images
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+FULL_EXPERIMENT = len(test.METHODS) * test.REPETITIONS * test.EVALUATIONS * test.EPOCHS  # model-epochs
+LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spread over it
 WEIGHT_DECAY = 0.0005
 
 
@@ -48,7 +52,7 @@ class AuthorsDataset(torch.utils.data.Dataset):
 
 
 def authors_pipeline(images, labels, *, batch_size, device):
-    """(a): a function that trains a fresh network for one epoch on the first `count` images."""
+    """(a): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
     def train_epoch(count):
         loader = torch.utils.data.DataLoader(AuthorsDataset(images[:count], labels[:count]), batch_size=batch_size)
         model = network.build_network(input_shape=(3, 32, 32), seed=0, device=device)
@@ -60,20 +64,23 @@ def authors_pipeline(images, labels, *, batch_size, device):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        return model
     return train_epoch
 
 
 def one_model_path(split, *, batch_size):
-    """(b): a function that trains a fresh network for one epoch on the first `count` images."""
+    """(b): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
     def train_epoch(count):
         model = network.build_network(input_shape=(3, 32, 32), seed=0, device=split.images.device)
         network.train(model, split.images[:count], split.labels[:count], learning_rate=0.01,
                       weight_decay=WEIGHT_DECAY, epochs=1, batch_size=batch_size)
+        return model
     return train_epoch
 
 
 def population_path(split, members, *, batch_size):
-    """(c): a function that trains a fresh population for one epoch on the first `count` images."""
+    """(c): a function that trains a fresh population (seeds 0..members-1) for one epoch on the first `count`
+    images and returns its parameters."""
     learning_rates = np.linspace(*LEARNING_RATE_RANGE, members).tolist()
 
     def train_epoch(count):
@@ -82,6 +89,7 @@ def population_path(split, members, *, batch_size):
         network.train_population(parameters, split.images[:count], split.labels[:count],
                                  learning_rates=learning_rates, weight_decays=[WEIGHT_DECAY] * members, epochs=1,
                                  batch_size=batch_size)
+        return parameters
     return train_epoch
 
 
@@ -103,13 +111,13 @@ def synchronize(device):
 
 
 def build_parser():
-    parser = test.ArgumentParser(description=__doc__, formatter_class=test.HelpFormatter)
+    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
-    parser.add_argument('--batch-size', type=int, default=test.BATCH_SIZE, help='as in the paper')
+    parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
     parser.add_argument('--populations', type=int, nargs='+', default=POPULATIONS, metavar='K',
                         help='population sizes to measure')
-    parser.add_argument('--device', default=test.DEVICE, help='cpu, cuda or cuda:N')
-    parser.add_argument('--seed', type=int, default=test.SEED, help='seeds the synthetic images')
+    command_line.add_device_argument(parser, DEVICE)
+    parser.add_argument('--seed', type=int, default=SEED, help='seeds the synthetic images')
     parser.add_argument('--json', action='store_true', help='end with one line of JSON holding every figure')
     return parser
 
@@ -117,14 +125,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ('images', 'batch_size'):
-        if getattr(args, flag) < 1:
-            parser.error(f'--{flag.replace("_", "-")} {getattr(args, flag)} must be a positive integer')
-    if min(args.populations) < 1:
-        parser.error(f'--populations {min(args.populations)}: population sizes must be positive integers')
+    command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
-    test.check_device(parser, args.device)
+    command_line.check_device(parser, args.device)
     device, name = torch.device(args.device), network.device_name(args.device)
     print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {name}', flush=True)
 

@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from torchsummary import summary
 from tqdm import tqdm
 
+import command_line
 import dataset_management
+
+# The defaults of `python network.py`: test.py's, so that a results row retrains to its numbers with its seed
+DATASET = 'cifar10'
+DATA_DIR = 'data'
+VALIDATION_SIZE = None  # None: the dataset's default (10,000; 360 for digits)
+EPOCHS = 50
+BATCH_SIZE = 64
+SEED = 0  # the network's seed: a results row's seed column
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 torch.backends.cudnn.deterministic = True  # cuDNN's default convolution kernels are not bitwise repeatable
 # FP32 as on the authors' GPU, which had no TF32: PyTorch runs float32 cuDNN convolutions as TF32 by default on
@@ -263,15 +273,15 @@ def device_name(device):
 
 
 def main(argv=None):
-    import test  # the experiment's defaults and data flags (imported here: test.py imports this module)
-    parser = test.ArgumentParser(description=__doc__, formatter_class=test.HelpFormatter)
+    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--learning-rate', type=float, help='train this configuration (needs --weight-decay)')
     parser.add_argument('--weight-decay', type=float, help='train this configuration (needs --learning-rate)')
-    parser.add_argument('--seed', type=int, default=0, help="the network's seed: a results row's seed column")
-    parser.add_argument('--epochs', type=int, default=test.MAX_EPOCHS, help='training epochs')
-    test.add_data_arguments(parser)
+    parser.add_argument('--seed', type=int, default=SEED, help="the network's seed: a results row's seed column")
+    parser.add_argument('--epochs', type=int, default=EPOCHS, help='training epochs')
+    command_line.add_data_arguments(parser, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
+                                    batch_size=BATCH_SIZE, device=DEVICE)
     args = parser.parse_args(argv)
-    test.check_data_arguments(parser, args)
+    command_line.check_data_arguments(parser, args)
     input_shape = dataset_management.INPUT_SHAPES[args.dataset]
     if args.learning_rate is None and args.weight_decay is None:
         summary(build_network(input_shape=input_shape, seed=args.seed), input_shape, device='cpu')
@@ -280,9 +290,8 @@ def main(argv=None):
         parser.error('--learning-rate and --weight-decay go together: give both to train, neither for the summary')
     if args.learning_rate < 0 or args.weight_decay < 0:
         parser.error(f'--learning-rate {args.learning_rate} and --weight-decay {args.weight_decay} must both be >= 0')
-    if args.epochs < 1:
-        parser.error(f'--epochs {args.epochs} must be a positive integer')
-    splits = test.load_data(parser, args)
+    command_line.check_positive_integers(parser, args, 'epochs')
+    splits = command_line.load_data(parser, args)
     row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
                              weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
                              progress=sys.stderr.isatty())

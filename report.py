@@ -106,6 +106,11 @@ def best_losses(rows, method, after):
     return [float(best_so_far(search)[after - 1]) for search in method_searches(rows, method) if len(search) >= after]
 
 
+def has_bayesian(methods):
+    """Whether any of the methods starts with random init points."""
+    return bool(set(methods) & set(BAYESIAN_METHODS))
+
+
 def methods_present(rows, methods):
     """The methods, in the given order, that have at least one row."""
     return [method for method in methods if any(row['method'] == method for row in rows)]
@@ -284,7 +289,7 @@ def plot_convergence(rows, args, path):
         start = min(CHECKPOINTS[0], len(mean)) - 1
         shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
                   if math.isfinite(value)]
-    if set(args.method) & set(BAYESIAN_METHODS):
+    if has_bayesian(args.method):
         axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
                      label=f'Bayesian init points ({args.init_points}, uniform random)')
     axes.set(xlabel='evaluation', ylabel='best validation loss so far',

@@ -1,10 +1,16 @@
-"""Shared helpers: the project on sys.path, and small datasets written in the real on-disk formats."""
+"""Shared helpers: the project on sys.path, running its scripts, reading their results files, pretend training,
+and small datasets written in the real on-disk formats."""
+import contextlib
+import csv
 import gzip
 import hashlib
+import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,65 @@ def run_script(script, *args, cwd):
     """Run one of the project's scripts as a user would; return the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def refused(main, arguments, capsys):
+    """Run a script's main expecting a one-line error and exit status 2; return that line."""
+    with pytest.raises(SystemExit) as exit:
+        main(arguments)
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 2 and stderr.count('\n') == 1 and ': error: ' in stderr, stderr
+    return stderr
+
+
+def read_rows(path):
+    """A results CSV's rows as dicts of strings."""
+    with open(path, newline='') as file:
+        return list(csv.DictReader(file))
+
+
+def typed_rows(path):
+    """A results CSV's rows with numbers as numbers, and repeat_of None where a row is not a repeat."""
+    def typed(name, value):
+        if name == 'method':
+            return value
+        if name == 'repeat_of':
+            return int(value) if value else None
+        return int(value) if name in ('repetition', 'iteration', 'seed') else float(value)
+    return [{name: typed(name, value) for name, value in row.items()} for row in read_rows(path)]
+
+
+def without_seconds(rows):
+    """The rows without the wall-time column, the one thing a rerun changes."""
+    return [{name: value for name, value in row.items() if name != 'seconds'} for row in rows]
+
+
+def sorted_rows(path):
+    """A results CSV's rows by method, repetition and iteration (populations write them in other orders)."""
+    return sorted(read_rows(path), key=lambda row: (row['method'], int(row['repetition']), int(row['iteration'])))
+
+
+def snapshot(folder):
+    """Every path under `folder` with its bytes (None for a folder)."""
+    return {path: None if path.is_dir() else path.read_bytes() for path in Path(folder).rglob('*')}
+
+
+@contextlib.contextmanager
+def folder_without_permissions():
+    """A new folder this process may neither write nor read. Root ignores permission bits, so a root process
+    takes the nobody user's identity (its effective user id) until the block ends."""
+    folder = tempfile.mkdtemp()
+    os.chmod(folder, 0o111)  # traversable, not readable, not writable
+    was_root = os.geteuid() == 0
+    try:
+        if was_root:
+            os.seteuid(65534)
+        yield folder
+    finally:
+        if was_root:
+            os.seteuid(0)
+        os.chmod(folder, 0o700)
+        shutil.rmtree(folder)
 
 
 def write_idx(path, array):
@@ -60,6 +125,17 @@ def pretend_training(monkeypatch):
     monkeypatch.setattr(network, 'train_and_evaluate', lambda splits, *, seed, learning_rate, weight_decay, **_:
                         train_population(splits, seeds=[seed], learning_rates=[learning_rate],
                                          weight_decays=[weight_decay])[0])
+    return trained
+
+
+@pytest.fixture
+def count_trained(monkeypatch):
+    """The rows of every network test.py trains from now on (its training itself unchanged)."""
+    import test as experiment
+    trained = []
+    train_networks = experiment.train_networks
+    monkeypatch.setattr(experiment, 'train_networks',
+                        lambda rows, *rest, **options: trained.extend(rows) or train_networks(rows, *rest, **options))
     return trained
 
 

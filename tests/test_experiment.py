@@ -1,40 +1,38 @@
-"""The experiment driver test.py: searches, results file, tables, seeds, divergence and bad input."""
-import contextlib
-import csv
-import io
+"""The experiment driver test.py: a run end to end, the searches' points and seeds, populations against one network
+at a time, divergence, the authors' Bayesian search (their Gaussian process proposes the paper's Table II, repeated
+points answered as bayes_opt 1.0.1 answered them) and the progress shown."""
+import fcntl
+import json
 import math
 import os
+import pty
 import random
 import re
-import tempfile
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
 
 import numpy as np
 import optunity
 import pytest
-from bayes_opt import target_space
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-from conftest import run_script
+from bayes_opt import BayesianOptimization, target_space
+from conftest import (ROOT, pretend_scores, read_rows, refused, run_script, snapshot, sorted_rows, typed_rows,
+                      without_seconds)
+from scipy import stats
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import Matern
 
 import network
-import report
+import results
 import test as experiment
 
 BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
 DIGITS_RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
               '--repetitions', '2', '--method', 'both', '--device', 'cpu']  # results are reproducible on CPU
-
-
 SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
-
-
-def read_rows(path):
-    with open(path, newline='') as file:
-        return list(csv.DictReader(file))
-
-
-def without_seconds(rows):
-    return [{key: value for key, value in row.items() if key != 'seconds'} for row in rows]
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +46,7 @@ def digits_run(tmp_path_factory):
 
 def test_every_evaluation_is_a_csv_row(digits_run):
     _, _, rows = digits_run
-    assert list(rows[0]) == list(experiment.CSV_COLUMNS)
+    assert list(rows[0]) == list(results.COLUMNS)
     # written as they finish: the Bayesian repetitions advance in lockstep, all Sobol points train at once
     assert [(row['method'], row['repetition'], row['iteration']) for row in rows] == [
         ('bayesian', str(repetition), str(iteration)) for iteration in (1, 2, 3, 4) for repetition in (1, 2)] + [
@@ -149,27 +147,26 @@ def fake_scores(learning_rate):
     return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)
 
 
-class NewResults:
-    """What the searches need of test.Results, for a results file that records nothing yet."""
-    show_bar = False
+class FakeResultsFile:
+    """What the searches need of a results.ResultsFile: the scores a file records, by iteration, and the rows
+    appended."""
 
-    def __init__(self):
-        self.written = []
+    def __init__(self, recorded=None):
+        self.recorded, self.appended = recorded or {}, []
 
     def recorded_scores(self, row):
-        return None
+        return self.recorded.get(row['iteration'])
 
-    def write(self, rows):
-        self.written += rows
+    def append(self, rows):
+        self.appended += rows
 
 
 @pytest.mark.parametrize('population', [1, 3])
-def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst_loss(population, monkeypatch):
-
+def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst_loss(population, monkeypatch):
     targets = []
     register = target_space.TargetSpace.register
 
-    def spy(self, params, target, *rest):  # what the optimiser is told
+    def spy(self, params, target, *rest):  # what the optimizer is told
         targets.append(target)
         return register(self, params, target, *rest)
 
@@ -179,20 +176,16 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimiser_a_finite_worst
                         lambda splits, **config: [fake_scores(lr) for lr in config['learning_rates']])
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
                                                  '--population', str(population)])
-    results = NewResults()
-    rows = experiment.run_searches('bayesian', None, args, results)
-    assert len(rows) == 12 and results.written == rows
+    results_file = FakeResultsFile()
+    rows = experiment.run_searches('bayesian', None, args, results_file)
+    assert len(rows) == 12 and results_file.appended == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
     told = [i for i, row in enumerate(rows) if row['repeat_of'] is None]  # a repeated point is not told again
-    assert len(targets) == len(told)
+    assert len(targets) == len(told) >= 4 and any(math.isnan(losses[i]) for i in told)
     for i, target in zip(told, targets):
         worst = max([experiment.DIVERGED_LOSS] + [x for x in losses[:i] if math.isfinite(x)])
         assert target == (-losses[i] if math.isfinite(losses[i]) else -worst)
-
-
-def sorted_rows(path):
-    return sorted(read_rows(path), key=lambda row: (row['method'], int(row['repetition']), int(row['iteration'])))
 
 
 def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searches(tmp_path, pretend_training):
@@ -204,6 +197,24 @@ def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searche
     assert len(one_at_a_time) == 84
     assert len({row['learning_rate'] for row in one_at_a_time if row['method'] in ('sobol', 'random')}) == 42
     assert sorted_rows(tmp_path / '2.csv') == sorted_rows(tmp_path / '3.csv') == one_at_a_time
+
+
+def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_networks_diverge(monkeypatch, tmp_path):
+    def scores(learning_rate, seed):  # NaN above 0.05, as a diverged network scores
+        return fake_scores(learning_rate) | dict(val_loss=fake_scores(learning_rate)['val_loss'] + seed % 1000 * 1e-5)
+    monkeypatch.setattr(network, 'train_and_evaluate',
+                        lambda splits, **config: scores(config['learning_rate'], config['seed']))
+    monkeypatch.setattr(network, 'train_and_evaluate_population',
+                        lambda splits, **config: [scores(*point) for point in zip(config['learning_rates'],
+                                                                                  config['seeds'])])
+    run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '8', '--init-points', '3', '--repetitions', '4',
+           '--method', 'bayesian,bayesian-library']
+    for population in (1, 3, 4):  # 3: the four repetitions step in populations of 3 and 1
+        experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
+    one_at_a_time = sorted_rows(tmp_path / '1.csv')
+    diverged = {(row['method'], row['repetition']) for row in one_at_a_time if row['val_loss'] == 'nan'}
+    assert len(one_at_a_time) == 64 and len(diverged) >= 6  # most searches have diverged networks
+    assert sorted_rows(tmp_path / '3.csv') == sorted_rows(tmp_path / '4.csv') == one_at_a_time
 
 
 def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
@@ -233,19 +244,6 @@ def test_a_really_diverging_search_finishes_and_reports_diverged(tmp_path, capsy
     assert re.search(r'^bayesian\s+1\s+nan\s+nan', stdout, re.MULTILINE)
 
 
-def test_table_one_uses_each_repetitions_best_finite_evaluation():
-    rows = [dict(method='sobol', repetition=repetition, iteration=i, val_loss=loss, val_accuracy=accuracy,
-                 test_accuracy=accuracy / 2)
-            for repetition, i, loss, accuracy in [(1, 1, 1.0, 0.5), (1, 2, math.nan, 0.1), (1, 3, 2.0, 0.4),
-                                                  (2, 1, 3.0, 0.2), (2, 2, 1.5, 0.7), (3, 1, 1.25, 0.6)]]
-    (method, runs, loss, loss_std, accuracy, accuracy_std, test_accuracy, test_std), = report.summary_rows(
-        rows, ['sobol'])
-    assert (method, runs) == ('sobol', 3)
-    assert loss == pytest.approx(1.25) and loss_std == pytest.approx(0.25)
-    assert accuracy == pytest.approx(60) and accuracy_std == pytest.approx(10)
-    assert test_accuracy == pytest.approx(30) and test_std == pytest.approx(5)
-
-
 def test_seeds_are_fixed_distinct_and_independent_of_the_budgets():
     assert experiment.seed_for(0, 1, 1) == 901243215  # pinned: a change here changes every published number
     seeds = {experiment.seed_for(0, repetition, iteration) for repetition in range(1, 11) for iteration in range(1, 26)}
@@ -253,125 +251,284 @@ def test_seeds_are_fixed_distinct_and_independent_of_the_budgets():
     assert len(seeds) == 260
 
 
-BAD_INPUTS = [
-    (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
-    (['--method', 'grid'], "invalid method 'grid'"),
-    (['--method', 'sobol,grid'], "invalid method 'grid'"),
-    (['--method', 'sobol,'], "invalid method ''"),
-    (['--method', 'random,sobol,random'], "method list 'random,sobol,random' names a method twice"),
-    (['--lr-scale', 'cubic'], "invalid choice: 'cubic'"),
-    (['--lr-scale', 'log', '--learning-rate-bounds', '0', '0.1'], '--lr-scale log needs a positive'),
-    (['--learning-rate-bounds', '0.1', '0.0001'], '--learning-rate-bounds 0.1 0.0001'),
-    (['--weight-decay-bounds', '0.001', '0'], '--weight-decay-bounds 0.001 0'),
-    (['--weight-decay-bounds', '-1', '0.001'], '--weight-decay-bounds -1 0.001'),
-    (['--epochs', '0'], '--epochs 0'),
-    (['--evaluations', '-3'], '--evaluations -3'),
-    (['--repetitions', '0'], '--repetitions 0'),
-    (['--population', '0'], '--population 0'),
-    (['--evaluations', '4', '--init-points', '5'], '--init-points 5'),
-    (['--init-points', '0'], '--init-points 0'),
-    (['--validation-size', '50000'], '--validation-size 50000'),
-    (['--dataset', 'digits', '--validation-size', '1437'], '--validation-size 1437'),
-    (['--batch-size', '0'], '--batch-size 0'),
-    (['--seed', '-1'], '--seed -1'),
-    (['--device', 'tpu'], "--device 'tpu'"),
-    (['--device', 'cuda:99'], '--device cuda:99'),
-    (['--epochs', 'ten'], "invalid int value: 'ten'"),
+def test_random_search_draws_independent_uniform_coordinates_reproducibly_from_its_seed():
+    box = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
+    points = experiment.random_points(box, evaluations=2000, seed=7)
+    columns = {name: np.array([point[name] for point in points]) for name in box}
+    for name, (low, high) in box.items():
+        assert low <= columns[name].min() and columns[name].max() <= high
+        assert stats.kstest(columns[name], stats.uniform(low, high - low).cdf).pvalue > 0.01  # uniform
+        assert abs(np.corrcoef(columns[name][:-1], columns[name][1:])[0, 1]) < 0.1  # each draw new
+    assert abs(np.corrcoef(columns['learning_rate'], columns['weight_decay'])[0, 1]) < 0.1  # coordinates apart
+    assert experiment.random_points(box, evaluations=2000, seed=7) == points
+    assert experiment.random_points(box, evaluations=25, seed=7) == points[:25]  # the budget changes no point
+    assert all(a != b for a, b in zip(points, experiment.random_points(box, evaluations=25, seed=8)))
+
+
+@pytest.mark.parametrize('population', ['1', '4'])
+def test_a_random_search_run_trains_its_seeded_points(population, tmp_path):
+    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--repetitions', '2', '--method', 'random',
+           '--device', 'cpu', '--population', population]
+    for name in ('first', 'again'):
+        experiment.main([*run, '--output', str(tmp_path / f'{name}.csv')])
+    rows = typed_rows(tmp_path / 'first.csv')
+    for repetition in (1, 2):
+        points = experiment.random_points({'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}, evaluations=4,
+                                          seed=experiment.seed_for(0, repetition))
+        assert [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
+                for row in rows if row['repetition'] == repetition] == points
+    assert [{**row, 'seconds': 0} for row in typed_rows(tmp_path / 'again.csv')] == [{**row, 'seconds': 0}
+                                                                                      for row in rows]
+
+
+def test_a_log_scale_searches_the_learning_rates_log10_within_the_bounds(tmp_path, capsys):
+    args = experiment.build_parser().parse_args(['--lr-scale', 'log', '--learning-rate-bounds', '0.003', '0.07'])
+    box = experiment.search_box(args)
+    assert box == {'log10_learning_rate': (math.log10(0.003), math.log10(0.07)), 'weight_decay': (0, 0.001)}
+    top = experiment.new_row('random', 1, 1, {'log10_learning_rate': math.log10(0.07), 'weight_decay': 0}, args)
+    assert top['learning_rate'] == 0.07  # 10 ** log10(0.07) is 0.07000000000000002: kept inside the bounds
+    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '12', '--init-points', '3', '--repetitions', '1',
+           '--device', 'cpu', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '0.1',
+           '--method', 'bayesian,sobol,random', '--output', str(tmp_path / 'results.csv')]
+    experiment.main(run)
+    rows = typed_rows(tmp_path / 'results.csv')
+    assert len(rows) == 36 and all(0.0001 <= row['learning_rate'] <= 0.1 for row in rows)
+    sobol = [row['learning_rate'] for row in rows if row['method'] == 'sobol']
+    assert sum(lr < 0.01 for lr in sobol) >= 6  # two thirds of the log range; under 10% of the linear one
+    assert json.loads((tmp_path / 'results.config.json').read_text())['lr_scale'] == 'log'
+    capsys.readouterr()
+    experiment.main(run)  # the finished file resumes: the replayed points are the recorded ones
+    assert '36 of 36 evaluations are recorded' in capsys.readouterr().out
+
+
+# The paper's Table II, one Bayesian search of the authors on CIFAR-10: (loss, learning rate, weight decay)
+PAPER_TABLE_II = [
+    (1.522100040487423, 0.07790364658499195, 0.0003113590404249613),
+    (1.3066085163195422, 0.09713183521392078, 3.807391059064314e-05),
+    (1.2386448436481938, 0.09962929630955666, 0.00032689900116565906),
+    (1.185623772964356, 0.08839772348012497, 0.0006898133589174131),
+    (1.159533618741734, 0.04027967267377352, 0.0009626519421269333),
+    (2.25699576147043, 0.0001, 0.001),
+    (1.1351020427266503, 0.023872752132106875, 0.0),
+    (1.1435793152280673, 0.056207162561639525, 0.001),
+    (1.0532525379186983, 0.03136838518276603, 0.001),
+    (1.118292302083058, 0.04934696689449622, 0.0),
+    (1.152301168365843, 0.033653197798621255, 0.0),
+    (1.1103247092787627, 0.016824143294099574, 0.001),
+    (1.2051728758842322, 0.06341467276985273, 0.0),
+    (1.1874851724904054, 0.021333409012656273, 0.001),
+    (1.1424505171502473, 0.011332271665925726, 0.0),
+    (1.145875146054918, 0.046351931870789044, 0.001),
+    (1.065783442964979, 0.027854693888176872, 0.001),
+    (1.074766206893192, 0.015390851423193453, 0.0),
+    (1.1237120131018814, 0.029458368749569804, 0.0),
+    (1.1762064011992923, 0.051456124255251416, 0.001),
+    (1.3072483497820082, 0.05854119655268067, 0.0),
+    (1.291730211418905, 0.0694316962401854, 0.001),
+    (1.1320924880398306, 0.08429459295975464, 0.001),
+    (1.0766326515537918, 0.013487631600152566, 0.001),
+    (1.2079456232155963, 0.0636388328114694, 0.001),
 ]
+INIT_POINTS = 5
 
 
-@pytest.mark.parametrize('arguments, named', BAD_INPUTS, ids=[' '.join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_naming_the_value_and_exit_status_2(arguments, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit:
-        experiment.main([*arguments, '--output', str(tmp_path / 'results.csv')])
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 2
-    assert stderr.count('\n') == 1 and ': error: ' in stderr and named in stderr
-    assert not (tmp_path / 'results.csv').exists()
+def proposes_the_paper(proposal, row):
+    """Whether a proposal is the paper's row to within 1e-4 of each range."""
+    return all(abs(proposal[name] - value) <= 1e-4 * (high - low)
+               for (name, (low, high)), value in zip(BOUNDS.items(), row[1:]))
 
 
-@pytest.mark.parametrize('arguments, population', [([], 10), (['--population', '3'], 3)])
-def test_the_population_defaults_to_10_on_cpu(arguments, population, tmp_path):
-    parser = experiment.build_parser()
-    args = parser.parse_args(['--device', 'cpu', *arguments, '--output', str(tmp_path / 'results.csv')])
-    experiment.check_arguments(parser, args)
-    assert args.population == population
+def replay(*, library):
+    """Register the paper's rows 1..n (target: minus the loss) in a fresh optimizer and ask for the next point, for n
+    = 5..24 and the search seeds of repetitions 1-5: how many of the 100 proposals are the paper's row n + 1."""
+    matches = 0
+    for repetition in range(1, 6):
+        for known in range(INIT_POINTS, len(PAPER_TABLE_II)):
+            optimizer = experiment.bayesian_optimizer(BOUNDS, seed=experiment.seed_for(0, repetition),
+                                                      library=library)
+            for loss, learning_rate, weight_decay in PAPER_TABLE_II[:known]:
+                optimizer.register({'learning_rate': learning_rate, 'weight_decay': weight_decay}, -loss)
+            matches += proposes_the_paper(optimizer.suggest(), PAPER_TABLE_II[known])
+    return matches
 
 
-def mostly(valid, invalid):
-    """Command-line text: mostly a `valid` value, one time in ten an `invalid` one or text that is no number."""
-    invalid = st.one_of(invalid, st.sampled_from(['', 'ten', '1,5', '-', '--epochs']))
-    return st.integers(0, 9).flatmap(lambda draw: invalid if draw == 0 else valid).map(str)
+def test_the_authors_gaussian_process_proposes_the_papers_table_ii():
+    assert replay(library=False) >= 90
 
 
-def bounds(low, high):
-    """Two bound texts: mostly LOW < HIGH within [low, high], one time in ten any two floats (NaN, infinite,
-    negative, reversed or equal ones included)."""
-    valid = st.lists(st.floats(low, high), min_size=2, max_size=2, unique=True).map(sorted)
-    return st.integers(0, 9).flatmap(lambda draw: st.lists(mostly(st.floats(), st.nothing()), min_size=2,
-                                                           max_size=2) if draw == 0 else valid.map(
-                                                               lambda pair: [str(value) for value in pair]))
+def test_bayes_opt_3_4s_own_gaussian_process_fails_the_same_replay():
+    assert replay(library=True) <= 10  # 0 when measured
 
 
-FLAGS = {'--evaluations': mostly(st.integers(2, 3), st.integers(-2, 0)),
-         '--init-points': mostly(st.integers(1, 2), st.integers(-2, 0)),
-         '--epochs': mostly(st.just(1), st.integers(-2, 0)),
-         '--repetitions': mostly(st.integers(1, 2), st.integers(-2, 0)),
-         '--population': mostly(st.integers(1, 4), st.integers(-2, 0)),
-         '--batch-size': mostly(st.integers(8, 3000), st.integers(-2, 0)),
-         '--validation-size': mostly(st.integers(1, 1436), st.sampled_from([-1, 0, 1437, 10 ** 6])),
-         '--seed': mostly(st.integers(0, 2 ** 64), st.integers(-10, -1)),
-         '--learning-rate-bounds': bounds(0, 1e3), '--weight-decay-bounds': bounds(0, 1e3),
-         '--lr-scale': st.sampled_from(['linear', 'log']),
-         '--method': st.sampled_from(['both', 'random', 'sobol,random', 'random,bayesian'])}
+def test_the_optimizer_fits_the_authors_gaussian_process_with_25_restarts_from_its_own_random_state():
+    optimizer = experiment.bayesian_optimizer(BOUNDS, seed=3)
+    for loss, learning_rate, weight_decay in PAPER_TABLE_II[:INIT_POINTS]:
+        optimizer.register({'learning_rate': learning_rate, 'weight_decay': weight_decay}, -loss)
+    optimizer.suggest()
+    gaussian_process = optimizer._gp  # what bayes_opt fitted: fails if an upgrade renames or stops using it
+    assert gaussian_process.target_mean_ == pytest.approx(-np.mean([row[0] for row in PAPER_TABLE_II[:5]]))
+    assert gaussian_process.n_restarts_optimizer == 25 and gaussian_process.alpha == 1e-6
+    assert gaussian_process.kernel_.nu == 2.5 and gaussian_process.random_state is optimizer._random_state
+    assert experiment.bayesian_optimizer(BOUNDS, seed=3, library=True)._gp.n_restarts_optimizer == 5
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(values=st.fixed_dictionaries(FLAGS))
-def test_any_bounds_budgets_and_sizes_run_or_fail_with_one_line_and_exit_status_2(values):
-    arguments = [text for flag, value in values.items() for text in (flag, *([value] if type(value) is str else value))]
-    with tempfile.TemporaryDirectory() as folder:
-        output = f'{folder}/results.csv'
-        stdout, stderr = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                experiment.main(['--dataset', 'digits', '--device', 'cpu', *arguments, '--output', output])
-        except SystemExit as exit:
-            event('refused')
-            assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
-            assert os.listdir(folder) == []  # refused before anything was written
-        else:
-            event('ran')
-            evaluations, repetitions = int(values['--evaluations']), int(values['--repetitions'])
-            methods = 2 if values['--method'] == 'both' else len(values['--method'].split(','))
-            assert len(read_rows(output)) == methods * repetitions * evaluations
-            assert 'Table I:' in stdout.getvalue()
+@pytest.mark.parametrize('scale', [1, 100])
+def test_the_authors_gaussian_process_centres_the_targets_without_scaling_them(scale):
+    points, targets = [[0.1, 0.2], [0.5, 0.5], [0.9, 0.1]], scale * np.array([-1.0, -2.0, -4.0])
+    far = [[50.0, 50.0]]  # where the posterior is the prior
+
+    def fitted(model, **options):
+        return model(kernel=Matern(nu=2.5), alpha=1e-6, optimizer=None, **options).fit(points, targets)
+    mean, std = fitted(experiment.CentredGaussianProcess).predict(far, return_std=True)
+    assert mean == pytest.approx(targets.mean()) and std == pytest.approx(1)  # the kernel's own prior std
+    mean, std = fitted(GaussianProcessRegressor, normalize_y=True).predict(far, return_std=True)
+    assert mean == pytest.approx(targets.mean()) and std == pytest.approx(targets.std())  # scikit-learn >= 0.23
 
 
-def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
-    result = run_script('test.py', '--dataset', 'digits', '--learning-rate-bounds', '0.1', '0.01', cwd=tmp_path)
-    assert result.returncode == 2 and result.stdout == ''
-    assert result.stderr == 'test.py: error: --learning-rate-bounds 0.1 0.01: the bounds must satisfy 0 <= LOW < HIGH\n'
+def test_a_bayesian_search_makes_exactly_its_budget_of_evaluations_starting_with_random_points(pretend_training,
+                                                                                               tmp_path):
+    experiment.main(['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3',
+                     '--repetitions', '1', '--method', 'bayesian', '--output', str(tmp_path / 'results.csv')])
+    rows = read_rows(tmp_path / 'results.csv')
+    assert [row['iteration'] for row in rows] == ['1', '2', '3', '4', '5', '6', '7']
+    state = np.random.RandomState(experiment.seed_for(0, 1))  # bayes_opt draws init points from its random_state
+    expected = [(state.uniform(0.0001, 0.1), state.uniform(0, 0.001)) for _ in range(3)]
+    np.testing.assert_allclose([(float(row['learning_rate']), float(row['weight_decay'])) for row in rows[:3]],
+                               expected, rtol=1e-12)
 
 
-def test_a_missing_dataset_says_which_files_to_put_where(tmp_path, no_downloads, capsys):
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(['--dataset', 'mnist', '--data-dir', str(tmp_path / 'data'),
-                         '--output', str(tmp_path / 'results.csv')])
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 1 and stderr.count('\n') == 1
-    assert 'train-images-idx3-ubyte' in stderr and f'{tmp_path / "data"}/MNIST/raw/' in stderr
+RUN = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '5', '--init-points', '2', '--repetitions', '2',
+       '--method', 'bayesian']
+CORNER = {'learning_rate': 0.1, 'weight_decay': 0.001}
 
 
-def test_help_lists_every_flag_with_its_default(capsys):
-    with pytest.raises(SystemExit):
-        experiment.main(['--help'])
-    text = ' '.join(capsys.readouterr().out.split())
-    for flag, default in [('--dataset', 'cifar10'), ('--method', "('bayesian', 'sobol')"), ('--evaluations', '25'),
-                          ('--init-points', '5'), ('--epochs', '50'), ('--repetitions', '10'),
-                          ('--batch-size', '64'), ('--validation-size', 'None'), ('--seed', '0'),
-                          ('--data-dir', 'data'), ('--output', 'results.csv'),
-                          ('--learning-rate-bounds', '(0.0001, 0.1)'), ('--weight-decay-bounds', '(0, 0.001)'),
-                          ('--population', 'None'), ('--lr-scale', 'linear')]:
-        assert re.search(re.escape(flag) + r' .*?\(default: ' + re.escape(default) + r'\)', text), flag
+@pytest.fixture
+def proposes_the_corner(monkeypatch):
+    """Every Gaussian-process proposal is the corner of the box, so that each search must repeat it; the list of the
+    points told to the optimizers."""
+    monkeypatch.setattr(BayesianOptimization, 'suggest', lambda self: dict(CORNER))
+    told = []
+    register = target_space.TargetSpace.register
+    monkeypatch.setattr(target_space.TargetSpace, 'register',
+                        lambda self, params, *rest: told.append(dict(params)) or register(self, params, *rest))
+    return told
+
+
+@pytest.mark.parametrize('population', [1, 3])
+def test_a_point_proposed_again_is_answered_from_its_row_untrained_and_untold(population, proposes_the_corner,
+                                                                             pretend_training, tmp_path, capsys):
+    experiment.main([*RUN, '--population', str(population), '--output', str(tmp_path / 'results.csv')])
+    rows = read_rows(tmp_path / 'results.csv')
+    assert len(rows) == 10 and len(pretend_training) == 6  # per search: 2 init points and the corner once
+    assert len(proposes_the_corner) == 6  # nothing new for the Gaussian process
+    for repetition in ('1', '2'):
+        search = [row for row in rows if row['repetition'] == repetition]
+        corner = search[2]
+        assert (float(corner['learning_rate']), float(corner['weight_decay'])) == tuple(CORNER.values())
+        assert [row['repeat_of'] for row in search] == ['', '', '', '3', '3']
+        for row in search[3:]:  # its scores, and the seed of the network that gave them; no training time
+            assert {**row, 'iteration': '3', 'repeat_of': '', 'seconds': corner['seconds']} == corner
+            assert (row['seconds'], corner['seconds']) == ('0.0', '1.0')
+    stdout = capsys.readouterr().out
+    assert stdout.count('repeat of 3\n') == 4 and stdout.count('(repeat of 3)') == 4  # Table II, progress lines
+
+
+@pytest.mark.parametrize('population', [1, 3])
+def test_a_resumed_search_answers_its_recorded_repeats_again(population, proposes_the_corner, pretend_training,
+                                                             tmp_path):
+    full = tmp_path / 'full.csv'
+    experiment.main([*RUN, '--population', str(population), '--output', str(full)])
+    lines, rows = full.read_text().splitlines(keepends=True), read_rows(full)
+    size = 1 if population == 1 else 2  # rows per population: in lockstep, both repetitions' points of a step
+    populations = [rows[start:start + size] for start in range(0, len(rows), size)]
+    for kept in range(1, len(lines) + 1):  # stopped after each row
+        output = tmp_path / f'cut-{kept}.csv'
+        output.write_text(''.join(lines[:kept]))
+        shutil.copy(tmp_path / 'full.config.json', tmp_path / f'cut-{kept}.config.json')
+        trained_before = len(pretend_training)
+        experiment.main([*RUN, '--population', str(population), '--output', str(output)])
+        assert output.read_text() == full.read_text()
+        # a population the file does not hold whole is retrained whole: its new points, not its repeats
+        retrained = [row for number, members in enumerate(populations, 1) if number * size > kept - 1
+                     for row in members if row['repeat_of'] == '']
+        assert len(pretend_training) - trained_before == len(retrained)
+
+
+def test_a_repeat_whose_scores_differ_from_its_original_is_refused(proposes_the_corner, pretend_training, tmp_path,
+                                                                   capsys):
+    output = tmp_path / 'results.csv'
+    experiment.main([*RUN, '--population', '3', '--output', str(output)])
+    lines = output.read_text().splitlines(keepends=True)
+    assert lines[7].startswith('bayesian,1,4,3,')
+    fields = lines[7].split(',')
+    fields[7] = '0.25'  # its validation loss
+    output.write_text(''.join(lines[:7] + [','.join(fields)] + lines[8:]))
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
+    assert 'line 8: a repeat of iteration 3, which the file does not record at the same point with the same scores' \
+        in stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('recorded, trained, written', [
+    ((), [2, 4], [2, 3, 4]),  # a new file: populations [2, repeat 3] and [4]
+    ((2,), [4], [3, 4]),  # stopped after writing iteration 2: its repeat is written, nothing retrained
+    ((3,), [2, 4], [2, 4]),
+    ((2, 3), [4], [4]),
+])
+def test_a_population_of_repeats_and_new_points_trains_the_new_points_only(recorded, trained, written,
+                                                                          pretend_training):
+    args = experiment.build_parser().parse_args(['--population', '2'])
+
+    def row(iteration, learning_rate):
+        return experiment.new_row('bayesian', 1, iteration, {'learning_rate': learning_rate, 'weight_decay': 0}, args)
+    original = {**row(1, 0.01), **pretend_scores(0.01, 0, 7)}
+    rows = [row(2, 0.02), experiment.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
+    file = FakeResultsFile({iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
+    experiment.score_and_record(rows, None, args, file)
+    assert [learning_rate for learning_rate, _, _ in pretend_training] == [{2: 0.02, 4: 0.04}[i] for i in trained]
+    assert [row['iteration'] for row in file.appended] == written
+    assert rows[1]['repeat_of'] == 1 and rows[1]['seed'] == original['seed']
+    assert rows[1]['val_loss'] == (pretend_scores(0.5, 0, 0) if 3 in recorded else original)['val_loss']
+
+
+def run_on_a_terminal(arguments, cwd):
+    """Run test.py with its standard error on a pseudo-terminal 100 columns wide: (stdout, what the terminal got)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *arguments], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=terminal, text=True)
+    os.close(terminal)
+    shown = b''
+    while True:  # read as it is written, or the terminal's buffer fills and the run blocks
+        if select.select([controller], [], [], 1)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the run closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    stdout = process.communicate(timeout=600)[0]
+    os.close(controller)
+    assert process.returncode == 0, shown
+    return stdout, shown.decode(errors='replace')
+
+
+RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--init-points', '1', '--repetitions', '2',
+             '--method', 'bayesian,sobol', '--device', 'cpu', '--population', '1']
+
+
+def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path):
+    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'bar.csv'], tmp_path)
+    assert '8/8' in shown and 'sobol repetition 2/2' in shown and 'best validation loss' in shown
+    stdout, shown = run_on_a_terminal([*RUN_SMALL[:-1], '4', '--output', 'populations.csv'], tmp_path)
+    assert 'bayesian repetitions 1-2/2' in shown and '8/8' in shown  # each population holds both repetitions
+    assert 'evaluation 1/2' not in stdout and 'Table I:' in stdout
+    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'quiet.csv', '--quiet'], tmp_path)
+    assert shown == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout
+    result = run_script('test.py', *RUN_SMALL, '--output', 'lines.csv', cwd=tmp_path)  # not a terminal
+    assert result.stderr == '' and result.stdout.count(' evaluation ') == 8
+    assert 'sobol repetition 2/2 evaluation 2/2: lr ' in result.stdout

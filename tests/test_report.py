@@ -1,44 +1,24 @@
-"""Results at a glance: statistics, summary files, plots, --report, progress, the random baseline, --lr-scale."""
-import csv
-import fcntl
+"""report.py: Tables I and II, the statistics (best so far, Mann-Whitney U), the summary files, the plots, and
+--report, which rebuilds them from a results file without training."""
 import json
 import math
-import os
-import pty
 import re
-import select
 import shutil
-import struct
-import subprocess
-import sys
-import termios
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy import stats
-from conftest import ROOT, run_script
+from conftest import refused, run_script, snapshot, typed_rows
 
 import network
 import report
+import results
 import test as experiment
 
 RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '6', '--init-points', '2', '--repetitions', '3',
        '--method', 'bayesian,sobol,random', '--device', 'cpu']
 REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'points', 'sobol-vs-random']
-
-
-def typed_rows(path):
-    """A results CSV's rows with numbers as numbers, and repeat_of None where a row is not a repeat."""
-    def typed(name, value):
-        if name == 'method':
-            return value
-        if name == 'repeat_of':
-            return int(value) if value else None
-        return int(value) if name in ('repetition', 'iteration', 'seed') else float(value)
-    with open(path, newline='') as file:
-        return [{name: typed(name, value) for name, value in row.items()} for row in csv.DictReader(file)]
 
 
 @pytest.fixture(scope='module')
@@ -48,6 +28,19 @@ def three_methods(tmp_path_factory):
     result = run_script('test.py', *RUN, '--output', 'results.csv', cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder, result.stdout
+
+
+def test_table_one_uses_each_repetitions_best_finite_evaluation():
+    rows = [dict(method='sobol', repetition=repetition, iteration=i, val_loss=loss, val_accuracy=accuracy,
+                 test_accuracy=accuracy / 2)
+            for repetition, i, loss, accuracy in [(1, 1, 1.0, 0.5), (1, 2, math.nan, 0.1), (1, 3, 2.0, 0.4),
+                                                  (2, 1, 3.0, 0.2), (2, 2, 1.5, 0.7), (3, 1, 1.25, 0.6)]]
+    (method, runs, loss, loss_std, accuracy, accuracy_std, test_accuracy, test_std), = report.summary_rows(
+        rows, ['sobol'])
+    assert (method, runs) == ('sobol', 3)
+    assert loss == pytest.approx(1.25) and loss_std == pytest.approx(0.25)
+    assert accuracy == pytest.approx(60) and accuracy_std == pytest.approx(10)
+    assert test_accuracy == pytest.approx(30) and test_std == pytest.approx(5)
 
 
 def test_mann_whitney_matches_scipy_and_exact_values():
@@ -126,56 +119,11 @@ def test_methods_are_compared_after_each_checkpoint_on_the_repetitions_that_reac
                                       (after_10, [0.4, 0.8, 0.2, 0.1], [0.75, 0.3, 0.85])]:
         expected = stats.mannwhitneyu(first, second, alternative='two-sided')
         assert (comparison['u'], comparison['p_value']) == (expected.statistic, expected.pvalue)
-    assert after_5['u'] == 6  # pairs with bayesian's loss the larger: 0.8 > 0.75, 0.65, 0.55; 0.7 > 0.65, 0.55; 0.6 > 0.55
+    # pairs with bayesian's loss the larger: 0.8 > 0.75, 0.65, 0.55; 0.7 > 0.65, 0.55; 0.6 > 0.55
+    assert after_5['u'] == 6
     assert after_10['verdict'] == 'no significant difference at 5% over 4 and 3 repetitions'
     table = report.format_table(report.comparison_table([after_5, after_10]))
     assert re.search(r'^bayesian vs sobol\s+5\s+6\.0\s', '\n'.join(table), re.MULTILINE)
-
-
-def test_random_search_is_uniform_over_the_box_and_reproducible_from_its_seed():
-    box = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
-    points = experiment.random_points(box, evaluations=25, seed=7)
-    generator = np.random.default_rng(7)
-    assert points == [{'learning_rate': generator.uniform(0.0001, 0.1), 'weight_decay': generator.uniform(0, 0.001)}
-                      for _ in range(25)]
-    assert experiment.random_points(box, evaluations=25, seed=7) == points
-    assert all(a != b for a, b in zip(points, experiment.random_points(box, evaluations=25, seed=8)))
-
-
-@pytest.mark.parametrize('population', ['1', '4'])
-def test_a_random_search_run_trains_its_seeded_points(population, tmp_path):
-    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--repetitions', '2', '--method', 'random',
-           '--device', 'cpu', '--population', population]
-    for name in ('first', 'again'):
-        experiment.main([*run, '--output', str(tmp_path / f'{name}.csv')])
-    rows = typed_rows(tmp_path / 'first.csv')
-    for repetition in (1, 2):
-        points = experiment.random_points({'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}, evaluations=4,
-                                          seed=experiment.seed_for(0, repetition))
-        assert [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
-                for row in rows if row['repetition'] == repetition] == points
-    assert [{**row, 'seconds': 0} for row in typed_rows(tmp_path / 'again.csv')] == [{**row, 'seconds': 0}
-                                                                                      for row in rows]
-
-
-def test_a_log_scale_searches_the_learning_rates_log10_within_the_bounds(tmp_path, capsys):
-    args = experiment.build_parser().parse_args(['--lr-scale', 'log', '--learning-rate-bounds', '0.003', '0.07'])
-    box = experiment.search_box(args)
-    assert box == {'log10_learning_rate': (math.log10(0.003), math.log10(0.07)), 'weight_decay': (0, 0.001)}
-    top = experiment.new_row('random', 1, 1, {'log10_learning_rate': math.log10(0.07), 'weight_decay': 0}, args)
-    assert top['learning_rate'] == 0.07  # 10 ** log10(0.07) is 0.07000000000000002: kept inside the bounds
-    run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '12', '--init-points', '3', '--repetitions', '1',
-           '--device', 'cpu', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '0.1',
-           '--method', 'bayesian,sobol,random', '--output', str(tmp_path / 'results.csv')]
-    experiment.main(run)
-    rows = typed_rows(tmp_path / 'results.csv')
-    assert len(rows) == 36 and all(0.0001 <= row['learning_rate'] <= 0.1 for row in rows)
-    sobol = [row['learning_rate'] for row in rows if row['method'] == 'sobol']
-    assert sum(lr < 0.01 for lr in sobol) >= 6  # two thirds of the log range; under 10% of the linear one
-    assert json.loads((tmp_path / 'results.config.json').read_text())['lr_scale'] == 'log'
-    capsys.readouterr()
-    experiment.main(run)  # the finished file resumes: the replayed points are the recorded ones
-    assert '36 of 36 evaluations are recorded' in capsys.readouterr().out
 
 
 def test_a_run_writes_summaries_with_table_one_the_best_configurations_and_the_statistics(three_methods):
@@ -285,66 +233,16 @@ def test_report_of_a_file_still_being_written_covers_its_rows_so_far(three_metho
 @pytest.mark.parametrize('files, named', [([], 'results.config.json cannot be read'),
                                           (['results.config.json'], 'results.csv cannot be read'),
                                           (['header', 'results.config.json'], 'records no evaluation')])
-def test_report_of_a_missing_or_empty_file_is_one_line(three_methods, files, named, tmp_path, capsys):
+def test_report_of_a_missing_or_empty_file_is_one_line_and_writes_nothing(three_methods, files, named, tmp_path,
+                                                                          capsys):
     folder, _ = three_methods
     for name in files:
         if name == 'header':
-            (tmp_path / 'results.csv').write_text(','.join(experiment.CSV_COLUMNS) + '\n')
+            (tmp_path / 'results.csv').write_text(','.join(results.COLUMNS) + '\n')
         else:
             shutil.copy(folder / name, tmp_path / name)
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(['--report', str(tmp_path / 'results.csv')])
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 2 and stderr.count('\n') == 1 and named in stderr
+    before = snapshot(tmp_path)
+    assert named in refused(experiment.main, ['--report', str(tmp_path / 'results.csv')], capsys)
+    assert snapshot(tmp_path) == before
 
 
-def run_on_a_terminal(arguments, cwd):
-    """Run test.py with its standard error on a pseudo-terminal 100 columns wide: (stdout, what the terminal got)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
-    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *arguments], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=terminal, text=True)
-    os.close(terminal)
-    shown = b''
-    while True:  # read as it is written, or the terminal's buffer fills and the run blocks
-        if select.select([controller], [], [], 1)[0]:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the run closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif process.poll() is not None:
-            break
-    stdout = process.communicate(timeout=600)[0]
-    os.close(controller)
-    assert process.returncode == 0, shown
-    return stdout, shown.decode(errors='replace')
-
-
-RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--init-points', '1', '--repetitions', '2',
-             '--method', 'bayesian,sobol', '--device', 'cpu', '--population', '1']
-
-
-def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path):
-    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'bar.csv'], tmp_path)
-    assert '8/8' in shown and 'sobol repetition 2/2' in shown and 'best validation loss' in shown
-    stdout, shown = run_on_a_terminal([*RUN_SMALL[:-1], '4', '--output', 'populations.csv'], tmp_path)
-    assert 'bayesian repetitions 1-2/2' in shown and '8/8' in shown  # each population holds both repetitions
-    assert 'evaluation 1/2' not in stdout and 'Table I:' in stdout
-    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'quiet.csv', '--quiet'], tmp_path)
-    assert shown == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout
-    result = run_script('test.py', *RUN_SMALL, '--output', 'lines.csv', cwd=tmp_path)  # not a terminal
-    assert result.stderr == '' and result.stdout.count(' evaluation ') == 8
-    assert 'sobol repetition 2/2 evaluation 2/2: lr ' in result.stdout
-
-
-def test_a_long_training_shows_a_bar_over_its_epochs(monkeypatch, capsys):
-    images, labels = torch.zeros(8, 1, 28, 28), torch.zeros(8, dtype=torch.int64)
-    model = network.build_network(input_shape=(1, 28, 28), seed=0)
-    monkeypatch.setattr(network, 'EPOCH_BAR_DELAY', 0)  # every training is "long"
-    network.train(model, images, labels, learning_rate=0.01, weight_decay=0, epochs=3, batch_size=4, progress=True)
-    assert 'epochs: ' in capsys.readouterr().err
-    network.train(model, images, labels, learning_rate=0.01, weight_decay=0, epochs=3, batch_size=4)
-    assert capsys.readouterr().err == ''

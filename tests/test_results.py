@@ -1,86 +1,119 @@
-"""Nothing lost: resuming a results file, crash-safe writes, refused files and failing before training."""
-import contextlib
-import csv
+"""The results file (results.py), and nothing lost: a stopped run resumes to the file of an uninterrupted one,
+whatever its population; a file that is not what the run would write is refused and left as it was."""
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import (ROOT, folder_without_permissions, read_rows, refused, snapshot, sorted_rows,
+                      without_seconds)
 
+import results
 import test as experiment
 
 RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--init-points', '2', '--repetitions', '2',
        '--method', 'both', '--device', 'cpu']  # 16 evaluations; results are reproducible on CPU
 
 
-def without_seconds(path):
-    """The CSV's rows without the wall-time column, the one thing a rerun changes."""
-    with open(path, newline='') as file:
-        return [row[:-1] for row in csv.reader(file)]
-
-
 def config_path(output):
-    return output.parent / (output.stem + '.config.json')
+    return Path(results.configuration_path(str(output)))
+
+
+def same_rows(first, second):
+    """Whether two results files hold the same rows, in the same order, but for their wall times."""
+    return without_seconds(read_rows(first)) == without_seconds(read_rows(second))
 
 
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
-    """{population: results file} of runs that were never stopped."""
+    """{population: results file} of runs that were never stopped (10: the CPU default)."""
     folder = tmp_path_factory.mktemp('uninterrupted')
     outputs = {}
-    for population in (1, 3):
+    for population in (1, 3, 10):
         outputs[population] = folder / f'population-{population}.csv'
         experiment.main([*RUN, '--population', str(population), '--output', str(outputs[population])])
     return outputs
 
 
-def count_trained(monkeypatch):
-    """A list that grows by one for every network trained from now on."""
-    trained = []
-    train_networks = experiment.train_networks
-    monkeypatch.setattr(experiment, 'train_networks',
-                        lambda rows, *rest, **options: trained.extend(rows) or train_networks(rows, *rest, **options))
-    return trained
-
-
+# The sizes of the populations the 16 rows of RUN are written in, in file order: with 3, the two Bayesian
+# repetitions in lockstep (2 per iteration), then the 8 Sobol points in threes
+POPULATION_SIZES = {1: [1] * 16, 3: [2, 2, 2, 2, 3, 3, 2]}
 # (whole lines kept, characters of the next line kept): the run stopped there, possibly while writing a row
-CUTS = {3: [(0, 10), (1, 0), (6, 50), (9, 0), (13, 7), (17, 0)], 1: [(4, 30), (11, 0)]}
+CUTS = {3: [(0, 10), (1, 0), (4, 20), (6, 50), (9, 0), (11, 30), (13, 7), (17, 0)], 1: [(4, 30), (11, 0)]}
+
+
+def retrained(full_rows, population, rows_kept):
+    """The networks a resume must train: every new point of each population that the file does not hold whole
+    (a repeated Bayesian point is answered from its earlier row, never trained)."""
+    count, start = 0, 0
+    for size in POPULATION_SIZES[population]:
+        members = full_rows[start:start + size]
+        if start + size > rows_kept and any(row['repeat_of'] == ''
+                                            for row in members[max(rows_kept - start, 0):]):
+            count += sum(row['repeat_of'] == '' for row in members)
+        start += size
+    return count
 
 
 @pytest.mark.parametrize('population, lines, characters',
                          [(population, *cut) for population, cuts in CUTS.items() for cut in cuts])
 def test_a_stopped_run_resumes_to_the_file_of_an_uninterrupted_run(uninterrupted, population, lines, characters,
-                                                                   tmp_path, monkeypatch, capsys):
+                                                                   tmp_path, count_trained, capsys):
     full = uninterrupted[population].read_text().splitlines(keepends=True)
     output = tmp_path / 'results.csv'
     output.write_text(''.join(full[:lines]) + full[lines][:characters] if lines < len(full) else ''.join(full))
     shutil.copy(config_path(uninterrupted[population]), config_path(output))
-    trained = count_trained(monkeypatch)
     experiment.main([*RUN, '--population', str(population), '--output', str(output)])
-    assert without_seconds(output) == without_seconds(uninterrupted[population])
+    assert same_rows(output, uninterrupted[population])
     assert output.read_text().splitlines(keepends=True)[:lines] == full[:lines]  # recorded rows stay as they were
-    missing = len(full) - max(lines, 1)
     # finished evaluations are read, not retrained; a population the file holds in part is retrained whole
-    assert missing <= len(trained) <= missing + population - 1 and (missing > 0 or trained == [])
+    assert len(count_trained) == retrained(read_rows(uninterrupted[population]), population, max(lines - 1, 0))
     if lines > 1:
         assert f'{lines - 1} of 16 evaluations are recorded' in capsys.readouterr().out
+
+
+def test_the_retrained_count_is_worked_out_from_the_populations():
+    rows = [{'repeat_of': ''}] * 16
+    assert [retrained(rows, 3, kept) for kept in (0, 1, 2, 3, 8, 9, 11, 14, 15, 16)] == [16, 16, 14, 14, 8, 8, 5, 2,
+                                                                                         2, 0]
+    rows = [{'repeat_of': ''}] * 8 + [{'repeat_of': '1'}] * 8
+    assert [retrained(rows, 3, kept) for kept in (7, 8, 9)] == [2, 0, 0]  # repeats are never trained
+    rows = [{'repeat_of': ''}] * 9 + [{'repeat_of': '1'}] * 2 + [{'repeat_of': ''}] * 5
+    assert [retrained(rows, 3, kept) for kept in (8, 9)] == [6, 5]  # a population's new point, then its repeats
+
+
+@pytest.mark.parametrize('before, after', [(3, 1), (3, 2), (1, 3), (1, None)])
+@pytest.mark.parametrize('rows_kept', [3, 7, 12])
+def test_a_run_resumed_with_another_population_makes_the_same_searches(before, after, rows_kept, pretend_training,
+                                                                       tmp_path):
+    run = [*RUN, '--method', 'bayesian,sobol,random', '--repetitions', '3']  # lockstep over 3 repetitions
+    full = tmp_path / 'full.csv'
+    experiment.main([*run, '--population', str(before), '--output', str(full)])
+    lines = full.read_text().splitlines(keepends=True)
+    output = tmp_path / 'resumed.csv'
+    output.write_text(''.join(lines[:rows_kept + 1]) + lines[rows_kept + 1][:15])
+    shutil.copy(config_path(full), config_path(output))
+    del pretend_training[:]
+    experiment.main([*run, *(['--population', str(after)] if after else []), '--output', str(output)])
+    assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(full))
+    assert output.read_text().splitlines(keepends=True)[:rows_kept + 1] == lines[:rows_kept + 1]
+    # every evaluation not recorded is trained once; a population holding recorded ones retrains them with it
+    assert len(pretend_training) >= 36 - rows_kept and len(set(pretend_training)) == len(pretend_training)
 
 
 def rows_in(path):
     return max(path.read_bytes().count(b'\n') - 1, 0) if path.exists() else 0
 
 
-def start_and_stop(output, rows, stop_signal):
+def start_and_stop(output, rows, stop_signal, population):
     """Run test.py until it has written a row and `output` holds at least `rows` rows, then send `stop_signal`;
     return its stderr."""
     rows = max(rows, rows_in(output) + 1)
-    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '3',
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, *population,
                                 '--output', output.name], cwd=output.parent, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     while process.poll() is None and rows_in(output) < rows:
@@ -92,20 +125,27 @@ def start_and_stop(output, rows, stop_signal):
     return stderr
 
 
-def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninterrupted_run(uninterrupted,
+# (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population
+STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGKILL), (8, signal.SIGINT), (11, signal.SIGKILL)],
+         1: [(3, signal.SIGKILL), (9, signal.SIGINT)], 10: [(3, signal.SIGKILL), (8, signal.SIGINT)]}
+
+
+@pytest.mark.parametrize('population', [3, 1, 10], ids=['population 3', 'population 1', 'CPU default'])
+def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninterrupted_run(population, uninterrupted,
                                                                                           tmp_path):
     output = tmp_path / 'results.csv'
-    for rows, stop_signal in [(1, signal.SIGKILL), (5, signal.SIGKILL), (8, signal.SIGINT), (11, signal.SIGKILL)]:
-        stderr = start_and_stop(output, rows, stop_signal)
+    flags = [] if population == 10 else ['--population', str(population)]
+    for rows, stop_signal in STOPS[population]:
+        stderr = start_and_stop(output, rows, stop_signal, flags)
         assert rows <= rows_in(output) < 16
         if stop_signal == signal.SIGINT:  # Ctrl-C
             assert stderr.count('\n') == 1 and stderr.startswith('test.py: interrupted: ')
-            assert stderr.endswith(f' of 16 evaluations are saved in {output.name}; run the same command again to '
-                                   'resume\n')
-    result = subprocess.run([sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '3',
-                             '--output', output.name], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            assert stderr.endswith(f'{rows_in(output)} of 16 evaluations are saved in {output.name}; run the same '
+                                   'command again to resume\n')
+    result = subprocess.run([sys.executable, str(ROOT / 'test.py'), *RUN, *flags, '--output', output.name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert without_seconds(output) == without_seconds(uninterrupted[3])
+    assert same_rows(output, uninterrupted[population])
 
 
 def finished_run(uninterrupted, folder):
@@ -114,15 +154,6 @@ def finished_run(uninterrupted, folder):
     shutil.copy(uninterrupted[3], output)
     shutil.copy(config_path(uninterrupted[3]), config_path(output))
     return output, config_path(output)
-
-
-def refused(arguments, capsys):
-    """Run test.py's main expecting a one-line error and exit status 2; return that line."""
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(arguments)
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 2 and stderr.count('\n') == 1 and ': error: ' in stderr, stderr
-    return stderr
 
 
 def garbage(lines):
@@ -157,11 +188,10 @@ def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_l
         uninterrupted, tmp_path, capsys, damage, named):
     output, config = finished_run(uninterrupted, tmp_path)
     output.write_text(damage(output.read_text().splitlines(keepends=True)))
-    before = output.read_bytes(), config.read_bytes()
-    stderr = refused([*RUN, '--population', '3', '--output', str(output)], capsys)
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
     assert named in stderr and 'the file is left as it is' in stderr
-    assert (output.read_bytes(), config.read_bytes()) == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ['results.config.json', 'results.csv']
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize('arguments, named', [
@@ -172,11 +202,11 @@ def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_l
 ])
 def test_resuming_with_another_configuration_is_refused_naming_the_differences(uninterrupted, tmp_path, capsys,
                                                                                arguments, named):
-    output, config = finished_run(uninterrupted, tmp_path)
-    before = output.read_bytes(), config.read_bytes()
-    stderr = refused([*RUN, *arguments, '--output', str(output)], capsys)
+    output, _ = finished_run(uninterrupted, tmp_path)
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*RUN, *arguments, '--output', str(output)], capsys)
     assert f'{output} was made with another configuration ({named}' in stderr and '--fresh' in stderr
-    assert (output.read_bytes(), config.read_bytes()) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_another_library_version_is_another_configuration(uninterrupted, tmp_path, capsys):
@@ -185,7 +215,10 @@ def test_another_library_version_is_another_configuration(uninterrupted, tmp_pat
     assert saved['versions']['bayesian-optimization'] == '3.4.0' and saved['epochs'] == 1
     saved['versions']['bayesian-optimization'] = '1.4.3'
     config.write_text(json.dumps(saved))
-    assert "bayesian-optimization version '1.4.3' (now '3.4.0')" in refused([*RUN, '--output', str(output)], capsys)
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*RUN, '--output', str(output)], capsys)
+    assert "bayesian-optimization version '1.4.3' (now '3.4.0')" in stderr
+    assert snapshot(tmp_path) == before
 
 
 def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_refused(uninterrupted, tmp_path,
@@ -194,33 +227,37 @@ def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_ref
     saved = json.loads(config.read_text())
     assert saved.pop('results_format') == 2
     config.write_text(json.dumps(saved))  # as a run before format 2 saved it
-    before = output.read_bytes(), config.read_bytes()
+    before = snapshot(tmp_path)
     for arguments in ([*RUN, '--output', str(output)], ['--report', str(output)]):
-        stderr = refused(arguments, capsys)
+        stderr = refused(experiment.main, arguments, capsys)
         assert f'{output} is in results format 1, this code reads format 2' in stderr and '--fresh' in stderr
-    assert (output.read_bytes(), config.read_bytes()) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_a_results_file_without_its_configuration_is_refused(uninterrupted, tmp_path, capsys):
     output, config = finished_run(uninterrupted, tmp_path)
     config.unlink()
-    before = output.read_bytes()
-    assert 'exists without its configuration' in refused([*RUN, '--output', str(output)], capsys)
-    assert output.read_bytes() == before and not config.exists()
+    before = snapshot(tmp_path)
+    assert 'exists without its configuration' in refused(experiment.main, [*RUN, '--output', str(output)], capsys)
+    assert snapshot(tmp_path) == before
 
 
-def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume(uninterrupted, tmp_path, capsys):
-    output, _ = finished_run(uninterrupted, tmp_path)
+def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume_and_nothing_is_written(uninterrupted,
+                                                                                           tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
     lines = output.read_text().splitlines(keepends=True)
     fields = lines[5].split(',')  # Bayesian repetition 1, iteration 3: proposed from the two init points' scores
     assert fields[:3] == ['bayesian', '1', '3']
     fields[5] = '0.05'
-    output.write_text(''.join(lines[:5] + [','.join(fields)] + lines[6:]))
+    output.write_text(''.join(lines[:5] + [','.join(fields)] + lines[6:9]) + lines[9][:20])  # and a cut last row
+    config.write_text(json.dumps({**json.loads(config.read_text()), 'devices': ['another device']}))
+    before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit:
         experiment.main([*RUN, '--population', '3', '--output', str(output)])
     stderr = capsys.readouterr().err
     assert exit.value.code == 1 and stderr.count('\n') == 1
     assert 'records bayesian repetition 1 iteration 3 at learning rate 0.05' in stderr and '--fresh' in stderr
+    assert snapshot(tmp_path) == before  # neither the cut row dropped nor this device added
 
 
 def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path, capsys):
@@ -230,7 +267,7 @@ def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path
                      '--fresh'])
     assert ((tmp_path / 'results.old1.csv').read_bytes(),
             (tmp_path / 'results.old1.config.json').read_bytes()) == before
-    assert len(without_seconds(output)) == 5 and json.loads(config.read_text())['epochs'] == 2
+    assert len(read_rows(output)) == 4 and json.loads(config.read_text())['epochs'] == 2
     experiment.main([*RUN, '--epochs', '2', '--method', 'sobol', '--repetitions', '1', '--output', str(output),
                      '--fresh'])
     run_files = ['.csv', '.config.json', '.summary.json', '.summary.md', '.convergence.png', '.points.png',
@@ -238,37 +275,24 @@ def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ['results.old1.csv', 'results.old1.config.json'] + [f'results{old}{suffix}' for old in ('', '.old2')
                                                             for suffix in run_files])
-    assert 'moved' in capsys.readouterr().out
+    assert f'moved {output} aside to {tmp_path / "results.old2.csv"}' in capsys.readouterr().out
 
 
-@contextlib.contextmanager
-def folder_without_permissions():
-    """A new folder this process may neither write nor read. Root ignores permission bits, so a root process
-    takes the nobody user's identity (its effective user id) until the block ends."""
-    folder = tempfile.mkdtemp()
-    os.chmod(folder, 0o111)  # traversable, not readable, not writable
-    was_root = os.geteuid() == 0
-    try:
-        if was_root:
-            os.seteuid(65534)
-        yield folder
-    finally:
-        if was_root:
-            os.seteuid(0)
-        os.chmod(folder, 0o700)
-        shutil.rmtree(folder)
+def test_move_aside_picks_the_first_number_free_for_every_file(tmp_path):
+    for name in ('results.csv', 'results.config.json', 'results.points.png', 'results.old1.points.png'):
+        (tmp_path / name).write_text(name)
+    moves = results.move_aside(str(tmp_path / 'results.csv'))
+    assert [(old[len(str(tmp_path)) + 1:], new[len(str(tmp_path)) + 1:]) for old, new in moves] == [
+        ('results.csv', 'results.old2.csv'), ('results.config.json', 'results.old2.config.json'),
+        ('results.points.png', 'results.old2.points.png')]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['results.old1.points.png', 'results.old2.config.json',
+                                                               'results.old2.csv', 'results.old2.points.png']
 
 
-def test_an_output_folder_that_cannot_be_written_fails_before_training(monkeypatch, capsys):
-    trained = count_trained(monkeypatch)
+def test_an_output_folder_that_cannot_be_written_fails_before_training(count_trained, capsys):
     with folder_without_permissions() as folder:
-        stderr = refused([*RUN, '--output', f'{folder}/results.csv'], capsys)
-    assert f'cannot write in its folder {folder} (Permission denied)' in stderr and trained == []
-
-
-def snapshot(folder):
-    """Every path under `folder` with its bytes (None for a folder)."""
-    return {path: None if path.is_dir() else path.read_bytes() for path in folder.rglob('*')}
+        stderr = refused(experiment.main, [*RUN, '--output', f'{folder}/results.csv'], capsys)
+    assert f'cannot write in its folder {folder} (Permission denied)' in stderr and count_trained == []
 
 
 @pytest.mark.parametrize('prepare, named', [
@@ -277,19 +301,11 @@ def snapshot(folder):
     (lambda output: config_path(output).write_text('{"epochs": 1'), 'cannot be read as a configuration'),
     (lambda output: config_path(output).write_text('[1, 2]'), 'cannot be read as a configuration'),
 ], ids=['missing folder', 'output is a folder', 'cut configuration', 'configuration not an object'])
-def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path, monkeypatch, capsys, prepare,
+def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path, count_trained, capsys, prepare,
                                                                         named):
     output = tmp_path / 'run' / 'results.csv'
     output.parent.mkdir()
     prepare(output)
     before = snapshot(tmp_path)
-    trained = count_trained(monkeypatch)
-    assert named in refused([*RUN, '--output', str(output)], capsys)
-    assert trained == [] and snapshot(tmp_path) == before
-
-
-def test_a_data_folder_that_cannot_be_read_fails_before_training(capsys):
-    with folder_without_permissions() as folder:
-        stderr = refused(['--dataset', 'mnist', '--data-dir', folder, '--output', f'{tempfile.gettempdir()}/x.csv'],
-                         capsys)
-    assert f'--data-dir {folder} cannot be read (Permission denied)' in stderr
+    assert named in refused(experiment.main, [*RUN, '--output', str(output)], capsys)
+    assert count_trained == [] and snapshot(tmp_path) == before

@@ -1,0 +1,91 @@
+"""Command-line plumbing shared by test.py, network.py and bench.py: one-line errors, help that shows the defaults,
+the data flags and the checks every script makes of them. The defaults themselves are each script's constants."""
+import argparse
+import os
+
+import torch
+
+import dataset_management
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        """Exit with status 2 and one line naming the bad value and what is allowed (no usage block)."""
+        self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def flag(name):
+    """The flag of an argparse destination: 'batch_size' -> '--batch-size'."""
+    return '--' + name.replace('_', '-')
+
+
+def check_positive_integers(parser, args, *names):
+    """End with a one-line error if a flag among `names` (one number, or a list of them) holds one below 1: the
+    flags' values and constants edited by hand are checked alike."""
+    for name in names:
+        value = getattr(args, name)
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if number < 1:
+                parser.error(f'{flag(name)} {number} must be a positive integer')
+
+
+def add_data_arguments(parser, *, dataset, data_dir, validation_size, batch_size, device):
+    """The data flags, with the calling script's defaults."""
+    parser.add_argument('--dataset', choices=dataset_management.DATASETS, default=dataset, help='the images')
+    parser.add_argument('--data-dir', default=data_dir, help='where the dataset is, or is downloaded to')
+    parser.add_argument('--validation-size', type=int, default=validation_size,
+                        help='images at the end of the training set kept for validation (None: 10000 for '
+                             'cifar10 and mnist, 360 for digits)')
+    parser.add_argument('--batch-size', type=int, default=batch_size, help='for training, validation and test')
+    add_device_argument(parser, device)
+
+
+def add_device_argument(parser, device):
+    """The --device flag, with the calling script's default."""
+    parser.add_argument('--device', default=device, help='cpu, cuda or cuda:N')
+
+
+def check_data_arguments(parser, args):
+    """End with a one-line error for a bad data flag; fill in the dataset's default validation size."""
+    if args.dataset not in dataset_management.DATASETS:
+        parser.error(f'unknown dataset {args.dataset!r}: choose from {", ".join(dataset_management.DATASETS)}')
+    if args.validation_size is None:
+        args.validation_size = dataset_management.DEFAULT_VALIDATION_SIZES[args.dataset]
+    try:
+        dataset_management.check_validation_size(args.dataset, args.validation_size,
+                                                 dataset_management.TRAINING_SET_SIZES[args.dataset])
+    except ValueError as error:
+        parser.error(str(error))
+    check_positive_integers(parser, args, 'batch_size')
+    check_device(parser, args.device)
+    if args.dataset != 'digits' and os.path.exists(args.data_dir):  # digits come with scikit-learn
+        try:
+            os.listdir(args.data_dir)
+        except OSError as error:
+            parser.error(f'--data-dir {args.data_dir} cannot be read ({error.strerror})')
+
+
+def check_device(parser, name):
+    """End with a one-line error unless `name` is cpu or an existing CUDA device."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):
+        parser.error(f'--device {name!r} is not allowed: use cpu, cuda or cuda:N')
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        parser.error(f'--device {name}: there is no such CUDA device here ({torch.cuda.device_count()} CUDA devices)')
+
+
+def load_data(parser, args):
+    """The splits, loaded once onto args.device; a missing dataset ends the run with one line (exit status 1)."""
+    try:
+        return dataset_management.load_splits(args.dataset, args.data_dir, args.validation_size, args.device)
+    except ValueError as error:  # a validation size too large for the dataset found in the data folder
+        parser.error(str(error))
+    except dataset_management.DatasetNotFoundError as error:
+        parser.exit(1, f'{parser.prog}: error: {error}\n')

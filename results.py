@@ -1,0 +1,296 @@
+"""The results file: one CSV row per evaluation, appended and synced as each ends, and the configuration JSON beside
+it. On resume the file is read back and checked, a last row cut short by a stop is dropped, anything else wrong is
+refused; --fresh moves old files aside. Errors are exceptions with one-line messages; what the file must know of the
+experiment (its methods, budgets, bounds and seeds) is passed in as a Plan.
+"""
+import csv
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import re
+import tempfile
+from typing import Callable, NamedTuple
+
+import report
+
+# repeat_of: the earlier iteration whose point a Bayesian proposal repeats (its scores are that row's), else empty
+COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_rate', 'weight_decay',
+           'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'seed')
+# 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
+FORMAT = 2
+# Their versions are saved in the configuration: another version is another configuration
+PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
+
+
+class ResultsFileError(ValueError):
+    """A results file or configuration that cannot be used as asked; nothing has been changed."""
+
+
+class ResumeMismatchError(Exception):
+    """A recorded evaluation is not the one the resumed search asks for."""
+
+
+class Plan(NamedTuple):
+    """The evaluations a run makes, as far as its results file checks its rows."""
+    methods: tuple
+    repetitions: int
+    evaluations: int
+    learning_rate_bounds: tuple
+    weight_decay_bounds: tuple
+    network_seed: Callable  # (repetition, iteration) -> the seed of that evaluation's network
+
+    @property
+    def total(self):
+        """Rows in a finished file."""
+        return len(self.methods) * self.repetitions * self.evaluations
+
+
+def configuration(settings):
+    """What is saved beside the CSV: the format, the settings that decide the results and the library versions (the
+    devices that trained its rows are added as they write)."""
+    versions = {'python': platform.python_version(),
+                **{package: importlib.metadata.version(package) for package in PACKAGES}}
+    return {'results_format': FORMAT, **{name: list(value) if isinstance(value, tuple) else value
+                                         for name, value in settings.items()}, 'versions': versions}
+
+
+def configuration_path(path):
+    """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
+    return report.path_beside(path, '.config.json')
+
+
+def read_configuration(path):
+    """A saved configuration; ResultsFileError if it cannot be read as one."""
+    try:
+        with open(path) as file:
+            saved = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ResultsFileError(f'{path} cannot be read as a configuration ({error})') from None
+    if not isinstance(saved, dict):
+        raise ResultsFileError(f'{path} cannot be read as a configuration (it holds no JSON object)')
+    return saved
+
+
+def check_format(path, saved):
+    """ResultsFileError if the configuration `saved` says that its results file `path` has another format."""
+    found = saved.get('results_format', 1)
+    if found != FORMAT:
+        raise ResultsFileError(f'{path} is in results format {found}, this code reads format {FORMAT} (in which '
+                               "bayesian rows come from the authors' Gaussian process and repeated points have a "
+                               'repeat_of column): it can be neither resumed nor reported (--fresh moves it aside)')
+
+
+def configuration_differences(saved, current):
+    """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may)."""
+    flat = [{**report.settings_of(config),
+             **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
+            for config in (saved, current)]
+    return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
+            for name in sorted(flat[0].keys() | flat[1].keys()) if flat[0].get(name) != flat[1].get(name)]
+
+
+def parse_row(fields, plan):
+    """A results row from its CSV fields, typed; ValueError (one line) unless the plan's run could write it."""
+    if len(fields) != len(COLUMNS):
+        raise ValueError(f'{len(fields)} fields instead of {len(COLUMNS)}')
+    row = dict(zip(COLUMNS, fields))
+    for name in COLUMNS[1:]:
+        if name == 'repeat_of' and row[name] == '':  # not a repeat
+            row[name] = None
+            continue
+        try:
+            row[name] = int(row[name]) if name in INTEGER_COLUMNS else float(row[name])
+        except ValueError:
+            raise ValueError(f'{name} {row[name]!r} is not a number') from None
+    if row['method'] not in plan.methods:
+        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
+    ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.evaluations),
+              'learning_rate': plan.learning_rate_bounds, 'weight_decay': plan.weight_decay_bounds,
+              'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
+              'seconds': (0, math.inf)}
+    for name, (low, high) in ranges.items():
+        if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
+            raise ValueError(f'{name} {row[name]!r} is outside {low:g}..{high:g}')
+    if row['repeat_of'] is not None and not (row['method'] in report.BAYESIAN_METHODS
+                                             and 1 <= row['repeat_of'] < row['iteration']):
+        raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a Bayesian search')
+    trained = row['repeat_of'] or row['iteration']  # the iteration whose network gave the scores
+    if row['seed'] != plan.network_seed(row['repetition'], trained):
+        raise ValueError(f'seed {row["seed"]} is not the seed of repetition {row["repetition"]} iteration {trained}')
+    return row
+
+
+def same_evaluation(repeat, original):
+    """Whether a repeat row holds the point and scores (all but the time) of its original row."""
+    names = ('learning_rate', 'weight_decay', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+    return original is not None and all(str(repeat[name]) == str(original[name]) for name in names)  # NaN: 'nan'
+
+
+def read(path, plan):
+    """The rows a results file records, by (method, repetition, iteration), and how many of its bytes to keep:
+    a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one line) for any
+    other content the plan's run could not have written; OSError if the file cannot be read."""
+    with open(path, 'rb') as file:
+        data = file.read()
+    keep = data.rfind(b'\n') + 1
+    cut_line = data[keep:].decode('utf-8', errors='replace')
+    if keep == 0:
+        cut_short = ','.join(COLUMNS).startswith(cut_line)
+    else:  # only what append() writes: a method's name, then numbers
+        cut_short = (re.fullmatch(r'[a-z0-9.,+-]*', cut_line) and cut_line.count(',') < len(COLUMNS)
+                     and any(method.startswith(cut_line.split(',')[0]) for method in plan.methods))
+    if not cut_short:
+        raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
+    try:
+        lines = data[:keep].decode('utf-8').split('\n')[:-1]
+    except UnicodeDecodeError as error:
+        raise ValueError(f'{path}: not a text file ({error.reason} at byte {error.start})') from None
+    if lines and lines[0] != ','.join(COLUMNS):
+        raise ValueError(f'{path} line 1: the header is not {",".join(COLUMNS)}')
+    recorded = {}
+    for number, fields in enumerate(csv.reader(lines[1:]), 2):
+        try:
+            row = parse_row(fields, plan)
+        except ValueError as error:
+            raise ValueError(f'{path} line {number}: {error}') from None
+        key = row['method'], row['repetition'], row['iteration']
+        if key in recorded:
+            raise ValueError(f'{path} line {number}: {key[0]} repetition {key[1]} iteration {key[2]} is recorded twice')
+        if row['repeat_of'] is not None and not same_evaluation(row, recorded.get(key[:2] + (row['repeat_of'],))):
+            raise ValueError(f'{path} line {number}: a repeat of iteration {row["repeat_of"]}, which the file does '
+                             'not record at the same point with the same scores')
+        recorded[key] = row
+    return recorded, keep
+
+
+def move_aside(path):
+    """Rename the files of the run in `path` (the CSV, its configuration, summaries and plots) from results.* to
+    results.oldN.*, with the first N that is free for all of them (--report results.oldN.csv still finds them);
+    return the (old, new) names."""
+    existing = [name for name in [path, configuration_path(path), *report.report_paths(path).values()]
+                if os.path.exists(name)]
+    stem = os.path.splitext(path)[0]
+
+    def aside(name, number):
+        return f'{stem}.old{number}{name[len(stem):]}'
+    number = 1
+    while any(os.path.exists(aside(name, number)) for name in existing):
+        number += 1
+    for name in existing:
+        os.rename(name, aside(name, number))
+    return [(name, aside(name, number)) for name in existing]
+
+
+class ResultsFile:
+    """A results CSV opened for a run: the rows an earlier run of the same configuration recorded, answered by
+    recorded_scores, and new rows appended whole and synced to disk by append, which then calls on_append(rows)
+    (set by the caller, for progress). Nothing is written before the first append: a run that stops before it
+    leaves the files as they were."""
+
+    def __init__(self, path, configuration, plan, device, recorded=None, keep_bytes=0):
+        self.path, self.configuration, self.plan, self.device = path, configuration, plan, device
+        self.recorded, self.keep_bytes = recorded or {}, keep_bytes
+        self.rows_in_file = len(self.recorded)
+        self.on_append = None
+        self.file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        if self.file:
+            self.file.close()
+
+    def recorded_scores(self, row):
+        """The scores recorded for row's evaluation, or None if it has none; ResumeMismatchError if the file
+        recorded another point for it."""
+        recorded = self.recorded.get((row['method'], row['repetition'], row['iteration']))
+        if recorded is None:
+            return None
+
+        def point(evaluation):
+            return (f'learning rate {evaluation["learning_rate"]!r}, weight decay {evaluation["weight_decay"]!r}'
+                    + (f' (a repeat of iteration {evaluation["repeat_of"]})' if evaluation['repeat_of'] else ''))
+        if any(recorded[name] != row[name] for name in ('learning_rate', 'weight_decay', 'repeat_of')):
+            raise ResumeMismatchError(
+                f'{self.path} records {row["method"]} repetition {row["repetition"]} iteration {row["iteration"]} '
+                f'at {point(recorded)}, but the search now asks for {point(row)}: the file comes from other code or '
+                'libraries; --fresh starts over')
+        return {name: recorded[name] for name in SCORE_COLUMNS}
+
+    def append(self, rows):
+        """Append whole rows and flush them to disk."""
+        if not rows:
+            return
+        if self.file is None:
+            self._open()
+        text = io.StringIO()
+        csv.DictWriter(text, COLUMNS, lineterminator='\n').writerows(rows)
+        self.file.write(text.getvalue())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.rows_in_file += len(rows)
+        if self.on_append:
+            self.on_append(rows)
+
+    def _open(self):
+        """Save the configuration with this device in its list, drop a cut last line, and open for appending."""
+        devices = self.configuration.setdefault('devices', [])  # every device that has trained rows of the file
+        if self.device not in devices:
+            devices.append(self.device)
+            path = configuration_path(self.path)
+            with open(path + '.partial', 'w') as file:
+                file.write(json.dumps(self.configuration, indent=1) + '\n')
+            os.replace(path + '.partial', path)  # whole or not at all
+        self.file = open(self.path, 'a', newline='')
+        self.file.truncate(self.keep_bytes)
+        if self.keep_bytes == 0:
+            self.file.write(','.join(COLUMNS) + '\n')
+
+
+def open_results(path, settings, plan, device, *, fresh=False):
+    """The ResultsFile of a run of these settings, checked before anything is trained or written: its folder must
+    be writable, and an existing file must come from the same configuration. fresh: the file is not read, and the
+    caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError (one
+    line) otherwise."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ResultsFileError(f'{path}: its folder {folder} does not exist')
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise ResultsFileError(f'{path}: cannot write in its folder {folder} ({error.strerror})') from None
+    if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ResultsFileError(f'{path} is a folder or cannot be written')
+    current = configuration(settings)
+    if fresh:
+        return ResultsFile(path, current, plan, device)
+    config_path = configuration_path(path)
+    if os.path.exists(config_path):
+        try:
+            saved = read_configuration(config_path)
+        except ResultsFileError as error:
+            raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
+        check_format(path, saved)
+        differences = configuration_differences(saved, current)
+        if differences:
+            raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun '
+                                   'with the same settings to resume it, or --fresh moves it aside and starts over')
+        current = saved  # with the devices that trained its rows
+    elif os.path.exists(path) and os.path.getsize(path) > 0:
+        raise ResultsFileError(f'{path} exists without its configuration {config_path}, so it cannot be resumed '
+                               'safely: name another file, or --fresh moves it aside')
+    if not os.path.exists(path):
+        return ResultsFile(path, current, plan, device)
+    try:
+        recorded, keep_bytes = read(path, plan)
+    except OSError as error:
+        raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
+    except ValueError as error:
+        raise ResultsFileError(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)') from None
+    return ResultsFile(path, current, plan, device, recorded, keep_bytes)

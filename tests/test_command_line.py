@@ -1,0 +1,194 @@
+"""The command line of test.py, network.py and bench.py: every bad value is refused in one line naming it, with exit
+status 2 (a missing dataset: 1) and no traceback, before anything is trained or written; help shows every default."""
+import contextlib
+import io
+import os
+import re
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from conftest import folder_without_permissions, read_rows, refused, run_script, snapshot
+
+import bench
+import network
+import test as experiment
+
+BAD_INPUTS = [
+    (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
+    (['--method', 'grid'], "invalid method 'grid'"),
+    (['--method', 'sobol,grid'], "invalid method 'grid'"),
+    (['--method', 'sobol,'], "invalid method ''"),
+    (['--method', 'random,sobol,random'], "method list 'random,sobol,random' names a method twice"),
+    (['--lr-scale', 'cubic'], "invalid choice: 'cubic'"),
+    (['--lr-scale', 'log', '--learning-rate-bounds', '0', '0.1'], '--lr-scale log needs a positive'),
+    (['--learning-rate-bounds', '0.1', '0.0001'], '--learning-rate-bounds 0.1 0.0001'),
+    (['--weight-decay-bounds', '0.001', '0'], '--weight-decay-bounds 0.001 0'),
+    (['--weight-decay-bounds', '-1', '0.001'], '--weight-decay-bounds -1 0.001'),
+    (['--epochs', '0'], '--epochs 0'),
+    (['--evaluations', '-3'], '--evaluations -3'),
+    (['--repetitions', '0'], '--repetitions 0'),
+    (['--population', '0'], '--population 0'),
+    (['--evaluations', '4', '--init-points', '5'], '--init-points 5'),
+    (['--init-points', '0'], '--init-points 0'),
+    (['--validation-size', '50000'], '--validation-size 50000'),
+    (['--dataset', 'digits', '--validation-size', '1437'], '--validation-size 1437'),
+    (['--batch-size', '0'], '--batch-size 0'),
+    (['--seed', '-1'], '--seed -1'),
+    (['--device', 'tpu'], "--device 'tpu'"),
+    (['--device', 'cuda:99'], '--device cuda:99'),
+    (['--epochs', 'ten'], "invalid int value: 'ten'"),
+]
+
+
+@pytest.fixture
+def results_folder(tmp_path):
+    """A folder holding a results file and a configuration (stand-ins), which a refused command must leave exactly
+    as they are, even with --fresh."""
+    (tmp_path / 'results.csv').write_text('method,repetition\n')
+    (tmp_path / 'results.config.json').write_text('{}')
+    return tmp_path
+
+
+@pytest.mark.parametrize('arguments, named', BAD_INPUTS, ids=[' '.join(a) for a, _ in BAD_INPUTS])
+@pytest.mark.parametrize('fresh', [[], ['--fresh']], ids=['', 'fresh'])
+def test_bad_input_is_one_line_naming_the_value_and_nothing_is_written(arguments, named, fresh, results_folder,
+                                                                      count_trained, capsys):
+    before = snapshot(results_folder)
+    stderr = refused(experiment.main, [*arguments, *fresh, '--output', str(results_folder / 'results.csv')], capsys)
+    assert named in stderr
+    assert snapshot(results_folder) == before and count_trained == []
+
+
+def test_a_data_folder_that_cannot_be_read_is_refused_before_anything_is_written(tmp_path, capsys):
+    before = snapshot(tmp_path)
+    with folder_without_permissions() as folder:
+        stderr = refused(experiment.main, ['--dataset', 'mnist', '--data-dir', folder,
+                                           '--output', str(tmp_path / 'results.csv')], capsys)
+    assert f'--data-dir {folder} cannot be read (Permission denied)' in stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_validation_size_too_large_for_the_data_found_is_refused_before_anything_is_written(mnist_dir, capsys):
+    folder, _ = mnist_dir  # 30 training images
+    output = folder / 'run' / 'results.csv'
+    output.parent.mkdir()
+    output.write_text('an earlier run')  # --fresh would move it aside
+    before = snapshot(folder)
+    stderr = refused(experiment.main, ['--dataset', 'mnist', '--data-dir', str(folder), '--validation-size', '30',
+                                       '--device', 'cpu', '--fresh', '--output', str(output)], capsys)
+    assert '--validation-size 30 is out of range for mnist: it must be between 1 and 29' in stderr
+    assert snapshot(folder) == before
+
+
+def test_a_missing_dataset_says_which_files_to_put_where_and_nothing_is_written(results_folder, tmp_path_factory,
+                                                                                  no_downloads, capsys):
+    data = tmp_path_factory.mktemp('data')  # where torchvision makes the folders it would download into
+    before = snapshot(results_folder)
+    with pytest.raises(SystemExit) as exit:
+        experiment.main(['--dataset', 'mnist', '--data-dir', str(data), '--fresh',
+                         '--output', str(results_folder / 'results.csv')])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 1 and stderr.count('\n') == 1
+    assert 'train-images-idx3-ubyte' in stderr and f'{data}/MNIST/raw/' in stderr
+    assert snapshot(results_folder) == before
+
+
+def test_the_population_defaults_to_10_on_cpu():
+    parser = experiment.build_parser()
+    for arguments, population in [([], 10), (['--population', '3'], 3)]:
+        args = parser.parse_args(['--device', 'cpu', *arguments])
+        experiment.check_arguments(parser, args)
+        assert args.population == population
+
+
+def mostly(valid, invalid):
+    """Command-line text: mostly a `valid` value, one time in ten an `invalid` one or text that is no number."""
+    invalid = st.one_of(invalid, st.sampled_from(['', 'ten', '1,5', '-', '--epochs']))
+    return st.integers(0, 9).flatmap(lambda draw: invalid if draw == 0 else valid).map(str)
+
+
+def bounds(low, high):
+    """Two bound texts: mostly LOW < HIGH within [low, high], one time in ten any two floats (NaN, infinite,
+    negative, reversed or equal ones included)."""
+    valid = st.lists(st.floats(low, high), min_size=2, max_size=2, unique=True).map(sorted)
+    return st.integers(0, 9).flatmap(lambda draw: st.lists(mostly(st.floats(), st.nothing()), min_size=2,
+                                                           max_size=2) if draw == 0 else valid.map(
+                                                               lambda pair: [str(value) for value in pair]))
+
+
+FLAGS = {'--evaluations': mostly(st.integers(2, 3), st.integers(-2, 0)),
+         '--init-points': mostly(st.integers(1, 2), st.integers(-2, 0)),
+         '--epochs': mostly(st.just(1), st.integers(-2, 0)),
+         '--repetitions': mostly(st.integers(1, 2), st.integers(-2, 0)),
+         '--population': mostly(st.integers(1, 4), st.integers(-2, 0)),
+         '--batch-size': mostly(st.integers(8, 3000), st.integers(-2, 0)),
+         '--validation-size': mostly(st.integers(1, 1436), st.sampled_from([-1, 0, 1437, 10 ** 6])),
+         '--seed': mostly(st.integers(0, 2 ** 64), st.integers(-10, -1)),
+         '--learning-rate-bounds': bounds(0, 1e3), '--weight-decay-bounds': bounds(0, 1e3),
+         '--lr-scale': st.sampled_from(['linear', 'log']),
+         '--method': st.sampled_from(['both', 'random', 'sobol,random', 'random,bayesian'])}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.fixed_dictionaries(FLAGS))
+def test_any_bounds_budgets_and_sizes_run_or_fail_with_one_line_and_exit_status_2(values):
+    arguments = [text for flag, value in values.items() for text in (flag, *([value] if type(value) is str else value))]
+    with tempfile.TemporaryDirectory() as folder:
+        output = f'{folder}/results.csv'
+        stdout, stderr = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                experiment.main(['--dataset', 'digits', '--device', 'cpu', *arguments, '--output', output])
+        except SystemExit as exit:
+            event('refused')
+            assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
+            assert os.listdir(folder) == []  # refused before anything was written
+        else:
+            event('ran')
+            evaluations, repetitions = int(values['--evaluations']), int(values['--repetitions'])
+            methods = 2 if values['--method'] == 'both' else len(values['--method'].split(','))
+            assert len(read_rows(output)) == methods * repetitions * evaluations
+            assert 'Table I:' in stdout.getvalue()
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
+    result = run_script('test.py', '--dataset', 'digits', '--learning-rate-bounds', '0.1', '0.01', cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr == 'test.py: error: --learning-rate-bounds 0.1 0.01: the bounds must satisfy 0 <= LOW < HIGH\n'
+
+
+def test_help_lists_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        experiment.main(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    for flag, default in [('--dataset', 'cifar10'), ('--method', "('bayesian', 'sobol')"), ('--evaluations', '25'),
+                          ('--init-points', '5'), ('--epochs', '50'), ('--repetitions', '10'),
+                          ('--batch-size', '64'), ('--validation-size', 'None'), ('--seed', '0'),
+                          ('--data-dir', 'data'), ('--output', 'results.csv'),
+                          ('--learning-rate-bounds', '(0.0001, 0.1)'), ('--weight-decay-bounds', '(0, 0.001)'),
+                          ('--population', 'None'), ('--lr-scale', 'linear')]:
+        assert re.search(re.escape(flag) + r' .*?\(default: ' + re.escape(default) + r'\)', text), flag
+
+
+@pytest.mark.parametrize('arguments, named', [
+    (['--learning-rate', '0.01'], '--learning-rate and --weight-decay go together'),
+    (['--learning-rate', '-0.01', '--weight-decay', '0'], '--learning-rate -0.01 and --weight-decay 0.0 must both'),
+    (['--learning-rate', '0.01', '--weight-decay', '0', '--epochs', '0'], '--epochs 0 must be a positive integer'),
+    (['--batch-size', '0'], '--batch-size 0 must be a positive integer'),
+    (['--device', 'tpu'], "--device 'tpu'"),
+])
+def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
+    assert named in refused(network.main, ['--dataset', 'digits', *arguments], capsys)
+
+
+@pytest.mark.parametrize('arguments, named', [(['--images', '0'], '--images 0'),
+                                              (['--populations', '10', '0'], '--populations 0'),
+                                              (['--batch-size', '-1'], '--batch-size -1'),
+                                              (['--seed', '-1'], '--seed -1'),
+                                              (['--device', 'tpu'], "--device 'tpu'")])
+def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):
+    monkeypatch.setattr(bench, 'model_epochs_per_second', lambda *args, **kwargs: pytest.fail('measured'))
+    assert named in refused(bench.main, arguments, capsys)
