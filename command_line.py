@@ -11,7 +11,12 @@ import dataset_management
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         """Exit with status 2 and one line naming the bad value and what is allowed (no usage block)."""
-        self.exit(2, f'{self.prog}: error: {message}\n')
+        self.fail(2, message)
+
+    def fail(self, status, message):
+        """Exit with `status` and the message as one line, whatever a path in it holds."""
+        one_line = message.replace('\r', '\\r').replace('\n', '\\n')
+        self.exit(status, f'{self.prog}: error: {one_line}\n')
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -88,4 +93,4 @@ def load_data(parser, args):
     except ValueError as error:  # a validation size too large for the dataset found in the data folder
         parser.error(str(error))
     except dataset_management.DatasetNotFoundError as error:
-        parser.exit(1, f'{parser.prog}: error: {error}\n')
+        parser.fail(1, str(error))

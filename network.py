@@ -282,14 +282,17 @@ def main(argv=None):
                                     batch_size=BATCH_SIZE, device=DEVICE)
     args = parser.parse_args(argv)
     command_line.check_data_arguments(parser, args)
+    if not 0 <= args.seed < 2 ** 64:
+        parser.error(f'--seed {args.seed} must be between 0 and 2**64 - 1 (torch.manual_seed takes no other)')
     input_shape = dataset_management.INPUT_SHAPES[args.dataset]
     if args.learning_rate is None and args.weight_decay is None:
         summary(build_network(input_shape=input_shape, seed=args.seed), input_shape, device='cpu')
         return
     if args.learning_rate is None or args.weight_decay is None:
         parser.error('--learning-rate and --weight-decay go together: give both to train, neither for the summary')
-    if args.learning_rate < 0 or args.weight_decay < 0:
-        parser.error(f'--learning-rate {args.learning_rate} and --weight-decay {args.weight_decay} must both be >= 0')
+    if not (0 <= args.learning_rate < math.inf and 0 <= args.weight_decay < math.inf):
+        parser.error(f'--learning-rate {args.learning_rate} and --weight-decay {args.weight_decay} must both be '
+                     'finite and >= 0')
     command_line.check_positive_integers(parser, args, 'epochs')
     splits = command_line.load_data(parser, args)
     row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,

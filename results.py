@@ -4,6 +4,7 @@ refused; --fresh moves old files aside. Errors are exceptions with one-line mess
 experiment (its methods, budgets, bounds and seeds) is passed in as a Plan.
 """
 import csv
+import fcntl
 import importlib.metadata
 import io
 import json
@@ -21,6 +22,9 @@ COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_r
            'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'seed')
+# Numbers exactly as append() writes them (Python's str of an int or a float): nothing else is read back
+INTEGER = r'\d+'
+FLOAT = r'\d+(\.\d+)?(e[-+]\d+)?|nan|inf'
 # 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
 FORMAT = 2
 # Their versions are saved in the configuration: another version is another configuration
@@ -73,6 +77,11 @@ def read_configuration(path):
         raise ResultsFileError(f'{path} cannot be read as a configuration ({error})') from None
     if not isinstance(saved, dict):
         raise ResultsFileError(f'{path} cannot be read as a configuration (it holds no JSON object)')
+    versions, devices = saved.get('versions', {}), saved.get('devices', [])
+    if not (isinstance(versions, dict) and all(isinstance(value, str) for value in versions.values())):
+        raise ResultsFileError(f'{path}: its versions {versions!r} are not package names with version texts')
+    if not (isinstance(devices, list) and all(isinstance(device, str) for device in devices)):
+        raise ResultsFileError(f'{path}: its devices {devices!r} are not a list of device names')
     return saved
 
 
@@ -99,16 +108,15 @@ def parse_row(fields, plan):
     if len(fields) != len(COLUMNS):
         raise ValueError(f'{len(fields)} fields instead of {len(COLUMNS)}')
     row = dict(zip(COLUMNS, fields))
+    if row['method'] not in plan.methods:
+        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
     for name in COLUMNS[1:]:
         if name == 'repeat_of' and row[name] == '':  # not a repeat
             row[name] = None
-            continue
-        try:
+        elif not re.fullmatch(INTEGER if name in INTEGER_COLUMNS else FLOAT, row[name]):
+            raise ValueError(f'{name} {row[name]!r} is not a number as this code writes them')
+        else:
             row[name] = int(row[name]) if name in INTEGER_COLUMNS else float(row[name])
-        except ValueError:
-            raise ValueError(f'{name} {row[name]!r} is not a number') from None
-    if row['method'] not in plan.methods:
-        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
     ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.evaluations),
               'learning_rate': plan.learning_rate_bounds, 'weight_decay': plan.weight_decay_bounds,
               'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
@@ -125,6 +133,18 @@ def parse_row(fields, plan):
     return row
 
 
+def starts_a_row(text, plan):
+    """Whether `text` is how append() starts a row of the plan's run: whole fields, then the start of one."""
+    *whole, last = text.split(',')
+    patterns = ['|'.join(map(re.escape, plan.methods))] + [
+        r'\d*' if name == 'repeat_of' else INTEGER if name in INTEGER_COLUMNS else FLOAT for name in COLUMNS[1:]]
+    if len(whole) >= len(COLUMNS) or not all(map(re.fullmatch, patterns, whole)):
+        return False
+    if not whole:
+        return any(method.startswith(last) for method in plan.methods)
+    return bool(re.fullmatch(r'[0-9.e+-]*|n(an?)?|i(nf?)?', last))
+
+
 def same_evaluation(repeat, original):
     """Whether a repeat row holds the point and scores (all but the time) of its original row."""
     names = ('learning_rate', 'weight_decay', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
@@ -139,11 +159,7 @@ def read(path, plan):
         data = file.read()
     keep = data.rfind(b'\n') + 1
     cut_line = data[keep:].decode('utf-8', errors='replace')
-    if keep == 0:
-        cut_short = ','.join(COLUMNS).startswith(cut_line)
-    else:  # only what append() writes: a method's name, then numbers
-        cut_short = (re.fullmatch(r'[a-z0-9.,+-]*', cut_line) and cut_line.count(',') < len(COLUMNS)
-                     and any(method.startswith(cut_line.split(',')[0]) for method in plan.methods))
+    cut_short = ','.join(COLUMNS).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, plan)
     if not cut_short:
         raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
     try:
@@ -153,7 +169,8 @@ def read(path, plan):
     if lines and lines[0] != ','.join(COLUMNS):
         raise ValueError(f'{path} line 1: the header is not {",".join(COLUMNS)}')
     recorded = {}
-    for number, fields in enumerate(csv.reader(lines[1:]), 2):
+    for number, line in enumerate(lines[1:], 2):
+        fields = line.split(',') if line else []  # as append() writes them: no quoting, no carriage return
         try:
             row = parse_row(fields, plan)
         except ValueError as error:
@@ -168,22 +185,86 @@ def read(path, plan):
     return recorded, keep
 
 
-def move_aside(path):
-    """Rename the files of the run in `path` (the CSV, its configuration, summaries and plots) from results.* to
-    results.oldN.*, with the first N that is free for all of them (--report results.oldN.csv still finds them);
-    return the (old, new) names."""
-    existing = [name for name in [path, configuration_path(path), *report.report_paths(path).values()]
-                if os.path.exists(name)]
+def lock_path(path):
+    """The lock file of a results CSV while a run writes it: results.csv -> results.lock."""
+    return report.path_beside(path, '.lock')
+
+
+def run_files(path):
+    """The files of the run in `path`: the CSV, its configuration, summaries and plots."""
+    return [path, configuration_path(path), *report.report_paths(path).values()]
+
+
+def moves_aside(path):
+    """The (old, new) names of the run's existing files moved aside: results.* to results.oldN.*, with the first N
+    that is free for all of them (--report results.oldN.csv still finds them)."""
+    existing = [name for name in run_files(path) if os.path.lexists(name)]
     stem = os.path.splitext(path)[0]
 
     def aside(name, number):
         return f'{stem}.old{number}{name[len(stem):]}'
     number = 1
-    while any(os.path.exists(aside(name, number)) for name in existing):
+    while any(os.path.lexists(aside(name, number)) for name in existing):
         number += 1
-    for name in existing:
-        os.rename(name, aside(name, number))
     return [(name, aside(name, number)) for name in existing]
+
+
+def move_aside(path):
+    """Rename the run's files as moves_aside says; return the (old, new) names."""
+    moves = moves_aside(path)
+    for old, new in moves:
+        os.rename(old, new)
+    return moves
+
+
+def check_path(path, *, fresh):
+    """ResultsFileError (one line) unless `path` can be a results CSV: a name ending in .csv in a folder that exists
+    and can be written, where it and the files beside it (and with fresh, their names moved aside) can be made."""
+    if not path.endswith('.csv') or os.path.basename(path) == '.csv' or '\0' in path:
+        raise ResultsFileError(f'{path!r} is not a results file name: it must end in .csv, as results.csv does')
+    folder = os.path.dirname(path) or '.'
+    if not os.path.isdir(folder):  # not normalised: a/missing/../r.csv has no folder
+        raise ResultsFileError(f'{path}: its folder {folder} does not exist')
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise ResultsFileError(f'{path}: cannot write in its folder {folder} ({error.strerror})') from None
+    if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ResultsFileError(f'{path} is a folder or cannot be written')
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ResultsFileError(f'{path} is a symbolic link to nothing')
+    names = run_files(path) + [lock_path(path)] + [new for _, new in moves_aside(path) if fresh]
+    longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
+    if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
+        raise ResultsFileError(f'{path}: the name is too long for the files beside it, such as '
+                               f'{os.path.basename(longest)}')
+
+
+class RunLock:
+    """The operating system's lock on results.lock, held while a run reads and writes results.csv: a second run is
+    refused at once, and the lock dies with its process, so a killed run leaves nothing that blocks the resume."""
+
+    def __init__(self, path):
+        self.path = lock_path(path)
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(self.fd, 32).decode(errors='replace').strip()
+                os.close(self.fd)
+                raise ResultsFileError(f'{path} is being written by another run (process {holder or "unknown"}): '
+                                       'wait for it to end, or name another --output') from None
+            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                break
+            os.close(self.fd)  # its last holder removed it meanwhile: lock the new one
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f'{os.getpid()}\n'.encode())
+
+    def release(self):
+        """Remove the lock file, then let go (removed while locked, so no run can lock a file being removed)."""
+        os.unlink(self.path)
+        os.close(self.fd)
 
 
 class ResultsFile:
@@ -192,9 +273,9 @@ class ResultsFile:
     (set by the caller, for progress). Nothing is written before the first append: a run that stops before it
     leaves the files as they were."""
 
-    def __init__(self, path, configuration, plan, device, recorded=None, keep_bytes=0):
-        self.path, self.configuration, self.plan, self.device = path, configuration, plan, device
-        self.recorded, self.keep_bytes = recorded or {}, keep_bytes
+    def __init__(self, path, configuration, recorded, keep_bytes, plan, device, lock):
+        self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
+        self.recorded, self.keep_bytes = recorded, keep_bytes
         self.rows_in_file = len(self.recorded)
         self.on_append = None
         self.file = None
@@ -205,6 +286,7 @@ class ResultsFile:
     def __exit__(self, *exception):
         if self.file:
             self.file.close()
+        self.lock.release()
 
     def recorded_scores(self, row):
         """The scores recorded for row's evaluation, or None if it has none; ResumeMismatchError if the file
@@ -254,43 +336,43 @@ class ResultsFile:
 
 
 def open_results(path, settings, plan, device, *, fresh=False):
-    """The ResultsFile of a run of these settings, checked before anything is trained or written: its folder must
-    be writable, and an existing file must come from the same configuration. fresh: the file is not read, and the
-    caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError (one
-    line) otherwise."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ResultsFileError(f'{path}: its folder {folder} does not exist')
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as error:
-        raise ResultsFileError(f'{path}: cannot write in its folder {folder} ({error.strerror})') from None
-    if os.path.isdir(path) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ResultsFileError(f'{path} is a folder or cannot be written')
+    """The ResultsFile of a run of these settings, locked for this run and checked before anything is trained or
+    written (check_path; an existing file must come from the same configuration). fresh: the file is not read, and
+    the caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError
+    (one line) otherwise."""
+    check_path(path, fresh=fresh)
     current = configuration(settings)
-    if fresh:
-        return ResultsFile(path, current, plan, device)
-    config_path = configuration_path(path)
-    if os.path.exists(config_path):
-        try:
-            saved = read_configuration(config_path)
-        except ResultsFileError as error:
-            raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
-        check_format(path, saved)
-        differences = configuration_differences(saved, current)
-        if differences:
-            raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun '
-                                   'with the same settings to resume it, or --fresh moves it aside and starts over')
-        current = saved  # with the devices that trained its rows
-    elif os.path.exists(path) and os.path.getsize(path) > 0:
-        raise ResultsFileError(f'{path} exists without its configuration {config_path}, so it cannot be resumed '
-                               'safely: name another file, or --fresh moves it aside')
-    if not os.path.exists(path):
-        return ResultsFile(path, current, plan, device)
+    lock = RunLock(path)
     try:
-        recorded, keep_bytes = read(path, plan)
+        return ResultsFile(path, *recorded_run(path, current, plan, fresh=fresh), plan, device, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def recorded_run(path, current, plan, *, fresh):
+    """(configuration, recorded rows, bytes to keep) of the run in `path`, resumed with the `current` configuration
+    (a new file: nothing recorded)."""
+    config_path = configuration_path(path)
+    if fresh or not os.path.exists(config_path):
+        if not fresh and os.path.exists(path) and os.path.getsize(path) > 0:
+            raise ResultsFileError(f'{path} exists without its configuration {config_path}, so it cannot be resumed '
+                                   'safely: name another file, or --fresh moves it aside')
+        return current, {}, 0
+    try:
+        saved = read_configuration(config_path)
+    except ResultsFileError as error:
+        raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
+    check_format(path, saved)
+    differences = configuration_differences(saved, current)
+    if differences:
+        raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun with '
+                               'the same settings to resume it, or --fresh moves it aside and starts over')
+    if not os.path.exists(path):
+        return saved, {}, 0
+    try:
+        return saved, *read(path, plan)  # saved: with the devices that trained its rows
     except OSError as error:
         raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
     except ValueError as error:
         raise ResultsFileError(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)') from None
-    return ResultsFile(path, current, plan, device, recorded, keep_bytes)

@@ -8,10 +8,22 @@ method its searches' tables (the paper's Table II) are printed, and at the end t
 deviation over repetitions (the paper's Table I) with statistics below it. Summaries (JSON, Markdown) and
 plots are written beside the CSV; --report rebuilds them from a results file without training.
 """
+import signal
+import sys
+
+
+def interrupted_while_starting(*_):
+    """Ctrl-C while the libraries below load (seconds): one line and exit status 130, no traceback."""
+    sys.stderr.write(f'{sys.argv[0]}: interrupted while starting; nothing was written\n')
+    sys.exit(130)
+
+
+if __name__ == '__main__':
+    signal.signal(signal.SIGINT, interrupted_while_starting)
+
 import argparse
 import math
 import random
-import sys
 import warnings
 
 import numpy as np
@@ -54,6 +66,7 @@ OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command res
 # The loss told to the optimizers for a diverged network (NaN or infinite loss): twice chance level,
 # or the search's worst finite loss so far if that is higher.
 DIVERGED_LOSS = 2 * math.log(10)
+LARGEST_BOUND = 1e100  # of either range: larger values overflow the Gaussian process's kernel
 
 METHOD_NAMES = ('bayesian', 'bayesian-library', 'sobol', 'random')
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
@@ -122,8 +135,9 @@ def check_arguments(parser, args):
         parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
     for name in ('learning_rate_bounds', 'weight_decay_bounds'):
         low, high = getattr(args, name)
-        if not 0 <= low < high < math.inf:
-            parser.error(f'{command_line.flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH')
+        if not 0 <= low < high <= LARGEST_BOUND:
+            parser.error(f'{command_line.flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH '
+                         f'<= {LARGEST_BOUND:g}')
     if args.lr_scale == 'log' and args.learning_rate_bounds[0] == 0:
         parser.error('--lr-scale log needs a positive --learning-rate-bounds LOW (it is 0)')
     if args.seed < 0:
@@ -251,15 +265,17 @@ def sobol_search_one_at_a_time(repetition, splits, args, results_file):
     return rows
 
 
+def planned_rows(method, args):
+    """Every repetition's rows of a Sobol or random search, before training: their points do not depend on the
+    scores."""
+    return [new_row(method, repetition, iteration, point, args) for repetition in range(1, args.repetitions + 1)
+            for iteration, point in enumerate(PLANNED_POINTS[method](search_box(args), evaluations=args.evaluations,
+                                                                     seed=seed_for(args.seed, repetition)), 1)]
+
+
 def planned_population_searches(method, splits, args, results_file):
-    """Every repetition's Sobol or random search: their points do not depend on the scores, so all are known
-    before training and they train as populations (of one with --population 1)."""
-    rows = []
-    for repetition in range(1, args.repetitions + 1):
-        points = PLANNED_POINTS[method](search_box(args), evaluations=args.evaluations,
-                                        seed=seed_for(args.seed, repetition))
-        rows += [new_row(method, repetition, iteration, point, args) for iteration, point in enumerate(points, 1)]
-    return score_and_record(rows, splits, args, results_file)
+    """Every repetition's Sobol or random search, trained as populations (of one with --population 1)."""
+    return score_and_record(planned_rows(method, args), splits, args, results_file)
 
 
 def bayesian_searches(method, repetitions, splits, args, results_file):
@@ -422,25 +438,52 @@ def results_plan(args):
                         network_seed=lambda repetition, iteration: seed_for(args.seed, repetition, iteration))
 
 
+def saved_flags(saved):
+    """The flags that give a saved configuration's settings."""
+    flags = []
+    for name in CONFIGURATION_SETTINGS:
+        value = saved[name]
+        if name == 'method' and isinstance(value, list):
+            value = ','.join(map(str, value))
+        several = name.endswith('_bounds') and isinstance(value, list)  # the flags that take two values
+        flags += [command_line.flag(name), *map(str, value if several else [value])]
+    return flags
+
+
 def report_file(parser, args):
     """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
-    its configuration file saved; nothing is trained."""
+    its configuration file saved (checked as the flags are); nothing is trained."""
     path = args.report
     try:
         saved = results.read_configuration(results.configuration_path(path))
         results.check_format(path, saved)
-        settings = {name: tuple(value) if isinstance(value, list) else value
-                    for name, value in saved.items() if name in CONFIGURATION_SETTINGS}
-        args = argparse.Namespace(**{**vars(args), **settings, 'output': path})
+    except results.ResultsFileError as error:
+        parser.error(f'--report: {error}')
+    missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
+    if missing:
+        parser.error(f'--report {path}: its configuration has no {", ".join(missing)}')
+    saved_parser = build_parser()
+    saved_parser.prog = f'{parser.prog} --report {path}: its configuration'
+    args = saved_parser.parse_args([*saved_flags(saved), '--output', path, *['--quiet'] * args.quiet])
+    check_arguments(saved_parser, args)
+    try:
         rows = list(results.read(path, results_plan(args))[0].values())
     except OSError as error:
         parser.error(f'--report {path} cannot be read ({error.strerror})')
-    except ValueError as error:  # results.ResultsFileError included
+    except ValueError as error:
         parser.error(f'--report: {error}')
     if not rows:
         parser.error(f'--report {path}: the file records no evaluation yet')
     print_search_tables(rows, args)
     report_results(rows, args, saved, path)
+
+
+def check_planned_points(results_file, args):
+    """ResumeMismatchError if the results file records a Sobol or random point other than the search's: their
+    points do not depend on the scores, so they are all checked before anything is trained."""
+    for method in PLANNED_POINTS.keys() & set(args.method):
+        for row in planned_rows(method, args):
+            results_file.recorded_scores(row)
 
 
 def main(argv=None):
@@ -454,29 +497,35 @@ def main(argv=None):
                                             network.device_name(args.device), fresh=args.fresh)
     except results.ResultsFileError as error:
         parser.error(str(error))
-    print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
-    if results_file.recorded:
-        print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations are '
-              'recorded', flush=True)
-    try:
-        splits = command_line.load_data(parser, args)
-        if args.fresh:
-            for old, new in results.move_aside(args.output):
-                print(f'moved {old} aside to {new}', flush=True)
-        rows = []
-        with results_file, Progress(args, list(results_file.recorded.values())) as progress:
-            results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
-            for method in args.method:
-                method_rows = run_searches(method, splits, args, results_file)
-                print_search_tables(method_rows, args)
-                rows += method_rows
-        report_results(rows, args, results_file.configuration, args.output)
-    except KeyboardInterrupt:
-        parser.exit(130, f'{parser.prog}: interrupted: {results_file.rows_in_file} of {results_file.plan.total} '
-                         f'evaluations are saved in {args.output}; run the same command again to resume\n')
-    except results.ResumeMismatchError as error:
-        parser.exit(1, f'{parser.prog}: error: {error}\n')
+    with results_file:  # locked until the run ends
+        try:
+            check_planned_points(results_file, args)
+        except results.ResumeMismatchError as error:
+            parser.error(str(error))
+        print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
+        if results_file.recorded:
+            print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '
+                  'are recorded', flush=True)
+        try:
+            splits = command_line.load_data(parser, args)
+            if args.fresh:
+                for old, new in results.move_aside(args.output):
+                    print(f'moved {old} aside to {new}', flush=True)
+            rows = []
+            with Progress(args, list(results_file.recorded.values())) as progress:
+                results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
+                for method in args.method:
+                    method_rows = run_searches(method, splits, args, results_file)
+                    print_search_tables(method_rows, args)
+                    rows += method_rows
+            report_results(rows, args, results_file.configuration, args.output)
+        except KeyboardInterrupt:
+            parser.exit(130, f'{parser.prog}: interrupted: {results_file.rows_in_file} of {results_file.plan.total} '
+                             f'evaluations are saved in {args.output}; run the same command again to resume\n')
+        except results.ResumeMismatchError as error:
+            parser.fail(1, str(error))
 
 
 if __name__ == '__main__':
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on: see main
     main()

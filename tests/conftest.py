@@ -65,8 +65,9 @@ def sorted_rows(path):
 
 
 def snapshot(folder):
-    """Every path under `folder` with its bytes (None for a folder)."""
-    return {path: None if path.is_dir() else path.read_bytes() for path in Path(folder).rglob('*')}
+    """Every path under `folder` with its bytes (None for a folder; a symbolic link: where it points)."""
+    return {path: os.readlink(path) if path.is_symlink() else None if path.is_dir() else path.read_bytes()
+            for path in Path(folder).rglob('*')}
 
 
 @contextlib.contextmanager

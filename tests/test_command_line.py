@@ -4,12 +4,16 @@ import contextlib
 import io
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from conftest import folder_without_permissions, read_rows, refused, run_script, snapshot
+from conftest import ROOT, folder_without_permissions, read_rows, refused, run_script, snapshot
 
 import bench
 import network
@@ -26,6 +30,8 @@ BAD_INPUTS = [
     (['--learning-rate-bounds', '0.1', '0.0001'], '--learning-rate-bounds 0.1 0.0001'),
     (['--weight-decay-bounds', '0.001', '0'], '--weight-decay-bounds 0.001 0'),
     (['--weight-decay-bounds', '-1', '0.001'], '--weight-decay-bounds -1 0.001'),
+    (['--learning-rate-bounds', '0', '1e300'], '--learning-rate-bounds 0 1e+300: the bounds must satisfy'),
+    (['--weight-decay-bounds', '0', '1e308'], '<= 1e+100'),
     (['--epochs', '0'], '--epochs 0'),
     (['--evaluations', '-3'], '--evaluations -3'),
     (['--repetitions', '0'], '--repetitions 0'),
@@ -157,7 +163,20 @@ def test_any_bounds_budgets_and_sizes_run_or_fail_with_one_line_and_exit_status_
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
     result = run_script('test.py', '--dataset', 'digits', '--learning-rate-bounds', '0.1', '0.01', cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ''
-    assert result.stderr == 'test.py: error: --learning-rate-bounds 0.1 0.01: the bounds must satisfy 0 <= LOW < HIGH\n'
+    assert result.stderr == ('test.py: error: --learning-rate-bounds 0.1 0.01: the bounds must satisfy 0 <= LOW < HIGH '
+                             '<= 1e+100\n')
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line_without_traceback(tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), '--dataset', 'digits'], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # torch, bayes_opt, scikit-learn and optunity take seconds to import
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stdout == ''
+    assert stderr.endswith('test.py: interrupted while starting; nothing was written\n') and stderr.count('\n') == 1
+    assert os.listdir(tmp_path) == []
 
 
 def test_help_lists_every_flag_with_its_default(capsys):
@@ -176,6 +195,10 @@ def test_help_lists_every_flag_with_its_default(capsys):
 @pytest.mark.parametrize('arguments, named', [
     (['--learning-rate', '0.01'], '--learning-rate and --weight-decay go together'),
     (['--learning-rate', '-0.01', '--weight-decay', '0'], '--learning-rate -0.01 and --weight-decay 0.0 must both'),
+    (['--learning-rate', 'nan', '--weight-decay', '0'], '--learning-rate nan and --weight-decay 0.0 must both be'),
+    (['--learning-rate', '0.01', '--weight-decay', 'inf'], '--weight-decay inf must both be finite'),
+    (['--seed', '99999999999999999999'], '--seed 99999999999999999999 must be between 0 and 2**64 - 1'),
+    (['--seed', '-1', '--learning-rate', '0.01', '--weight-decay', '0'], '--seed -1 must be between 0'),
     (['--learning-rate', '0.01', '--weight-decay', '0', '--epochs', '0'], '--epochs 0 must be a positive integer'),
     (['--batch-size', '0'], '--batch-size 0 must be a positive integer'),
     (['--device', 'tpu'], "--device 'tpu'"),

@@ -1,17 +1,23 @@
 """The results file (results.py), and nothing lost: a stopped run resumes to the file of an uninterrupted one,
 whatever its population; a file that is not what the run would write is refused and left as it was."""
+import contextlib
+import io
 import json
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import (ROOT, folder_without_permissions, read_rows, refused, snapshot, sorted_rows,
+from conftest import (ROOT, folder_without_permissions, pretend_scores, read_rows, refused, snapshot, sorted_rows,
                       without_seconds)
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
+import network
 import results
 import test as experiment
 
@@ -138,6 +144,7 @@ def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninte
     for rows, stop_signal in STOPS[population]:
         stderr = start_and_stop(output, rows, stop_signal, flags)
         assert rows <= rows_in(output) < 16
+        assert (tmp_path / 'results.lock').exists() == (stop_signal == signal.SIGKILL)  # Ctrl-C removes it
         if stop_signal == signal.SIGINT:  # Ctrl-C
             assert stderr.count('\n') == 1 and stderr.startswith('test.py: interrupted: ')
             assert stderr.endswith(f'{rows_in(output)} of 16 evaluations are saved in {output.name}; run the same '
@@ -180,6 +187,12 @@ MALFORMED = [
     (lambda lines: ''.join(lines[:6]).replace(',1,1,', ',1,7,'), 'line 2: iteration 7 is outside 1..4'),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,', 'bayesian,1,1,1,'),
      'line 2: repeat_of 1 is not an earlier iteration of a Bayesian search'),
+    (lambda lines: ''.join(lines[:3] + [lines[3].replace('\n', '\r\n')] + lines[4:]), "line 4: seconds '"),
+    (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ', ')] + lines[4:]), "line 4: repetition ' 1'"),
+    (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ',', 4).replace(',0.', ', 0.', 1)] + lines[4:]),
+     'line 4: learning_rate'),
+    (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',901_243_215,'), "line 2: seed '901_243_215'"),
+    (lambda lines: ''.join(lines[:6]) + 'sobol,2,4,1670527063,0.0489,zz', "its last line, 'sobol,2,4,1670527063"),
 ]
 
 
@@ -309,3 +322,190 @@ def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path
     before = snapshot(tmp_path)
     assert named in refused(experiment.main, [*RUN, '--output', str(output)], capsys)
     assert count_trained == [] and snapshot(tmp_path) == before
+
+
+# One writer per results file, and hostile paths, names and configurations
+
+def start(arguments, cwd):
+    """test.py started as a user starts it, its output captured."""
+    return subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *arguments], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_second_run_on_a_file_another_run_holds_is_refused_at_once_and_changes_nothing(uninterrupted, tmp_path):
+    arguments = [*RUN, '--population', '3', '--output', 'results.csv']
+    first = start(arguments, tmp_path)
+    while rows_in(tmp_path / 'results.csv') < 2:
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.005)
+    first.send_signal(signal.SIGSTOP)  # holding the lock, writing nothing
+    try:
+        before = snapshot(tmp_path)
+        second = subprocess.run([sys.executable, str(ROOT / 'test.py'), *arguments], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=600)
+        assert snapshot(tmp_path) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 2 and second.stdout == ''
+    assert second.stderr == (f'test.py: error: results.csv is being written by another run (process {first.pid}): '
+                             'wait for it to end, or name another --output\n')
+    assert first.wait(timeout=600) == 0
+    assert same_rows(tmp_path / 'results.csv', uninterrupted[3]) and not (tmp_path / 'results.lock').exists()
+
+
+def test_of_two_runs_started_together_one_writes_and_the_other_is_refused(uninterrupted, tmp_path):
+    arguments = [*RUN, '--population', '3', '--output', 'results.csv']
+    runs = [start(arguments, tmp_path) for _ in range(2)]
+    outcomes = sorted((run.wait(timeout=600), run.communicate()[1]) for run in runs)
+    assert [status for status, _ in outcomes] == [0, 2]
+    assert outcomes[1][1].startswith('test.py: error: results.csv is being written by another run (process ')
+    assert same_rows(tmp_path / 'results.csv', uninterrupted[3])
+
+
+def test_a_killed_run_leaves_a_lock_file_that_blocks_nothing(uninterrupted, tmp_path):
+    start_and_stop(tmp_path / 'results.csv', 3, signal.SIGKILL, ['--population', '3'])
+    assert (tmp_path / 'results.lock').exists()  # the operating system's lock died with the process
+    experiment.main([*RUN, '--population', '3', '--output', str(tmp_path / 'results.csv')])
+    assert same_rows(tmp_path / 'results.csv', uninterrupted[3]) and not (tmp_path / 'results.lock').exists()
+
+
+def dangling_link(folder):
+    (folder / 'dangling.csv').symlink_to(folder / 'missing' / 'target.csv')
+    return 'dangling.csv'
+
+
+BAD_OUTPUTS = [
+    (lambda folder: '', "'' is not a results file name: it must end in .csv"),
+    (lambda folder: 'newdir/', "'newdir/' is not a results file name"),
+    (lambda folder: 'results.txt', "'results.txt' is not a results file name"),
+    (lambda folder: '.csv', "'.csv' is not a results file name"),
+    (lambda folder: f'../{folder.name}/missing/../results.csv', 'missing/.. does not exist'),
+    (dangling_link, 'dangling.csv is a symbolic link to nothing'),
+    (lambda folder: 'r' * 245 + '.csv', 'the name is too long for the files beside it, such as rrr'),
+]
+
+
+@pytest.mark.parametrize('fresh', [[], ['--fresh']], ids=['', 'fresh'])
+@pytest.mark.parametrize('output, named', BAD_OUTPUTS, ids=[named[:24] for _, named in BAD_OUTPUTS])
+def test_a_bad_output_name_is_refused_in_one_line_before_the_data_loads(output, named, fresh, uninterrupted, tmp_path,
+                                                                       monkeypatch, capsys):
+    finished_run(uninterrupted, tmp_path)  # a run whose files a bad name must not touch
+    monkeypatch.chdir(tmp_path)
+    name = output(tmp_path)
+    monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
+    before = snapshot(tmp_path)
+    assert named in refused(experiment.main, [*RUN, *fresh, '--output', name], capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_recorded_sobol_point_the_search_does_not_ask_for_is_refused_before_the_data_loads(uninterrupted, tmp_path,
+                                                                                           monkeypatch, capsys):
+    output, _ = finished_run(uninterrupted, tmp_path)
+    lines = output.read_text().splitlines(keepends=True)
+    fields = lines[12].split(',')  # Sobol repetition 1, iteration 4: its population is not whole in the file
+    assert fields[:3] == ['sobol', '1', '4']
+    fields[5] = '0.05'
+    output.write_text(''.join(lines[:12] + [','.join(fields)]))
+    monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
+    assert 'records sobol repetition 1 iteration 4 at learning rate 0.05' in stderr
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('change, named', [
+    ({'devices': 5}, 'its devices 5 are not a list of device names'),
+    ({'devices': 'x'}, "its devices 'x' are not a list of device names"),
+    ({'versions': ['torch']}, "its versions ['torch'] are not package names with version texts"),
+    ({'epochs': '1'}, "epochs '1' (now 1)"),
+])
+def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named, uninterrupted, tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    config.write_text(json.dumps({**json.loads(config.read_text()), **change}))
+    before = snapshot(tmp_path)
+    assert named in refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('change, named', [
+    ({'evaluations': None}, 'its configuration has no evaluations'),
+    ({'method': None, 'seed': None}, 'its configuration has no method, seed'),
+    ({'evaluations': [4]}, "argument --evaluations: invalid int value: '[4]'"),
+    ({'evaluations': 0}, '--evaluations 0 must be a positive integer'),
+    ({'method': ['sobol', 'grid']}, "invalid method 'grid'"),
+    ({'devices': 5}, 'its devices 5 are not a list of device names'),
+])
+def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, named, uninterrupted, tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    saved = {name: value for name, value in {**json.loads(config.read_text()), **change}.items() if value is not None}
+    config.write_text(json.dumps(saved))
+    before = snapshot(tmp_path)
+    assert named in refused(experiment.main, ['--report', str(output)], capsys)
+    assert snapshot(tmp_path) == before
+
+
+NAME_PARTS = st.sampled_from(['results', 'sub', 'missing', '.', '..', '', ' ', 'a\nb', '-x', 'é', 'r' * 250])
+
+
+@st.composite
+def output_names(draw):
+    """Output names as a hostile user types them: folders that exist or not, dots, spaces, newlines, long names."""
+    return '/'.join(draw(st.lists(NAME_PARTS, max_size=3))) + draw(st.sampled_from(['.csv', '', '.txt', '/', '.csv/']))
+
+
+def json_values():
+    return st.recursive(st.none() | st.booleans() | st.integers(-5, 10 ** 20) | st.text(max_size=4)
+                        | st.floats(allow_nan=False, allow_infinity=False),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                    max_size=2), max_leaves=4)
+
+
+SMALL_RUN = ['--dataset', 'digits', '--device', 'cpu', '--method', 'random,bayesian', '--evaluations', '2',
+             '--init-points', '1', '--repetitions', '1']
+
+
+def run_or_refusal(arguments, folder):
+    """test.py's main run in `folder` with pretend training and no plots: its exit status (0 when it returns),
+    having checked that a refusal is one line and leaves the folder as it was."""
+    before = snapshot(folder)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
+                      weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
+                                                                                     seeds)])
+        patch.setattr(experiment, 'report_results', lambda *args: None)
+        try:
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                experiment.main(arguments)
+        except SystemExit as exit:
+            assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
+            assert snapshot(folder) == before
+            return 2
+    return 0
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(name=output_names())
+def test_any_output_name_runs_or_is_refused_in_one_line_leaving_the_folder_as_it_was(name):
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / 'sub').mkdir()
+        if run_or_refusal([*SMALL_RUN, '--output', name], folder) == 0:
+            event('ran')
+            assert len(read_rows(Path(folder) / name)) == 4
+        else:
+            event('refused')
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(changes=st.dictionaries(st.sampled_from([*experiment.CONFIGURATION_SETTINGS, 'devices', 'versions',
+                                                 'results_format']), st.none() | json_values(), max_size=2))
+def test_any_configuration_content_resumes_reports_or_is_refused_in_one_line(changes):
+    with tempfile.TemporaryDirectory() as folder:
+        assert run_or_refusal([*SMALL_RUN, '--output', 'results.csv'], folder) == 0
+        config = Path(folder) / 'results.config.json'
+        saved = json.loads(config.read_text())
+        config.write_text(json.dumps({name: value for name, value in {**saved, **changes}.items()
+                                      if changes.get(name, 0) is not None}))  # None: the setting deleted
+        for arguments in ([*SMALL_RUN, '--output', 'results.csv'], ['--report', 'results.csv']):
+            event(f'{arguments[0]}: {"ran" if run_or_refusal(arguments, folder) == 0 else "refused"}')
