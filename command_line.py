@@ -13,10 +13,10 @@ class ArgumentParser(argparse.ArgumentParser):
         """Exit with status 2 and one line naming the bad value and what is allowed (no usage block)."""
         self.fail(2, message)
 
-    def fail(self, status, message):
+    def fail(self, status, message, kind='error'):
         """Exit with `status` and the message as one line, whatever a path in it holds."""
         one_line = message.replace('\r', '\\r').replace('\n', '\\n')
-        self.exit(status, f'{self.prog}: error: {one_line}\n')
+        self.exit(status, f'{self.prog}: {kind}: {one_line}\n')
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

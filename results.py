@@ -22,9 +22,6 @@ COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_r
            'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'seed')
-# Numbers exactly as append() writes them (Python's str of an int or a float): nothing else is read back
-INTEGER = r'\d+'
-FLOAT = r'\d+(\.\d+)?(e[-+]\d+)?|nan|inf'
 # 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
 FORMAT = 2
 # Their versions are saved in the configuration: another version is another configuration
@@ -113,7 +110,7 @@ def parse_row(fields, plan):
     for name in COLUMNS[1:]:
         if name == 'repeat_of' and row[name] == '':  # not a repeat
             row[name] = None
-        elif not re.fullmatch(INTEGER if name in INTEGER_COLUMNS else FLOAT, row[name]):
+        elif not as_written(row[name], int if name in INTEGER_COLUMNS else float):
             raise ValueError(f'{name} {row[name]!r} is not a number as this code writes them')
         else:
             row[name] = int(row[name]) if name in INTEGER_COLUMNS else float(row[name])
@@ -133,13 +130,24 @@ def parse_row(fields, plan):
     return row
 
 
+def as_written(text, number_type):
+    """Whether `text` is a number exactly as append() writes it (Python's str of an int or a float): no spaces,
+    underscores, leading zeros, other digits or line-ending characters."""
+    try:
+        return str(number_type(text)) == text
+    except ValueError:
+        return False
+
+
 def starts_a_row(text, plan):
     """Whether `text` is how append() starts a row of the plan's run: whole fields, then the start of one."""
     *whole, last = text.split(',')
-    patterns = ['|'.join(map(re.escape, plan.methods))] + [
-        r'\d*' if name == 'repeat_of' else INTEGER if name in INTEGER_COLUMNS else FLOAT for name in COLUMNS[1:]]
-    if len(whole) >= len(COLUMNS) or not all(map(re.fullmatch, patterns, whole)):
+    if len(whole) >= len(COLUMNS) or (whole and whole[0] not in plan.methods):
         return False
+    for name, field in zip(COLUMNS[1:], whole[1:]):
+        if not (name == 'repeat_of' and field == '') and not as_written(field, int if name in INTEGER_COLUMNS
+                                                                         else float):
+            return False
     if not whole:
         return any(method.startswith(last) for method in plan.methods)
     return bool(re.fullmatch(r'[0-9.e+-]*|n(an?)?|i(nf?)?', last))
@@ -233,7 +241,11 @@ def check_path(path, *, fresh):
         raise ResultsFileError(f'{path} is a folder or cannot be written')
     if os.path.islink(path) and not os.path.exists(path):
         raise ResultsFileError(f'{path} is a symbolic link to nothing')
-    names = run_files(path) + [lock_path(path)] + [new for _, new in moves_aside(path) if fresh]
+    for name in [*run_files(path), lock_path(path)]:
+        if os.path.lexists(name) and not os.path.isfile(name):  # a folder, a FIFO, a link to nothing
+            raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a file')
+    names = run_files(path) + [lock_path(path), configuration_path(path) + '.partial']
+    names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
     if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
         raise ResultsFileError(f'{path}: the name is too long for the files beside it, such as '
@@ -245,25 +257,38 @@ class RunLock:
     refused at once, and the lock dies with its process, so a killed run leaves nothing that blocks the resume."""
 
     def __init__(self, path):
-        self.path = lock_path(path)
-        while True:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(self.fd, 32).decode(errors='replace').strip()
-                os.close(self.fd)
-                raise ResultsFileError(f'{path} is being written by another run (process {holder or "unknown"}): '
-                                       'wait for it to end, or name another --output') from None
-            if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
-                break
-            os.close(self.fd)  # its last holder removed it meanwhile: lock the new one
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f'{os.getpid()}\n'.encode())
+        self.path = lock_path(os.path.realpath(path))  # one lock whatever links lead to the file
+        try:
+            while True:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(self.fd, 32).decode(errors='replace').strip()
+                    os.close(self.fd)
+                    raise ResultsFileError(f'{path} is being written by another run (process {holder or "unknown"}):'
+                                           ' wait for it to end, or name another --output') from None
+                if self.locks_the_file_named():
+                    break
+                os.close(self.fd)  # its last holder removed it meanwhile: lock the new one
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, f'{os.getpid()}\n'.encode())
+        except OSError as error:
+            raise ResultsFileError(f'{self.path} cannot be used as the lock of {path} ({error.strerror})') from None
+
+    def locks_the_file_named(self):
+        try:
+            named, locked = os.stat(self.path, follow_symlinks=False), os.fstat(self.fd)
+        except FileNotFoundError:
+            return False
+        return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
 
     def release(self):
         """Remove the lock file, then let go (removed while locked, so no run can lock a file being removed)."""
-        os.unlink(self.path)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:  # removed by hand: nothing to do
+            pass
         os.close(self.fd)
 
 

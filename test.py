@@ -445,8 +445,10 @@ def saved_flags(saved):
         value = saved[name]
         if name == 'method' and isinstance(value, list):
             value = ','.join(map(str, value))
-        several = name.endswith('_bounds') and isinstance(value, list)  # the flags that take two values
-        flags += [command_line.flag(name), *map(str, value if several else [value])]
+        if name.endswith('_bounds') and isinstance(value, list):  # the flags that take two values
+            flags += [command_line.flag(name), *map(str, value)]
+        else:
+            flags.append(f'{command_line.flag(name)}={value}')  # '=': a value may start with '-'
     return flags
 
 
@@ -455,6 +457,7 @@ def report_file(parser, args):
     its configuration file saved (checked as the flags are); nothing is trained."""
     path = args.report
     try:
+        results.check_path(path, fresh=False)  # its summaries and plots are written beside it
         saved = results.read_configuration(results.configuration_path(path))
         results.check_format(path, saved)
     except results.ResultsFileError as error:
@@ -520,8 +523,8 @@ def main(argv=None):
                     rows += method_rows
             report_results(rows, args, results_file.configuration, args.output)
         except KeyboardInterrupt:
-            parser.exit(130, f'{parser.prog}: interrupted: {results_file.rows_in_file} of {results_file.plan.total} '
-                             f'evaluations are saved in {args.output}; run the same command again to resume\n')
+            parser.fail(130, f'{results_file.rows_in_file} of {results_file.plan.total} evaluations are saved in '
+                             f'{args.output}; run the same command again to resume', kind='interrupted')
         except results.ResumeMismatchError as error:
             parser.fail(1, str(error))
 

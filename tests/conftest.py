@@ -65,9 +65,12 @@ def sorted_rows(path):
 
 
 def snapshot(folder):
-    """Every path under `folder` with its bytes (None for a folder; a symbolic link: where it points)."""
-    return {path: os.readlink(path) if path.is_symlink() else None if path.is_dir() else path.read_bytes()
-            for path in Path(folder).rglob('*')}
+    """Every path under `folder` with its bytes (a folder: None; a symbolic link: where it points; a FIFO: 'fifo')."""
+    def content(path):
+        if path.is_symlink():
+            return os.readlink(path)
+        return None if path.is_dir() else path.read_bytes() if path.is_file() else 'fifo'
+    return {path: content(path) for path in Path(folder).rglob('*')}
 
 
 @contextlib.contextmanager

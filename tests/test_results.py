@@ -3,6 +3,7 @@ whatever its population; a file that is not what the run would write is refused 
 import contextlib
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -189,8 +190,9 @@ MALFORMED = [
      'line 2: repeat_of 1 is not an earlier iteration of a Bayesian search'),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace('\n', '\r\n')] + lines[4:]), "line 4: seconds '"),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ', ')] + lines[4:]), "line 4: repetition ' 1'"),
-    (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ',', 4).replace(',0.', ', 0.', 1)] + lines[4:]),
-     'line 4: learning_rate'),
+    (lambda lines: ''.join(lines[:3] + [lines[3].replace(',0.', ', 0.', 1)] + lines[4:]), 'line 4: learning_rate'),
+    (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',0901243215,'), "line 2: seed '0901243215'"),
+    (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',٩٠١٢٤٣٢١٥,'), "line 2: seed '٩٠١٢٤٣٢١٥'"),
     (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',901_243_215,'), "line 2: seed '901_243_215'"),
     (lambda lines: ''.join(lines[:6]) + 'sobol,2,4,1670527063,0.0489,zz', "its last line, 'sobol,2,4,1670527063"),
 ]
@@ -354,12 +356,12 @@ def test_a_second_run_on_a_file_another_run_holds_is_refused_at_once_and_changes
 
 
 def test_of_two_runs_started_together_one_writes_and_the_other_is_refused(uninterrupted, tmp_path):
-    arguments = [*RUN, '--population', '3', '--output', 'results.csv']
+    arguments = [*RUN, '--population', '1', '--output', 'results.csv']  # one network at a time: the longer run
     runs = [start(arguments, tmp_path) for _ in range(2)]
     outcomes = sorted((run.wait(timeout=600), run.communicate()[1]) for run in runs)
     assert [status for status, _ in outcomes] == [0, 2]
     assert outcomes[1][1].startswith('test.py: error: results.csv is being written by another run (process ')
-    assert same_rows(tmp_path / 'results.csv', uninterrupted[3])
+    assert same_rows(tmp_path / 'results.csv', uninterrupted[1])
 
 
 def test_a_killed_run_leaves_a_lock_file_that_blocks_nothing(uninterrupted, tmp_path):
@@ -398,19 +400,58 @@ def test_a_bad_output_name_is_refused_in_one_line_before_the_data_loads(output, 
     assert snapshot(tmp_path) == before
 
 
-def test_a_recorded_sobol_point_the_search_does_not_ask_for_is_refused_before_the_data_loads(uninterrupted, tmp_path,
-                                                                                           monkeypatch, capsys):
-    output, _ = finished_run(uninterrupted, tmp_path)
+@pytest.mark.parametrize('method', ['sobol', 'random'])
+def test_a_recorded_planned_point_the_search_does_not_ask_for_is_refused_before_the_data_loads(method, tmp_path,
+                                                                                             monkeypatch, capsys):
+    run = [*RUN, '--method', f'bayesian,{method}', '--population', '3', '--output', str(tmp_path / 'results.csv')]
+    with monkeypatch.context() as patch:
+        patch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
+                      weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
+                                                                                     seeds)])
+        experiment.main(run)
+    output = tmp_path / 'results.csv'
     lines = output.read_text().splitlines(keepends=True)
-    fields = lines[12].split(',')  # Sobol repetition 1, iteration 4: its population is not whole in the file
-    assert fields[:3] == ['sobol', '1', '4']
+    fields = lines[12].split(',')  # repetition 1, iteration 4: its population is not whole in the file
+    assert fields[:3] == [method, '1', '4']
     fields[5] = '0.05'
     output.write_text(''.join(lines[:12] + [','.join(fields)]))
     monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
     before = snapshot(tmp_path)
-    stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
-    assert 'records sobol repetition 1 iteration 4 at learning rate 0.05' in stderr
+    stderr = refused(experiment.main, run, capsys)
+    assert f'records {method} repetition 1 iteration 4 at learning rate 0.05' in stderr
     assert snapshot(tmp_path) == before
+
+
+def fifo(path):
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize('name, make', [('results.lock', os.mkdir), ('results.config.json', fifo),
+                                        ('results.summary.json', os.mkdir), ('results.lock', fifo)])
+@pytest.mark.parametrize('report', [False, True], ids=['run', 'report'])
+def test_a_file_of_the_run_that_is_not_a_file_is_refused_in_one_line(name, make, report, tmp_path, monkeypatch,
+                                                                     capsys):
+    make(tmp_path / name)
+    monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
+    before = snapshot(tmp_path)
+    output = str(tmp_path / 'results.csv')
+    arguments = ['--report', output] if report else [*RUN, '--output', output]
+    assert f'{tmp_path / name} is in the way of the run in' in refused(experiment.main, arguments, capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_link_to_the_results_file_shares_its_lock(uninterrupted, tmp_path):
+    output, _ = finished_run(uninterrupted, tmp_path)
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'link.csv').symlink_to(output)
+    (tmp_path / 'other' / 'link.config.json').symlink_to(config_path(output))
+    lock = results.RunLock(str(output))
+    try:
+        with pytest.raises(results.ResultsFileError, match='is being written by another run'):
+            results.RunLock(str(tmp_path / 'other' / 'link.csv'))
+    finally:
+        lock.release()
+    assert sorted(os.listdir(tmp_path / 'other')) == ['link.config.json', 'link.csv']  # no lock file beside the link
 
 
 @pytest.mark.parametrize('change, named', [
@@ -449,8 +490,10 @@ NAME_PARTS = st.sampled_from(['results', 'sub', 'missing', '.', '..', '', ' ', '
 
 @st.composite
 def output_names(draw):
-    """Output names as a hostile user types them: folders that exist or not, dots, spaces, newlines, long names."""
-    return '/'.join(draw(st.lists(NAME_PARTS, max_size=3))) + draw(st.sampled_from(['.csv', '', '.txt', '/', '.csv/']))
+    """Output names as a hostile user types them: folders that exist or not, dots, spaces, newlines, long names
+    (relative ones: at most three levels up)."""
+    name = '/'.join(draw(st.lists(NAME_PARTS, max_size=3))) + draw(st.sampled_from(['.csv', '', '.txt', '/', '.csv/']))
+    return name.lstrip('/')
 
 
 def json_values():
@@ -464,10 +507,11 @@ SMALL_RUN = ['--dataset', 'digits', '--device', 'cpu', '--method', 'random,bayes
              '--init-points', '1', '--repetitions', '1']
 
 
-def run_or_refusal(arguments, folder):
+def run_or_refusal(arguments, folder, watched=None):
     """test.py's main run in `folder` with pretend training and no plots: its exit status (0 when it returns),
-    having checked that a refusal is one line and leaves the folder as it was."""
-    before = snapshot(folder)
+    having checked that a refusal is one line and leaves the `watched` folder (`folder`) as it was."""
+    watched = watched or folder
+    before = snapshot(watched)
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
@@ -480,7 +524,7 @@ def run_or_refusal(arguments, folder):
                 experiment.main(arguments)
         except SystemExit as exit:
             assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
-            assert snapshot(folder) == before
+            assert snapshot(watched) == before
             return 2
     return 0
 
@@ -488,11 +532,12 @@ def run_or_refusal(arguments, folder):
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
 @given(name=output_names())
 def test_any_output_name_runs_or_is_refused_in_one_line_leaving_the_folder_as_it_was(name):
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / 'sub').mkdir()
-        if run_or_refusal([*SMALL_RUN, '--output', name], folder) == 0:
+    with tempfile.TemporaryDirectory() as top:
+        folder = Path(top) / 'a' / 'b' / 'c'  # where the run starts: '..' three times stays inside `top`
+        (folder / 'sub').mkdir(parents=True)
+        if run_or_refusal([*SMALL_RUN, '--output', name], folder, top) == 0:
             event('ran')
-            assert len(read_rows(Path(folder) / name)) == 4
+            assert len(read_rows(folder / name)) == 4
         else:
             event('refused')
 
