@@ -28,6 +28,18 @@ def flag(name):
     return '--' + name.replace('_', '-')
 
 
+def arguments_for(settings, *, two_values=()):
+    """The command-line arguments that give these settings: --name=value (a value may start with '-'), and
+    --name A B for the names in `two_values` whose value is a list."""
+    arguments = []
+    for name, value in settings.items():
+        if name in two_values and isinstance(value, list):
+            arguments += [flag(name), *map(str, value)]
+        else:
+            arguments.append(f'{flag(name)}={value}')
+    return arguments
+
+
 def check_positive_integers(parser, args, *names):
     """End with a one-line error if a flag among `names` (one number, or a list of them) holds one below 1: the
     flags' values and constants edited by hand are checked alike."""

@@ -1,16 +1,18 @@
-"""The results read at a glance: the paper's Tables I and II, statistics of the methods' best losses, the
-summary files and the plots. Everything here is computed from the results rows and the run's settings alone,
-so `python test.py --report results.csv` rebuilds it exactly from a results file.
+"""The results read at a glance: the progress of a run, the paper's Tables I and II, statistics of the methods'
+best losses, the summary files and the plots. All but the progress is computed from the results rows and the run's
+settings alone, so `python test.py --report results.csv` rebuilds it exactly from a results file.
 """
 import collections
 import json
 import math
 import os
+import sys
 
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from scipy import stats
+from tqdm import tqdm
 
 # The searches whose first init_points evaluations are random (test.py's METHOD_NAMES lists all; here because the
 # tables and plots need it too, and report.py does not import test.py)
@@ -348,3 +350,46 @@ def report_paths(output):
     plots, results.convergence.png, results.points.png and results.sobol-vs-random.png."""
     return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
             **{name: path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
+
+
+def bars_shown(args):
+    """Whether progress shows as bars, on a terminal, rather than as printed lines."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+class Progress:
+    """The evaluations shown as they are recorded: on a terminal one bar with the count, the method and repetitions
+    and the method's best validation loss so far; otherwise one printed line each; nothing with --quiet."""
+
+    def __init__(self, args, recorded_rows):
+        self.args, self.best = args, {method: math.inf for method in args.method}  # the lowest finite loss so far
+        self.note_best(recorded_rows)
+        self.bar = tqdm(total=len(args.method) * args.repetitions * args.evaluations, initial=len(recorded_rows),
+                        unit='eval', dynamic_ncols=True, disable=not bars_shown(args))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        self.bar.close()
+
+    def note_best(self, rows):
+        for row in rows:
+            if math.isfinite(row['val_loss']):
+                self.best[row['method']] = min(self.best[row['method']], row['val_loss'])
+
+    def show(self, rows):
+        self.note_best(rows)
+        method, repetitions = rows[-1]['method'], sorted({row['repetition'] for row in rows})
+        shown = f' {repetitions[0]}' if len(repetitions) == 1 else f's {repetitions[0]}-{repetitions[-1]}'
+        self.bar.set_description(f'{method} repetition{shown}/{self.args.repetitions}', refresh=False)
+        self.bar.set_postfix_str(f'best validation loss {self.best[method]:.4f}', refresh=False)
+        self.bar.update(len(rows))
+        if bars_shown(self.args) or self.args.quiet:
+            return
+        for row in rows:
+            how = f'repeat of {row["repeat_of"]}' if row['repeat_of'] else f'{row["seconds"]:.1f} s'
+            print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
+                  f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
+                  f'wd {row["weight_decay"]:.6g} -> validation loss {row["val_loss"]:.4f} '
+                  f'accuracy {row["val_accuracy"]:.4f} ({how})', flush=True)

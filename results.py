@@ -301,7 +301,6 @@ class ResultsFile:
     def __init__(self, path, configuration, recorded, keep_bytes, plan, device, lock):
         self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
         self.recorded, self.keep_bytes = recorded, keep_bytes
-        self.rows_in_file = len(self.recorded)
         self.on_append = None
         self.file = None
 
@@ -330,6 +329,14 @@ class ResultsFile:
                 'libraries; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
 
+    def rows_saved(self):
+        """How many whole rows the file holds now (read from disk: an interrupted append may have written them)."""
+        try:
+            with open(self.path, 'rb') as file:
+                return max(file.read().count(b'\n') - 1, 0)
+        except FileNotFoundError:
+            return 0
+
     def append(self, rows):
         """Append whole rows and flush them to disk."""
         if not rows:
@@ -341,7 +348,6 @@ class ResultsFile:
         self.file.write(text.getvalue())
         self.file.flush()
         os.fsync(self.file.fileno())
-        self.rows_in_file += len(rows)
         if self.on_append:
             self.on_append(rows)
 

@@ -313,11 +313,6 @@ def run_searches(method, splits, args, results_file):
     return planned_population_searches(method, splits, args, results_file)
 
 
-def bars_shown(args):
-    """Whether progress shows as bars, on a terminal, rather than as printed lines."""
-    return not args.quiet and sys.stderr.isatty()
-
-
 def train_networks(rows, splits, args, *, progress):
     """The scores of the rows' networks: trained alone (--population 1) or as one population; `progress`: show a
     bar over the epochs of a long training."""
@@ -341,50 +336,13 @@ def score_and_record(rows, splits, args, results_file):
         recorded = [results_file.recorded_scores(row) for row in population]
         untrained = [row for row in population if row['repeat_of'] is None]  # a repeat comes with its scores
         if any(old is None for row, old in zip(population, recorded) if row['repeat_of'] is None):
-            for row, scores in zip(untrained, train_networks(untrained, splits, args, progress=bars_shown(args))):
+            trained = train_networks(untrained, splits, args, progress=report.bars_shown(args))
+            for row, scores in zip(untrained, trained):
                 row.update(scores)
         for row, old in zip(population, recorded):
             row.update(old or {})
         results_file.append([row for row, old in zip(population, recorded) if old is None])
     return rows
-
-
-class Progress:
-    """The evaluations shown as they are recorded: on a terminal one bar with the count, the method and repetitions
-    and the method's best validation loss so far; otherwise one printed line each; nothing with --quiet."""
-
-    def __init__(self, args, recorded_rows):
-        self.args, self.best = args, {method: math.inf for method in args.method}  # the lowest finite loss so far
-        self.note_best(recorded_rows)
-        self.bar = tqdm(total=len(args.method) * args.repetitions * args.evaluations, initial=len(recorded_rows),
-                        unit='eval', dynamic_ncols=True, disable=not bars_shown(args))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exception):
-        self.bar.close()
-
-    def note_best(self, rows):
-        for row in rows:
-            if math.isfinite(row['val_loss']):
-                self.best[row['method']] = min(self.best[row['method']], row['val_loss'])
-
-    def show(self, rows):
-        self.note_best(rows)
-        method, repetitions = rows[-1]['method'], sorted({row['repetition'] for row in rows})
-        shown = f' {repetitions[0]}' if len(repetitions) == 1 else f's {repetitions[0]}-{repetitions[-1]}'
-        self.bar.set_description(f'{method} repetition{shown}/{self.args.repetitions}', refresh=False)
-        self.bar.set_postfix_str(f'best validation loss {self.best[method]:.4f}', refresh=False)
-        self.bar.update(len(rows))
-        if bars_shown(self.args) or self.args.quiet:
-            return
-        for row in rows:
-            how = f'repeat of {row["repeat_of"]}' if row['repeat_of'] else f'{row["seconds"]:.1f} s'
-            print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
-                  f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
-                  f'wd {row["weight_decay"]:.6g} -> validation loss {row["val_loss"]:.4f} '
-                  f'accuracy {row["val_accuracy"]:.4f} ({how})', flush=True)
 
 
 def search_tables(rows, args):
@@ -438,20 +396,6 @@ def results_plan(args):
                         network_seed=lambda repetition, iteration: seed_for(args.seed, repetition, iteration))
 
 
-def saved_flags(saved):
-    """The flags that give a saved configuration's settings."""
-    flags = []
-    for name in CONFIGURATION_SETTINGS:
-        value = saved[name]
-        if name == 'method' and isinstance(value, list):
-            value = ','.join(map(str, value))
-        if name.endswith('_bounds') and isinstance(value, list):  # the flags that take two values
-            flags += [command_line.flag(name), *map(str, value)]
-        else:
-            flags.append(f'{command_line.flag(name)}={value}')  # '=': a value may start with '-'
-    return flags
-
-
 def report_file(parser, args):
     """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
     its configuration file saved (checked as the flags are); nothing is trained."""
@@ -467,7 +411,11 @@ def report_file(parser, args):
         parser.error(f'--report {path}: its configuration has no {", ".join(missing)}')
     saved_parser = build_parser()
     saved_parser.prog = f'{parser.prog} --report {path}: its configuration'
-    args = saved_parser.parse_args([*saved_flags(saved), '--output', path, *['--quiet'] * args.quiet])
+    method = ','.join(map(str, saved['method'])) if isinstance(saved['method'], list) else saved['method']
+    settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
+    args = saved_parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
+                                                                                      'weight_decay_bounds')),
+                                    '--output', path, *['--quiet'] * args.quiet])
     check_arguments(saved_parser, args)
     try:
         rows = list(results.read(path, results_plan(args))[0].values())
@@ -515,7 +463,7 @@ def main(argv=None):
                 for old, new in results.move_aside(args.output):
                     print(f'moved {old} aside to {new}', flush=True)
             rows = []
-            with Progress(args, list(results_file.recorded.values())) as progress:
+            with report.Progress(args, list(results_file.recorded.values())) as progress:
                 results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
                 for method in args.method:
                     method_rows = run_searches(method, splits, args, results_file)
@@ -523,7 +471,7 @@ def main(argv=None):
                     rows += method_rows
             report_results(rows, args, results_file.configuration, args.output)
         except KeyboardInterrupt:
-            parser.fail(130, f'{results_file.rows_in_file} of {results_file.plan.total} evaluations are saved in '
+            parser.fail(130, f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in '
                              f'{args.output}; run the same command again to resume', kind='interrupted')
         except results.ResumeMismatchError as error:
             parser.fail(1, str(error))
