@@ -65,6 +65,11 @@ def configuration_path(path):
     return report.path_beside(path, '.config.json')
 
 
+def partial_path(path):
+    """Where a file is written before it replaces `path` whole: results.config.json.partial."""
+    return path + '.partial'
+
+
 def read_configuration(path):
     """A saved configuration; ResultsFileError if it cannot be read as one."""
     try:
@@ -108,12 +113,9 @@ def parse_row(fields, plan):
     if row['method'] not in plan.methods:
         raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
     for name in COLUMNS[1:]:
-        if name == 'repeat_of' and row[name] == '':  # not a repeat
-            row[name] = None
-        elif not as_written(row[name], int if name in INTEGER_COLUMNS else float):
+        if not as_written(name, row[name]):
             raise ValueError(f'{name} {row[name]!r} is not a number as this code writes them')
-        else:
-            row[name] = int(row[name]) if name in INTEGER_COLUMNS else float(row[name])
+        row[name] = None if row[name] == '' else (int if name in INTEGER_COLUMNS else float)(row[name])
     ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.evaluations),
               'learning_rate': plan.learning_rate_bounds, 'weight_decay': plan.weight_decay_bounds,
               'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
@@ -130,11 +132,13 @@ def parse_row(fields, plan):
     return row
 
 
-def as_written(text, number_type):
-    """Whether `text` is a number exactly as append() writes it (Python's str of an int or a float): no spaces,
-    underscores, leading zeros, other digits or line-ending characters."""
+def as_written(name, text):
+    """Whether `text` is column `name`'s number exactly as append() writes it (Python's str of an int or a float;
+    repeat_of may be empty): no spaces, underscores, leading zeros, other digits or line-ending characters."""
+    if name == 'repeat_of' and text == '':  # not a repeat
+        return True
     try:
-        return str(number_type(text)) == text
+        return str((int if name in INTEGER_COLUMNS else float)(text)) == text
     except ValueError:
         return False
 
@@ -144,10 +148,8 @@ def starts_a_row(text, plan):
     *whole, last = text.split(',')
     if len(whole) >= len(COLUMNS) or (whole and whole[0] not in plan.methods):
         return False
-    for name, field in zip(COLUMNS[1:], whole[1:]):
-        if not (name == 'repeat_of' and field == '') and not as_written(field, int if name in INTEGER_COLUMNS
-                                                                         else float):
-            return False
+    if not all(map(as_written, COLUMNS[1:], whole[1:])):
+        return False
     if not whole:
         return any(method.startswith(last) for method in plan.methods)
     return bool(re.fullmatch(r'[0-9.e+-]*|n(an?)?|i(nf?)?', last))
@@ -194,8 +196,9 @@ def read(path, plan):
 
 
 def lock_path(path):
-    """The lock file of a results CSV while a run writes it: results.csv -> results.lock."""
-    return report.path_beside(path, '.lock')
+    """The lock file of a results CSV while a run writes it: results.csv -> results.lock, beside the file that
+    links to it lead to (one lock whatever path names the file)."""
+    return report.path_beside(os.path.realpath(path), '.lock')
 
 
 def run_files(path):
@@ -244,7 +247,7 @@ def check_path(path, *, fresh):
     for name in [*run_files(path), lock_path(path)]:
         if os.path.lexists(name) and not os.path.isfile(name):  # a folder, a FIFO, a link to nothing
             raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a file')
-    names = run_files(path) + [lock_path(path), configuration_path(path) + '.partial']
+    names = run_files(path) + [lock_path(path), partial_path(configuration_path(path))]
     names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
     if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
@@ -257,7 +260,7 @@ class RunLock:
     refused at once, and the lock dies with its process, so a killed run leaves nothing that blocks the resume."""
 
     def __init__(self, path):
-        self.path = lock_path(os.path.realpath(path))  # one lock whatever links lead to the file
+        self.path = lock_path(path)
         try:
             while True:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -357,9 +360,9 @@ class ResultsFile:
         if self.device not in devices:
             devices.append(self.device)
             path = configuration_path(self.path)
-            with open(path + '.partial', 'w') as file:
+            with open(partial_path(path), 'w') as file:
                 file.write(json.dumps(self.configuration, indent=1) + '\n')
-            os.replace(path + '.partial', path)  # whole or not at all
+            os.replace(partial_path(path), path)  # whole or not at all
         self.file = open(self.path, 'a', newline='')
         self.file.truncate(self.keep_bytes)
         if self.keep_bytes == 0:

@@ -115,6 +115,11 @@ def pretend_scores(learning_rate, weight_decay, seed):
     return dict(val_loss=loss, val_accuracy=1 / (1 + loss), test_loss=loss, test_accuracy=1 / (1 + loss), seconds=1.0)
 
 
+def pretend_population(splits, *, seeds, learning_rates, weight_decays, **_):
+    """network.train_and_evaluate_population with pretend_scores for the networks' scores."""
+    return [pretend_scores(*point) for point in zip(learning_rates, weight_decays, seeds)]
+
+
 @pytest.fixture
 def pretend_training(monkeypatch):
     """Training, alone or in populations, replaced by pretend_scores; the list of the (learning_rate, weight_decay,
@@ -124,7 +129,7 @@ def pretend_training(monkeypatch):
 
     def train_population(splits, *, seeds, learning_rates, weight_decays, **_):
         trained.extend(zip(learning_rates, weight_decays, seeds))
-        return [pretend_scores(*point) for point in zip(learning_rates, weight_decays, seeds)]
+        return pretend_population(splits, seeds=seeds, learning_rates=learning_rates, weight_decays=weight_decays)
     monkeypatch.setattr(network, 'train_and_evaluate_population', train_population)
     monkeypatch.setattr(network, 'train_and_evaluate', lambda splits, *, seed, learning_rate, weight_decay, **_:
                         train_population(splits, seeds=[seed], learning_rates=[learning_rate],

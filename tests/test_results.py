@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (ROOT, folder_without_permissions, pretend_scores, read_rows, refused, snapshot, sorted_rows,
+from conftest import (ROOT, folder_without_permissions, pretend_population, read_rows, refused, snapshot, sorted_rows,
                       without_seconds)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -405,9 +405,7 @@ def test_a_recorded_planned_point_the_search_does_not_ask_for_is_refused_before_
                                                                                              monkeypatch, capsys):
     run = [*RUN, '--method', f'bayesian,{method}', '--population', '3', '--output', str(tmp_path / 'results.csv')]
     with monkeypatch.context() as patch:
-        patch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
-                      weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
-                                                                                     seeds)])
+        patch.setattr(network, 'train_and_evaluate_population', pretend_population)
         experiment.main(run)
     output = tmp_path / 'results.csv'
     lines = output.read_text().splitlines(keepends=True)
@@ -515,9 +513,7 @@ def run_or_refusal(arguments, folder, watched=None):
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        patch.setattr(network, 'train_and_evaluate_population', lambda splits, *, seeds, learning_rates,
-                      weight_decays, **_: [pretend_scores(*point) for point in zip(learning_rates, weight_decays,
-                                                                                     seeds)])
+        patch.setattr(network, 'train_and_evaluate_population', pretend_population)
         patch.setattr(experiment, 'report_results', lambda *args: None)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
