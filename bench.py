@@ -10,13 +10,26 @@ It prints each figure, its ratio to (a), and the wall time that rate gives the p
 (2 methods x 10 repetitions x 25 evaluations x 50 epochs = 25,000 model-epochs of 40,000 images, scaled from the
 --images measured), and that of the searches as test.py runs them on a GPU. --json adds, as the last line, one
 JSON object with the same figures.
+
+--experiment instead runs the paper's experiment end to end, exactly as test.py runs it (both searches, their
+budgets, the results file, the Gaussian-process fits), on synthetic CIFAR-10-shaped images (--images for
+training, a quarter as many each for validation and test: 40,000 / 10,000 / 10,000 by default) in a temporary
+folder, and prints its wall time split into training, the optimizers' proposals and the rest. The networks learn
+nothing from random labels, but each costs what a real one costs. --epochs and --repetitions shrink it.
+
+--profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
+population of K.
 """
+import contextlib
 import json
+import os
+import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bayes_opt import BayesianOptimization
 from PIL import Image
 from torchvision import transforms
 
@@ -28,11 +41,18 @@ import test  # the experiment whose training time is estimated
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
 IMAGES = PAPER_IMAGES  # synthetic images per measured epoch (--images)
-POPULATIONS = (10, 25, 250)  # population sizes measured: 10 Bayesian repetitions in lockstep, 250 Sobol points
+POPULATIONS = (10, 20, 250)  # population sizes measured: test.py's on a GPU (SCHEDULES)
 BATCH_SIZE = 64  # as in the paper
 SEED = 0  # seeds the synthetic images
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 FULL_EXPERIMENT = len(test.METHODS) * test.REPETITIONS * test.EVALUATIONS * test.EPOCHS  # model-epochs
+# How test.py trains its default methods (one Bayesian, one Sobol) on a GPU, with each --schedule: {population size:
+# the share of the experiment's model-epochs trained in populations of that size}. 'after': rounds of the 10
+# Bayesian repetitions, then the 250 Sobol points as one population; 'rounds': 25 rounds of 10 Bayesian and 10 Sobol
+SCHEDULES = {'after': {test.REPETITIONS: 0.5, test.REPETITIONS * test.EVALUATIONS: 0.5},
+             'rounds': {2 * test.REPETITIONS: 1.0}}
+EPOCHS = test.EPOCHS  # --experiment: training epochs of every network (test.py's)
+REPETITIONS = test.REPETITIONS  # --experiment: repetitions of each search (test.py's)
 LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spread over it
 WEIGHT_DECAY = 0.0005
 
@@ -110,33 +130,23 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def build_parser():
-    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
-    parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
-    parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
-    parser.add_argument('--populations', type=int, nargs='+', default=POPULATIONS, metavar='K',
-                        help='population sizes to measure')
-    command_line.add_device_argument(parser, DEVICE)
-    parser.add_argument('--seed', type=int, default=SEED, help='seeds the synthetic images')
-    parser.add_argument('--json', action='store_true', help='end with one line of JSON holding every figure')
-    return parser
+def synthetic_images(count, generator):
+    """`count` random CIFAR-10-shaped images (uint8, H x W x C, as torchvision keeps them) and random labels."""
+    return (generator.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8),
+            generator.integers(0, 10, size=count).tolist())
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations')
-    if args.seed < 0:
-        parser.error(f'--seed {args.seed} must be a non-negative integer')
-    command_line.check_device(parser, args.device)
-    device, name = torch.device(args.device), network.device_name(args.device)
+def as_split(images, labels, device):
+    """Synthetic images and labels as a Split on `device`, as dataset_management loads a dataset."""
+    return dataset_management.to_device(dataset_management.to_split(torch.from_numpy(images), torch.tensor(labels)),
+                                        device)
+
+
+def measure_rates(args, device, name):
+    """The three paths' model-epochs per second and the full experiment's training time they give."""
     print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {name}', flush=True)
-
-    generator = np.random.default_rng(args.seed)
-    images = generator.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
-    labels = generator.integers(0, 10, size=args.images).tolist()
-    split = dataset_management.to_device(dataset_management.to_split(torch.from_numpy(images), torch.tensor(labels)),
-                                         device)
+    images, labels = synthetic_images(args.images, np.random.default_rng(args.seed))
+    split = as_split(images, labels, device)
     paths = [('authors_pipeline', 1, authors_pipeline(images, labels, batch_size=args.batch_size, device=device)),
              ('one_model', 1, one_model_path(split, batch_size=args.batch_size))]
     paths += [('population', members, population_path(split, members, batch_size=args.batch_size))
@@ -148,27 +158,145 @@ def main(argv=None):
         print(f'{path} K={members}: {rates[-1]:.3f} model-epochs/s', flush=True)
 
     seconds = [FULL_EXPERIMENT * PAPER_IMAGES / args.images / rate for rate in rates]  # the paper's experiment
-    columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('x Authors', '{:.1f}'),
-               ('Full experiment (h)', '{:.2f}')]
-    figures = [(path, members, rate, rate / rates[0], time / 3600)
-               for (path, members, _), rate, time in zip(paths, rates, seconds)]
+    steps = network.batch_count(range(args.images), args.batch_size)  # per epoch
+    step_milliseconds = [1000 * members / rate / steps for (_, members, _), rate in zip(paths, rates)]
+    columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('ms/step', '{:.3f}'),
+               ('x Authors', '{:.1f}'), ('Full experiment (h)', '{:.2f}')]
+    figures = [(path, members, rate, step, rate / rates[0], time / 3600)
+               for (path, members, _), rate, step, time in zip(paths, rates, step_milliseconds, seconds)]
     report.print_table(report.Table(f'Training speed on {name}: {args.images} images per epoch, batch '
                                     f'{args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} model-epochs of '
                                     f'{PAPER_IMAGES:,} images', columns, figures))
     sizes = [str(members) for _, members, _ in paths[2:]]
     full_experiment_seconds = {'authors_pipeline': seconds[0], 'one_model': seconds[1],
                                'population': dict(zip(sizes, seconds[2:]))}
-    bayesian, sobol = str(test.REPETITIONS), str(test.default_population(device))  # test.py's, half the work each
-    if device.type == 'cuda' and {bayesian, sobol} <= set(sizes):
-        population = full_experiment_seconds['population']
-        full_experiment_seconds['searches'] = (population[bayesian] + population[sobol]) / 2
-        print(f'The full experiment as test.py runs it on a GPU (the Bayesian repetitions as populations of '
-              f'{bayesian}, the Sobol points as populations of {sobol}): '
-              f'{full_experiment_seconds["searches"] / 3600:.2f} h of training, plus the Gaussian-process fits')
+    population = full_experiment_seconds['population']
+    if device.type == 'cuda' and all(str(size) in sizes for shares in SCHEDULES.values() for size in shares):
+        full_experiment_seconds['searches'] = {schedule: sum(share * population[str(size)]
+                                                             for size, share in shares.items())
+                                               for schedule, shares in SCHEDULES.items()}
+        for schedule, seconds in full_experiment_seconds['searches'].items():
+            print(f'The full experiment as test.py --schedule {schedule} runs it on a GPU: {seconds / 3600:.2f} h of '
+                  'training, plus the Gaussian-process proposals')
     if args.json:
         print(json.dumps({'device': name, 'images': args.images, 'authors_pipeline': rates[0],
                           'one_model': rates[1], 'population': dict(zip(sizes, rates[2:])),
+                          'population_step_milliseconds': dict(zip(sizes, step_milliseconds[2:])),
                           'full_experiment_seconds': full_experiment_seconds}))
+
+
+def profile_step(args, device, name):
+    """--profile K: torch.profiler's table of one SGD step of a population of K, run as plain PyTorch after three
+    warm-up steps (on a GPU, training replays the same kernels as one CUDA graph)."""
+    members = args.profile
+    images, labels = synthetic_images(args.batch_size, np.random.default_rng(args.seed))
+    batch = as_split(images, labels, device)
+    parameters = network.build_population(input_shape=(3, 32, 32), seeds=range(members), device=device)
+    learning_rates = torch.linspace(*LEARNING_RATE_RANGE, members, device=device)
+    weight_decays = torch.full((members,), WEIGHT_DECAY, device=device)
+    training, loss_sums = torch.ones(members, dtype=torch.bool, device=device), torch.zeros(members, device=device)
+
+    def step():
+        network._sgd_step(parameters, *batch, learning_rates, weight_decays, training, loss_sums)
+    for _ in range(3):
+        step()
+    synchronize(device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        step()
+        synchronize(device)
+    print(f'One SGD step of a population of {members} on {name}, batch {args.batch_size}:')
+    print(profiler.key_averages().table(sort_by=f'{device.type}_time_total', row_limit=30))
+
+
+@contextlib.contextmanager
+def timed(owner, name, seconds, part):
+    """While the block runs, add the wall time of every call of owner.name to seconds[part]."""
+    original = getattr(owner, name)
+
+    def timed_call(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds[part] += time.perf_counter() - start
+    setattr(owner, name, timed_call)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def run_experiment(args, device, name):
+    """--experiment: test.py's experiment end to end on synthetic CIFAR-10-shaped splits, in a temporary folder;
+    print its wall time split into training, the optimizers' proposals (Gaussian-process fits and acquisition)
+    and the rest, and each part at test.py's epochs (only training grows with them)."""
+    generator = np.random.default_rng(args.seed)
+    sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 as in the paper
+    splits = dataset_management.Splits(*(as_split(*synthetic_images(size, generator), device) for size in sizes))
+    seconds = {'training': 0.0, 'proposals': 0.0}
+    with tempfile.TemporaryDirectory() as folder, timed(test, 'train_networks', seconds, 'training'), \
+            timed(BayesianOptimization, 'suggest', seconds, 'proposals'):
+        start = time.perf_counter()
+        test.main(['--epochs', str(args.epochs), '--repetitions', str(args.repetitions), '--device', args.device,
+                   '--batch-size', str(args.batch_size), '--schedule', args.schedule,
+                   '--output', os.path.join(folder, 'results.csv')], splits=splits)
+        seconds['total'] = time.perf_counter() - start
+    seconds['rest'] = seconds['total'] - seconds['training'] - seconds['proposals']
+    at_paper_epochs = {part: value * (test.EPOCHS / args.epochs if part == 'training' else 1)
+                       for part, value in seconds.items() if part != 'total'}
+    at_paper_epochs['total'] = sum(at_paper_epochs.values())
+    parts = ('training', 'proposals', 'rest', 'total')
+    title = (f'End to end on {name}: test.py with --epochs {args.epochs} --repetitions {args.repetitions} '
+             f'--schedule {args.schedule} on {" / ".join(f"{size:,}" for size in sizes)} synthetic images')
+    columns = [('Part', '{}'), ('Seconds', '{:.1f}'), (f'At {test.EPOCHS} epochs', '{:.1f}')]
+    report.print_table(report.Table(title, columns, [(part, seconds[part], at_paper_epochs[part]) for part in parts]))
+    if args.json:
+        print(json.dumps({'device': name, 'images': sizes, 'epochs': args.epochs, 'repetitions': args.repetitions,
+                          'schedule': args.schedule,
+                          'seconds': {part: seconds[part] for part in parts},
+                          f'seconds_at_{test.EPOCHS}_epochs': at_paper_epochs}))
+
+
+def build_parser():
+    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
+    parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
+    parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
+    parser.add_argument('--populations', type=int, nargs='+', default=POPULATIONS, metavar='K',
+                        help='population sizes to measure')
+    command_line.add_device_argument(parser, DEVICE)
+    parser.add_argument('--seed', type=int, default=SEED, help='seeds the synthetic images')
+    parser.add_argument('--json', action='store_true', help='end with one line of JSON holding every figure')
+    what = parser.add_mutually_exclusive_group()  # instead of the three paths' speeds
+    what.add_argument('--profile', type=int, metavar='K',
+                      help="print torch.profiler's table of one training step of a population of K")
+    what.add_argument('--experiment', action='store_true',
+                      help="run test.py's experiment end to end on synthetic data and time its parts")
+    parser.add_argument('--epochs', type=int, default=EPOCHS, help='--experiment: training epochs per network')
+    parser.add_argument('--repetitions', type=int, default=REPETITIONS, help='--experiment: repetitions per search')
+    parser.add_argument('--schedule', choices=('after', 'rounds'), default=test.SCHEDULE,
+                        help="--experiment: test.py's --schedule")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions')
+    if args.profile is not None:
+        command_line.check_positive_integers(parser, args, 'profile')
+    if args.seed < 0:
+        parser.error(f'--seed {args.seed} must be a non-negative integer')
+    if args.experiment and args.images < 4:
+        parser.error(f'--images {args.images} is too few for --experiment: it needs at least 4 (a quarter each for '
+                     'validation and test)')
+    command_line.check_device(parser, args.device)
+    device, name = torch.device(args.device), network.device_name(args.device)
+    if args.profile is not None:
+        return profile_step(args, device, name)
+    (run_experiment if args.experiment else measure_rates)(args, device, name)
 
 
 if __name__ == '__main__':

@@ -358,8 +358,9 @@ def bars_shown(args):
 
 
 class Progress:
-    """The evaluations shown as they are recorded: on a terminal one bar with the count, the method and repetitions
-    and the method's best validation loss so far; otherwise one printed line each; nothing with --quiet."""
+    """The evaluations shown as they are recorded: on a terminal one bar with the count, the methods and
+    repetitions of the last population and those methods' best validation losses so far; otherwise one printed
+    line each; nothing with --quiet."""
 
     def __init__(self, args, recorded_rows):
         self.args, self.best = args, {method: math.inf for method in args.method}  # the lowest finite loss so far
@@ -380,10 +381,15 @@ class Progress:
 
     def show(self, rows):
         self.note_best(rows)
-        method, repetitions = rows[-1]['method'], sorted({row['repetition'] for row in rows})
-        shown = f' {repetitions[0]}' if len(repetitions) == 1 else f's {repetitions[0]}-{repetitions[-1]}'
-        self.bar.set_description(f'{method} repetition{shown}/{self.args.repetitions}', refresh=False)
-        self.bar.set_postfix_str(f'best validation loss {self.best[method]:.4f}', refresh=False)
+        methods = [method for method in self.args.method if any(row['method'] == method for row in rows)]
+        descriptions = []
+        for method in methods:  # a population can hold several methods' evaluations
+            repetitions = sorted({row['repetition'] for row in rows if row['method'] == method})
+            shown = f' {repetitions[0]}' if len(repetitions) == 1 else f's {repetitions[0]}-{repetitions[-1]}'
+            descriptions.append(f'{method} repetition{shown}/{self.args.repetitions}')
+        self.bar.set_description(', '.join(descriptions), refresh=False)
+        best = ', '.join(f'{method} {self.best[method]:.4f}' for method in methods)
+        self.bar.set_postfix_str(f'best validation loss {best}', refresh=False)
         self.bar.update(len(rows))
         if bars_shown(self.args) or self.args.quiet:
             return

@@ -44,8 +44,8 @@ import results
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
-# The searches to run, in this order: 'bayesian', 'sobol' (the paper's), 'bayesian-library' (bayes_opt 3.4's own
-# Gaussian process), 'random'
+# The searches to run (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library'
+# (bayes_opt 3.4's own Gaussian process), 'random'
 METHODS = ('bayesian', 'sobol')
 LEARNING_RATE_BOUNDS = (0.0001, 0.1)  # the search box
 WEIGHT_DECAY_BOUNDS = (0, 0.001)
@@ -60,6 +60,10 @@ SEED = 0  # seeds every search and every network (see seed_for)
 # Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
 # Sobol points of the experiment at once), 10 on CPU (larger populations outgrow the caches and run slower).
 POPULATION = None
+# When the Sobol and random points train, with populations (their points do not depend on the scores): 'after' the
+# Bayesian searches, in populations of up to POPULATION; or in 'rounds', a share alongside each round of the
+# Bayesian searches (faster only where a population's step costs little more for more members: see README, Speed)
+SCHEDULE = 'after'
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
@@ -91,9 +95,9 @@ def build_parser():
     command_line.add_data_arguments(parser, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
                                     batch_size=BATCH_SIZE, device=DEVICE)
     parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
-                        help="the searches to run, in order: bayesian (the authors' Gaussian process), "
-                             "bayesian-library (bayes_opt 3.4's own), sobol, random (uniform), comma-separated; "
-                             'both: bayesian,sobol')
+                        help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
+                             "process), bayesian-library (bayes_opt 3.4's own), sobol, random (uniform), "
+                             'comma-separated; both: bayesian,sobol')
     parser.add_argument('--evaluations', type=int, default=EVALUATIONS, help='trained networks per search')
     parser.add_argument('--init-points', type=int, default=INIT_POINTS,
                         help='Bayesian search: random evaluations before the Gaussian process proposes')
@@ -109,6 +113,9 @@ def build_parser():
     parser.add_argument('--population', type=int, default=POPULATION,
                         help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
                              "1 trains one network at a time (Sobol: inside optunity's own loop)")
+    parser.add_argument('--schedule', choices=('after', 'rounds'), default=SCHEDULE,
+                        help='with populations, when the Sobol and random points train: after the Bayesian searches, '
+                             'or a share alongside each of their rounds')
     parser.add_argument('--output', default=OUTPUT,
                         help='the results CSV, one row per evaluation; if it exists, the run resumes it')
     parser.add_argument('--fresh', action='store_true',
@@ -273,44 +280,59 @@ def planned_rows(method, args):
                                                                      seed=seed_for(args.seed, repetition)), 1)]
 
 
-def planned_population_searches(method, splits, args, results_file):
-    """Every repetition's Sobol or random search, trained as populations (of one with --population 1)."""
+def lockstep_searches(methods, repetitions, planned, splits, args, results_file):
+    """The repetitions' Bayesian searches of every method in `methods`, in lockstep rounds, each search as bayes_opt
+    1.0.1's maximize() ran it: init_points uniform random points, then one Gaussian-process (UCB) proposal per
+    evaluation. Each round trains the searches' new points together with the next even share of the `planned`
+    rows (Sobol and random points, which do not depend on the scores), in populations; a repeated point is
+    answered from its earlier row and not told to the Gaussian process again (bayes_opt would raise), but uses up
+    its evaluation. Returns the searches' rows, then the planned ones."""
+    searches = [(method, repetition) for method in methods for repetition in repetitions]
+    optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition),
+                                     library=method == 'bayesian-library') for method, repetition in searches]
+    queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # drawn first, as maximize()
+    search_rows = [[] for _ in searches]
+    share = math.ceil(len(planned) / args.evaluations)
+    for iteration in range(1, args.evaluations + 1):
+        points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
+        proposed = [answered_from_cache(new_row(method, repetition, iteration, point, args), rows)
+                    for (method, repetition), point, rows in zip(searches, points, search_rows)]
+        score_and_record(proposed + planned[(iteration - 1) * share:iteration * share], splits, args, results_file)
+        for optimizer, point, rows, row in zip(optimizers, points, search_rows, proposed):
+            rows.append(row)
+            if row['repeat_of'] is None:
+                optimizer.register(point, optimizer_target(row, rows))
+    return [row for rows in search_rows for row in rows] + planned
+
+
+def one_at_a_time_searches(method, splits, args, results_file):
+    """Every repetition of one method's search, one network at a time (--population 1), as the authors ran them."""
+    repetitions = range(1, args.repetitions + 1)
+    if method in report.BAYESIAN_METHODS:
+        return [row for repetition in repetitions
+                for row in lockstep_searches([method], [repetition], [], splits, args, results_file)]
+    if method == 'sobol':
+        return [row for repetition in repetitions
+                for row in sobol_search_one_at_a_time(repetition, splits, args, results_file)]
     return score_and_record(planned_rows(method, args), splits, args, results_file)
 
 
-def bayesian_searches(method, repetitions, splits, args, results_file):
-    """The repetitions' Bayesian searches in lockstep, each as bayes_opt 1.0.1's maximize() ran it: init_points
-    uniform random points, then one Gaussian-process (UCB) proposal per evaluation. At each step the searches'
-    new points train as one population; a repeated point is answered from its earlier row and not told to the
-    Gaussian process again (bayes_opt would raise), but uses up its evaluation."""
-    optimizers = [bayesian_optimizer(search_box(args), seed=seed_for(args.seed, repetition),
-                                     library=method == 'bayesian-library') for repetition in repetitions]
-    queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # drawn first, as maximize()
-    searches = [[] for _ in repetitions]
-    for iteration in range(1, args.evaluations + 1):
-        points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
-        rows = score_and_record([answered_from_cache(new_row(method, repetition, iteration, point, args), search_rows)
-                                 for repetition, point, search_rows in zip(repetitions, points, searches)],
-                                splits, args, results_file)
-        for optimizer, point, search_rows, row in zip(optimizers, points, searches, rows):
-            search_rows.append(row)
-            if row['repeat_of'] is None:
-                optimizer.register(point, optimizer_target(row, search_rows))
-    return [row for search_rows in searches for row in search_rows]
-
-
-def run_searches(method, splits, args, results_file):
-    """Every repetition of one method's search: one network at a time (--population 1) or in populations. On
-    resume, the searches run again from their seeds and evaluations the results file records are read, not
-    trained, so the optimizers see exactly what they saw before."""
+def run_searches(splits, args, results_file):
+    """Every repetition of every method's search. With --population 1 one network at a time, method after method.
+    Otherwise in populations: the Bayesian searches (all methods and repetitions) advance in lockstep rounds, and
+    the Sobol and random points train after them (--schedule after) or a share alongside each round (rounds), so
+    that they add no round to the Bayesian searches' critical path. On resume, the searches run again from their
+    seeds and evaluations the results file records are read, not trained, so the optimizers see exactly what they
+    saw before."""
+    if args.population == 1:
+        return [row for method in args.method for row in one_at_a_time_searches(method, splits, args, results_file)]
+    planned = [row for method in args.method if method in PLANNED_POINTS for row in planned_rows(method, args)]
+    bayesian = [method for method in args.method if method in report.BAYESIAN_METHODS]
     repetitions = range(1, args.repetitions + 1)
-    if method in report.BAYESIAN_METHODS:
-        groups = [repetitions] if args.population > 1 else [[repetition] for repetition in repetitions]
-        return [row for group in groups for row in bayesian_searches(method, group, splits, args, results_file)]
-    if method == 'sobol' and args.population == 1:
-        return [row for repetition in repetitions
-                for row in sobol_search_one_at_a_time(repetition, splits, args, results_file)]
-    return planned_population_searches(method, splits, args, results_file)
+    if bayesian and args.schedule == 'rounds':
+        return lockstep_searches(bayesian, repetitions, planned, splits, args, results_file)
+    bayesian_rows = lockstep_searches(bayesian, repetitions, [], splits, args, results_file) if bayesian else []
+    return bayesian_rows + score_and_record(planned, splits, args, results_file)
 
 
 def train_networks(rows, splits, args, *, progress):
@@ -345,8 +367,15 @@ def score_and_record(rows, splits, args, results_file):
     return rows
 
 
+def in_method_order(rows, args):
+    """The rows by method (in args.method's order), repetition and iteration: a populations' run and its file
+    hold the methods' rows interleaved."""
+    return sorted(rows, key=lambda row: (args.method.index(row['method']), row['repetition'], row['iteration']))
+
+
 def search_tables(rows, args):
-    """The paper's Table II of every search in `rows`."""
+    """The paper's Table II of every search in `rows`, in method order."""
+    rows = in_method_order(rows, args)
     return [report.search_table(search, init_points=args.init_points, epochs=args.epochs,
                                 search_seed=seed_for(args.seed, repetition))
             for (_, repetition), search in report.searches(rows).items()]
@@ -362,7 +391,7 @@ def print_search_tables(rows, args):
 def report_results(rows, args, configuration, output):
     """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
     plots beside `output`."""
-    rows = sorted(rows, key=lambda row: (args.method.index(row['method']), row['repetition'], row['iteration']))
+    rows = in_method_order(rows, args)
     tables = [report.summary_table(rows, args.method),
               report.best_so_far_table(report.best_so_far_summary(rows, args.method, args.evaluations),
                                        args.evaluations)]
@@ -437,7 +466,9 @@ def check_planned_points(results_file, args):
             results_file.recorded_scores(row)
 
 
-def main(argv=None):
+def main(argv=None, *, splits=None):
+    """Run the experiment the flags in `argv` describe (sys.argv's by default); `splits`: train on these instead of
+    loading --dataset (bench.py --experiment's synthetic images)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.report:
@@ -458,17 +489,14 @@ def main(argv=None):
             print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '
                   'are recorded', flush=True)
         try:
-            splits = command_line.load_data(parser, args)
+            splits = command_line.load_data(parser, args) if splits is None else splits
             if args.fresh:
                 for old, new in results.move_aside(args.output):
                     print(f'moved {old} aside to {new}', flush=True)
-            rows = []
             with report.Progress(args, list(results_file.recorded.values())) as progress:
                 results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
-                for method in args.method:
-                    method_rows = run_searches(method, splits, args, results_file)
-                    print_search_tables(method_rows, args)
-                    rows += method_rows
+                rows = run_searches(splits, args, results_file)
+                print_search_tables(rows, args)
             report_results(rows, args, results_file.configuration, args.output)
         except KeyboardInterrupt:
             parser.fail(130, f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in '

@@ -1,5 +1,5 @@
-"""bench.py: the same data on every path, every path training its networks, its figures and estimates, and its
-JSON line (its bad input: test_command_line.py)."""
+"""bench.py: the same data on every path, every path training its networks, its figures and estimates, its
+JSON line, the one-step profile and the end-to-end experiment (its bad input: test_command_line.py)."""
 import json
 
 import numpy as np
@@ -42,12 +42,12 @@ def test_every_path_trains_its_networks_and_the_two_one_model_paths_train_the_sa
 
 
 def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
-    result = run_script('bench.py', '--images', '192', '--populations', '2', '3', '--device', 'cpu', '--json',
-                        cwd=tmp_path)
+    result = run_script('bench.py', '--images', '192', '--batch-size', '32', '--populations', '2', '3',
+                        '--device', 'cpu', '--json', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures.keys() == {'device', 'images', 'authors_pipeline', 'one_model', 'population',
-                              'full_experiment_seconds'}
+                              'population_step_milliseconds', 'full_experiment_seconds'}
     assert figures['device'].startswith('cpu') and figures['images'] == 192
     assert figures['population'].keys() == {'2', '3'}
     rates = [figures['authors_pipeline'], figures['one_model'], figures['population']['2'],
@@ -62,8 +62,42 @@ def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
              if line.startswith(('authors_pipeline ', 'one_model ', 'population '))]
     assert [(name, int(members)) for name, members, *_ in table] == [
         ('authors_pipeline', 1), ('one_model', 1), ('population', 2), ('population', 3)]
-    for (_, _, rate, ratio, hours), want in zip(table, rates):
+    for (_, members, rate, step, ratio, hours), want in zip(table, rates):
         assert float(rate) == pytest.approx(want, abs=1e-3)
+        assert float(step) == pytest.approx(1000 * int(members) / want / 6, abs=1e-3)  # 6 batches of 32 an epoch
         assert float(ratio) == pytest.approx(want / rates[0], abs=0.06)
         assert float(hours) == pytest.approx(scale / want / 3600, rel=0.01, abs=0.01)
 
+    assert figures['population_step_milliseconds'] == pytest.approx({str(members): 1000 * members / rate / 6
+                                                                     for members, rate in zip((2, 3), rates[2:])})
+
+
+def test_the_profile_tables_one_training_step_of_the_population(tmp_path):
+    result = run_script('bench.py', '--profile', '3', '--batch-size', '8', '--device', 'cpu', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('One SGD step of a population of 3 on cpu')
+    calls = {line.split()[0]: int(line.split()[-1]) for line in result.stdout.splitlines()
+             if line.strip().startswith('aten::')}
+    assert calls['aten::conv2d'] == 2 and calls['aten::convolution_backward'] == 2  # both layers, once each
+
+
+def test_the_experiment_runs_test_py_end_to_end_and_splits_its_time(tmp_path):
+    result = run_script('bench.py', '--experiment', '--images', '64', '--batch-size', '32', '--epochs', '2',
+                        '--repetitions', '2', '--schedule', 'rounds', '--device', 'cpu', '--json', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(' evaluation ') == 100  # test.py's two searches: 2 x 2 repetitions x 25 evaluations
+    assert 'Table I:' in result.stdout and 'epochs                2' in result.stdout
+    assert 'schedule              rounds' in result.stdout
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures['images'] == [64, 16, 16] and (figures['epochs'], figures['repetitions']) == (2, 2)
+    assert figures['schedule'] == 'rounds'
+    seconds, at_50_epochs = figures['seconds'], figures['seconds_at_50_epochs']
+    assert all(seconds[part] > 0 for part in ('training', 'proposals', 'rest'))  # 40 Gaussian-process proposals
+    assert seconds['total'] == pytest.approx(seconds['training'] + seconds['proposals'] + seconds['rest'])
+    assert at_50_epochs == pytest.approx({**seconds, 'training': 25 * seconds['training'],
+                                          'total': 24 * seconds['training'] + seconds['total']})
+    table = result.stdout[result.stdout.index('End to end on cpu'):].splitlines()
+    assert [line.split()[0] for line in table[4:8]] == ['training', 'proposals', 'rest', 'total']
+    assert [float(number) for number in table[7].split()[1:]] == pytest.approx(
+        [seconds['total'], at_50_epochs['total']], abs=0.051)
+    assert list(tmp_path.iterdir()) == []  # the experiment ran in a temporary folder, removed

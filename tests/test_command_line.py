@@ -211,7 +211,13 @@ def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
                                               (['--populations', '10', '0'], '--populations 0'),
                                               (['--batch-size', '-1'], '--batch-size -1'),
                                               (['--seed', '-1'], '--seed -1'),
-                                              (['--device', 'tpu'], "--device 'tpu'")])
+                                              (['--device', 'tpu'], "--device 'tpu'"),
+                                              (['--profile', '0'], '--profile 0'),
+                                              (['--experiment', '--epochs', '0'], '--epochs 0'),
+                                              (['--experiment', '--repetitions', '-2'], '--repetitions -2'),
+                                              (['--experiment', '--images', '3'], '--images 3 is too few'),
+                                              (['--experiment', '--profile', '3'], 'not allowed with argument')])
 def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):
-    monkeypatch.setattr(bench, 'model_epochs_per_second', lambda *args, **kwargs: pytest.fail('measured'))
+    for measure in ('model_epochs_per_second', 'profile_step', 'run_experiment'):
+        monkeypatch.setattr(bench, measure, lambda *args, **kwargs: pytest.fail('measured'))
     assert named in refused(bench.main, arguments, capsys)

@@ -175,9 +175,9 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
     monkeypatch.setattr(network, 'train_and_evaluate_population',
                         lambda splits, **config: [fake_scores(lr) for lr in config['learning_rates']])
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
-                                                 '--population', str(population)])
+                                                 '--method', 'bayesian', '--population', str(population)])
     results_file = FakeResultsFile()
-    rows = experiment.run_searches('bayesian', None, args, results_file)
+    rows = experiment.run_searches(None, args, results_file)
     assert len(rows) == 12 and results_file.appended == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
@@ -193,10 +193,20 @@ def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searche
            '--method', 'bayesian,bayesian-library,sobol,random']
     for population in (1, 2, 3):  # 2: three repetitions train as populations of 2 and 1
         experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
+    for population in (4, 12):  # rounds of 6 Bayesian and 6 planned points: populations of 4, 4 and 4, or one
+        experiment.main([*run, '--population', str(population), '--schedule', 'rounds',
+                         '--output', str(tmp_path / f'rounds-{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
     assert len(one_at_a_time) == 84
     assert len({row['learning_rate'] for row in one_at_a_time if row['method'] in ('sobol', 'random')}) == 42
-    assert sorted_rows(tmp_path / '2.csv') == sorted_rows(tmp_path / '3.csv') == one_at_a_time
+    for name in ('2', '3', 'rounds-4', 'rounds-12'):
+        assert sorted_rows(tmp_path / f'{name}.csv') == one_at_a_time, name
+    planned = [(method, repetition, iteration) for method in ('sobol', 'random') for repetition in (1, 2, 3)
+               for iteration in range(1, 8)]
+    assert [(row['method'], row['repetition'], row['iteration']) for row in typed_rows(tmp_path / 'rounds-4.csv')] == [
+        key for iteration in range(1, 8)
+        for key in [(method, repetition, iteration) for method in ('bayesian', 'bayesian-library')
+                    for repetition in (1, 2, 3)] + planned[6 * iteration - 6:6 * iteration]]
 
 
 def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_networks_diverge(monkeypatch, tmp_path):
@@ -220,17 +230,20 @@ def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_network
 def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
     run = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
            '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates: README
-    for population in (1, 3):
-        experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
-    rows, one_at_a_time = sorted_rows(tmp_path / '3.csv'), sorted_rows(tmp_path / '1.csv')
-    assert len(rows) == len(one_at_a_time) == 16
-    for row, alone in zip(rows, one_at_a_time):
-        assert row['seed'] == alone['seed']
-        # Bayesian proposals after the init points depend on the scores' last digits: the test above checks them
-        if row['method'] == 'sobol' or int(row['iteration']) <= 2:
-            assert (row['learning_rate'], row['weight_decay']) == (alone['learning_rate'], alone['weight_decay'])
-            assert [float(row[key]) for key in SCORES] == pytest.approx([float(alone[key]) for key in SCORES],
-                                                                         rel=1e-4)
+    for name, flags in [('1', ['--population', '1']), ('3', ['--population', '3']),
+                        ('rounds', ['--population', '3', '--schedule', 'rounds'])]:
+        experiment.main([*run, *flags, '--output', str(tmp_path / f'{name}.csv')])
+    one_at_a_time = sorted_rows(tmp_path / '1.csv')
+    for name in ('3', 'rounds'):
+        rows = sorted_rows(tmp_path / f'{name}.csv')
+        assert len(rows) == len(one_at_a_time) == 16
+        for row, alone in zip(rows, one_at_a_time):
+            assert row['seed'] == alone['seed']
+            # Bayesian proposals after the init points depend on the scores' last digits: the test above checks them
+            if row['method'] == 'sobol' or int(row['iteration']) <= 2:
+                assert (row['learning_rate'], row['weight_decay']) == (alone['learning_rate'], alone['weight_decay'])
+                assert [float(row[key]) for key in SCORES] == pytest.approx([float(alone[key]) for key in SCORES],
+                                                                             rel=1e-4)
 
 
 def test_a_really_diverging_search_finishes_and_reports_diverged(tmp_path, capsys):

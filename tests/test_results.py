@@ -35,22 +35,30 @@ def same_rows(first, second):
     return without_seconds(read_rows(first)) == without_seconds(read_rows(second))
 
 
+def flags(population):
+    """The flags of a population size, or of 'rounds': populations of 3 with --schedule rounds."""
+    return ['--population', '3', '--schedule', 'rounds'] if population == 'rounds' else ['--population',
+                                                                                        str(population)]
+
+
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
     """{population: results file} of runs that were never stopped (10: the CPU default)."""
     folder = tmp_path_factory.mktemp('uninterrupted')
     outputs = {}
-    for population in (1, 3, 10):
+    for population in (1, 3, 10, 'rounds'):
         outputs[population] = folder / f'population-{population}.csv'
-        experiment.main([*RUN, '--population', str(population), '--output', str(outputs[population])])
+        experiment.main([*RUN, *flags(population), '--output', str(outputs[population])])
     return outputs
 
 
 # The sizes of the populations the 16 rows of RUN are written in, in file order: with 3, the two Bayesian
-# repetitions in lockstep (2 per iteration), then the 8 Sobol points in threes
-POPULATION_SIZES = {1: [1] * 16, 3: [2, 2, 2, 2, 3, 3, 2]}
+# repetitions in lockstep (2 per iteration), then the 8 Sobol points in threes; with rounds, each of the 4 rounds
+# trains the two Bayesian repetitions' points and 2 of the Sobol points, as populations of 3 and 1
+POPULATION_SIZES = {1: [1] * 16, 3: [2, 2, 2, 2, 3, 3, 2], 'rounds': [3, 1] * 4}
 # (whole lines kept, characters of the next line kept): the run stopped there, possibly while writing a row
-CUTS = {3: [(0, 10), (1, 0), (4, 20), (6, 50), (9, 0), (11, 30), (13, 7), (17, 0)], 1: [(4, 30), (11, 0)]}
+CUTS = {3: [(0, 10), (1, 0), (4, 20), (6, 50), (9, 0), (11, 30), (13, 7), (17, 0)], 1: [(4, 30), (11, 0)],
+        'rounds': [(3, 5), (4, 0), (15, 20)]}
 
 
 def retrained(full_rows, population, rows_kept):
@@ -74,7 +82,7 @@ def test_a_stopped_run_resumes_to_the_file_of_an_uninterrupted_run(uninterrupted
     output = tmp_path / 'results.csv'
     output.write_text(''.join(full[:lines]) + full[lines][:characters] if lines < len(full) else ''.join(full))
     shutil.copy(config_path(uninterrupted[population]), config_path(output))
-    experiment.main([*RUN, '--population', str(population), '--output', str(output)])
+    experiment.main([*RUN, *flags(population), '--output', str(output)])
     assert same_rows(output, uninterrupted[population])
     assert output.read_text().splitlines(keepends=True)[:lines] == full[:lines]  # recorded rows stay as they were
     # finished evaluations are read, not retrained; a population the file holds in part is retrained whole
@@ -91,6 +99,8 @@ def test_the_retrained_count_is_worked_out_from_the_populations():
     assert [retrained(rows, 3, kept) for kept in (7, 8, 9)] == [2, 0, 0]  # repeats are never trained
     rows = [{'repeat_of': ''}] * 9 + [{'repeat_of': '1'}] * 2 + [{'repeat_of': ''}] * 5
     assert [retrained(rows, 3, kept) for kept in (8, 9)] == [6, 5]  # a population's new point, then its repeats
+    rows = [{'repeat_of': ''}] * 16
+    assert [retrained(rows, 'rounds', kept) for kept in (2, 3, 4, 14, 15)] == [16, 13, 12, 4, 1]
 
 
 @pytest.mark.parametrize('before, after', [(3, 1), (3, 2), (1, 3), (1, None)])
@@ -409,10 +419,10 @@ def test_a_recorded_planned_point_the_search_does_not_ask_for_is_refused_before_
         experiment.main(run)
     output = tmp_path / 'results.csv'
     lines = output.read_text().splitlines(keepends=True)
-    fields = lines[12].split(',')  # repetition 1, iteration 4: its population is not whole in the file
-    assert fields[:3] == [method, '1', '4']
+    last = next(index for index, line in enumerate(lines) if line.startswith(f'{method},1,4,'))
+    fields = lines[last].split(',')  # the last row of the file, changed
     fields[5] = '0.05'
-    output.write_text(''.join(lines[:12] + [','.join(fields)]))
+    output.write_text(''.join(lines[:last] + [','.join(fields)]))
     monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
     before = snapshot(tmp_path)
     stderr = refused(experiment.main, run, capsys)
