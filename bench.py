@@ -49,8 +49,10 @@ FULL_EXPERIMENT = len(test.METHODS) * test.REPETITIONS * test.EVALUATIONS * test
 # How test.py trains its default methods (one Bayesian, one Sobol) on a GPU, with each --schedule: {population size:
 # the share of the experiment's model-epochs trained in populations of that size}. 'after': rounds of the 10
 # Bayesian repetitions, then the 250 Sobol points as one population; 'rounds': 25 rounds of 10 Bayesian and 10 Sobol
-SCHEDULES = {'after': {test.REPETITIONS: 0.5, test.REPETITIONS * test.EVALUATIONS: 0.5},
-             'rounds': {2 * test.REPETITIONS: 1.0}}
+GPU_POPULATION = test.default_population('cuda')
+SCHEDULE_POPULATIONS = {'after': {min(GPU_POPULATION, test.REPETITIONS): 0.5,
+                                  min(GPU_POPULATION, test.REPETITIONS * test.EVALUATIONS): 0.5},
+                        'rounds': {min(GPU_POPULATION, 2 * test.REPETITIONS): 1.0}}
 EPOCHS = test.EPOCHS  # --experiment: training epochs of every network (test.py's)
 REPETITIONS = test.REPETITIONS  # --experiment: repetitions of each search (test.py's)
 LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spread over it
@@ -171,13 +173,14 @@ def measure_rates(args, device, name):
     full_experiment_seconds = {'authors_pipeline': seconds[0], 'one_model': seconds[1],
                                'population': dict(zip(sizes, seconds[2:]))}
     population = full_experiment_seconds['population']
-    if device.type == 'cuda' and all(str(size) in sizes for shares in SCHEDULES.values() for size in shares):
+    if device.type == 'cuda' and all(str(size) in sizes for shares in SCHEDULE_POPULATIONS.values()
+                                     for size in shares):
         full_experiment_seconds['searches'] = {schedule: sum(share * population[str(size)]
                                                              for size, share in shares.items())
-                                               for schedule, shares in SCHEDULES.items()}
-        for schedule, seconds in full_experiment_seconds['searches'].items():
-            print(f'The full experiment as test.py --schedule {schedule} runs it on a GPU: {seconds / 3600:.2f} h of '
-                  'training, plus the Gaussian-process proposals')
+                                               for schedule, shares in SCHEDULE_POPULATIONS.items()}
+        for schedule, training_seconds in full_experiment_seconds['searches'].items():
+            print(f'The full experiment as test.py --schedule {schedule} runs it on a GPU: '
+                  f'{training_seconds / 3600:.2f} h of training, plus the Gaussian-process proposals')
     if args.json:
         print(json.dumps({'device': name, 'images': args.images, 'authors_pipeline': rates[0],
                           'one_model': rates[1], 'population': dict(zip(sizes, rates[2:])),
@@ -231,33 +234,36 @@ def timed(owner, name, seconds, part):
 
 def run_experiment(args, device, name):
     """--experiment: test.py's experiment end to end on synthetic CIFAR-10-shaped splits, in a temporary folder;
-    print its wall time split into training, the optimizers' proposals (Gaussian-process fits and acquisition)
-    and the rest, and each part at test.py's epochs (only training grows with them)."""
+    print its wall time split into training, scoring (the validation and test passes), the optimizers' proposals
+    (Gaussian-process fits and acquisition) and the rest, and each part at test.py's epochs (only training grows
+    with them)."""
     generator = np.random.default_rng(args.seed)
     sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 as in the paper
     splits = dataset_management.Splits(*(as_split(*synthetic_images(size, generator), device) for size in sizes))
-    seconds = {'training': 0.0, 'proposals': 0.0}
+    seconds = {'training': 0.0, 'scoring': 0.0, 'proposals': 0.0}
     with tempfile.TemporaryDirectory() as folder, timed(test, 'train_networks', seconds, 'training'), \
+            timed(network, 'evaluate', seconds, 'scoring'), timed(network, 'evaluate_population', seconds, 'scoring'), \
             timed(BayesianOptimization, 'suggest', seconds, 'proposals'):
         start = time.perf_counter()
         test.main(['--epochs', str(args.epochs), '--repetitions', str(args.repetitions), '--device', args.device,
                    '--batch-size', str(args.batch_size), '--schedule', args.schedule,
                    '--output', os.path.join(folder, 'results.csv')], splits=splits)
         seconds['total'] = time.perf_counter() - start
-    seconds['rest'] = seconds['total'] - seconds['training'] - seconds['proposals']
+    seconds['training'] -= seconds['scoring']  # train_networks scores the networks too
+    seconds['rest'] = seconds['total'] - seconds['training'] - seconds['scoring'] - seconds['proposals']
     at_paper_epochs = {part: value * (test.EPOCHS / args.epochs if part == 'training' else 1)
                        for part, value in seconds.items() if part != 'total'}
     at_paper_epochs['total'] = sum(at_paper_epochs.values())
-    parts = ('training', 'proposals', 'rest', 'total')
+    parts = ('training', 'scoring', 'proposals', 'rest', 'total')
     title = (f'End to end on {name}: test.py with --epochs {args.epochs} --repetitions {args.repetitions} '
              f'--schedule {args.schedule} on {" / ".join(f"{size:,}" for size in sizes)} synthetic images')
     columns = [('Part', '{}'), ('Seconds', '{:.1f}'), (f'At {test.EPOCHS} epochs', '{:.1f}')]
     report.print_table(report.Table(title, columns, [(part, seconds[part], at_paper_epochs[part]) for part in parts]))
     if args.json:
-        print(json.dumps({'device': name, 'images': sizes, 'epochs': args.epochs, 'repetitions': args.repetitions,
-                          'schedule': args.schedule,
-                          'seconds': {part: seconds[part] for part in parts},
-                          f'seconds_at_{test.EPOCHS}_epochs': at_paper_epochs}))
+        print(json.dumps({'device': name, 'split_images': sizes, 'epochs': args.epochs,
+                          'repetitions': args.repetitions, 'schedule': args.schedule,
+                          'seconds': {part: seconds[part] for part in parts}, 'paper_epochs': test.EPOCHS,
+                          'seconds_at_paper_epochs': at_paper_epochs}))
 
 
 def build_parser():
@@ -276,7 +282,7 @@ def build_parser():
                       help="run test.py's experiment end to end on synthetic data and time its parts")
     parser.add_argument('--epochs', type=int, default=EPOCHS, help='--experiment: training epochs per network')
     parser.add_argument('--repetitions', type=int, default=REPETITIONS, help='--experiment: repetitions per search')
-    parser.add_argument('--schedule', choices=('after', 'rounds'), default=test.SCHEDULE,
+    parser.add_argument('--schedule', choices=test.SCHEDULE_NAMES, default=test.SCHEDULE,
                         help="--experiment: test.py's --schedule")
     return parser
 

@@ -73,6 +73,7 @@ DIVERGED_LOSS = 2 * math.log(10)
 LARGEST_BOUND = 1e100  # of either range: larger values overflow the Gaussian process's kernel
 
 METHOD_NAMES = ('bayesian', 'bayesian-library', 'sobol', 'random')
+SCHEDULE_NAMES = ('after', 'rounds')
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
 CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'method', 'learning_rate_bounds', 'weight_decay_bounds',
                           'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
@@ -113,7 +114,7 @@ def build_parser():
     parser.add_argument('--population', type=int, default=POPULATION,
                         help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
                              "1 trains one network at a time (Sobol: inside optunity's own loop)")
-    parser.add_argument('--schedule', choices=('after', 'rounds'), default=SCHEDULE,
+    parser.add_argument('--schedule', choices=SCHEDULE_NAMES, default=SCHEDULE,
                         help='with populations, when the Sobol and random points train: after the Bayesian searches, '
                              'or a share alongside each of their rounds')
     parser.add_argument('--output', default=OUTPUT,
@@ -292,17 +293,17 @@ def lockstep_searches(methods, repetitions, planned, splits, args, results_file)
                                      library=method == 'bayesian-library') for method, repetition in searches]
     queues = [optimizer.random_sample(args.init_points) for optimizer in optimizers]  # drawn first, as maximize()
     search_rows = [[] for _ in searches]
-    share = math.ceil(len(planned) / args.evaluations)
     for iteration in range(1, args.evaluations + 1):
         points = [queue.pop(0) if queue else optimizer.suggest() for optimizer, queue in zip(optimizers, queues)]
-        proposed = [answered_from_cache(new_row(method, repetition, iteration, point, args), rows)
-                    for (method, repetition), point, rows in zip(searches, points, search_rows)]
-        score_and_record(proposed + planned[(iteration - 1) * share:iteration * share], splits, args, results_file)
-        for optimizer, point, rows, row in zip(optimizers, points, search_rows, proposed):
-            rows.append(row)
+        proposed = [answered_from_cache(new_row(method, repetition, iteration, point, args), search)
+                    for (method, repetition), point, search in zip(searches, points, search_rows)]
+        share = planned[len(planned) * (iteration - 1) // args.evaluations:len(planned) * iteration // args.evaluations]
+        score_and_record(proposed + share, splits, args, results_file)
+        for optimizer, point, search, row in zip(optimizers, points, search_rows, proposed):
+            search.append(row)
             if row['repeat_of'] is None:
-                optimizer.register(point, optimizer_target(row, rows))
-    return [row for rows in search_rows for row in rows] + planned
+                optimizer.register(point, optimizer_target(row, search))
+    return [row for search in search_rows for row in search] + planned
 
 
 def one_at_a_time_searches(method, splits, args, results_file):

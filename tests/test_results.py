@@ -103,19 +103,19 @@ def test_the_retrained_count_is_worked_out_from_the_populations():
     assert [retrained(rows, 'rounds', kept) for kept in (2, 3, 4, 14, 15)] == [16, 13, 12, 4, 1]
 
 
-@pytest.mark.parametrize('before, after', [(3, 1), (3, 2), (1, 3), (1, None)])
+@pytest.mark.parametrize('before, after', [(3, 1), (3, 2), (1, 3), (1, None), ('rounds', 3), (3, 'rounds')])
 @pytest.mark.parametrize('rows_kept', [3, 7, 12])
 def test_a_run_resumed_with_another_population_makes_the_same_searches(before, after, rows_kept, pretend_training,
                                                                        tmp_path):
     run = [*RUN, '--method', 'bayesian,sobol,random', '--repetitions', '3']  # lockstep over 3 repetitions
     full = tmp_path / 'full.csv'
-    experiment.main([*run, '--population', str(before), '--output', str(full)])
+    experiment.main([*run, *flags(before), '--output', str(full)])
     lines = full.read_text().splitlines(keepends=True)
     output = tmp_path / 'resumed.csv'
     output.write_text(''.join(lines[:rows_kept + 1]) + lines[rows_kept + 1][:15])
     shutil.copy(config_path(full), config_path(output))
     del pretend_training[:]
-    experiment.main([*run, *(['--population', str(after)] if after else []), '--output', str(output)])
+    experiment.main([*run, *(flags(after) if after else []), '--output', str(output)])
     assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(full))
     assert output.read_text().splitlines(keepends=True)[:rows_kept + 1] == lines[:rows_kept + 1]
     # every evaluation not recorded is trained once; a population holding recorded ones retrains them with it
