@@ -66,8 +66,9 @@ def add_device_argument(parser, device):
     parser.add_argument('--device', default=device, help='cpu, cuda or cuda:N')
 
 
-def check_data_arguments(parser, args):
-    """End with a one-line error for a bad data flag; fill in the dataset's default validation size."""
+def check_data_arguments(parser, args, *, device_here=True):
+    """End with a one-line error for a bad data flag; fill in the dataset's default validation size. device_here:
+    the device must exist on this machine (not where another machine trains)."""
     if args.dataset not in dataset_management.DATASETS:
         parser.error(f'unknown dataset {args.dataset!r}: choose from {", ".join(dataset_management.DATASETS)}')
     if args.validation_size is None:
@@ -78,7 +79,7 @@ def check_data_arguments(parser, args):
     except ValueError as error:
         parser.error(str(error))
     check_positive_integers(parser, args, 'batch_size')
-    check_device(parser, args.device)
+    check_device(parser, args.device, here=device_here)
     if args.dataset != 'digits' and os.path.exists(args.data_dir):  # digits come with scikit-learn
         try:
             os.listdir(args.data_dir)
@@ -86,15 +87,16 @@ def check_data_arguments(parser, args):
             parser.error(f'--data-dir {args.data_dir} cannot be read ({error.strerror})')
 
 
-def check_device(parser, name):
-    """End with a one-line error unless `name` is cpu or an existing CUDA device."""
+def check_device(parser, name, *, here=True):
+    """End with a one-line error unless `name` is cpu or a CUDA device (one that exists on this machine, if
+    `here`)."""
     try:
         device = torch.device(name)
     except RuntimeError:
         device = None
     if device is None or device.type not in ('cpu', 'cuda'):
         parser.error(f'--device {name!r} is not allowed: use cpu, cuda or cuda:N')
-    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+    if here and device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
         parser.error(f'--device {name}: there is no such CUDA device here ({torch.cuda.device_count()} CUDA devices)')
 
 

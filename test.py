@@ -65,6 +65,12 @@ POPULATION = None
 # Bayesian searches (faster only where a population's step costs little more for more members: see README, Speed)
 SCHEDULE = 'after'
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+# Train the populations on a Ray cluster: 'auto' (the one running here), 'local' (start one on this machine) or
+# HOST:PORT (its head); None: on this machine, without Ray
+RAY = None
+# With --ray on CPU: the CPUs (torch threads) of each worker that trains a population; None: 4 (a node's CPUs where it
+# has fewer)
+RAY_WORKER_CPUS = None
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
 # The loss told to the optimizers for a diverged network (NaN or infinite loss): twice chance level,
@@ -117,6 +123,11 @@ def build_parser():
     parser.add_argument('--schedule', choices=SCHEDULE_NAMES, default=SCHEDULE,
                         help='with populations, when the Sobol and random points train: after the Bayesian searches, '
                              'or a share alongside each of their rounds')
+    parser.add_argument('--ray', default=RAY, metavar='ADDRESS',
+                        help="train on a Ray cluster: auto (the one running here), local (start one here), HOST:PORT")
+    parser.add_argument('--ray-worker-cpus', type=int, default=RAY_WORKER_CPUS,
+                        help="with --ray on CPU: the CPUs of each worker that trains a population (None: 4, or a "
+                             "node's CPUs where it has fewer)")
     parser.add_argument('--output', default=OUTPUT,
                         help='the results CSV, one row per evaluation; if it exists, the run resumes it')
     parser.add_argument('--fresh', action='store_true',
@@ -132,13 +143,15 @@ def build_parser():
 
 def check_arguments(parser, args):
     """End with a one-line error (exit status 2) for any value outside what is allowed."""
-    command_line.check_data_arguments(parser, args)
+    command_line.check_data_arguments(parser, args, device_here=args.ray is None)  # with Ray, on the workers
     unknown = [method for method in args.method if method not in METHOD_NAMES]  # in METHODS, edited by hand
     if unknown:
         parser.error(f'unknown method {unknown[0]!r}: choose from {", ".join(METHOD_NAMES)}')
     if args.population is None:
         args.population = default_population(args.device)
     command_line.check_positive_integers(parser, args, 'evaluations', 'epochs', 'repetitions', 'population')
+    if args.ray_worker_cpus is not None:
+        command_line.check_positive_integers(parser, args, 'ray_worker_cpus')
     if report.has_bayesian(args.method) and not 1 <= args.init_points <= args.evaluations:
         parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
     for name in ('learning_rate_bounds', 'weight_decay_bounds'):
@@ -261,12 +274,12 @@ def answered_from_cache(row, search_rows):
     return row
 
 
-def sobol_search_one_at_a_time(repetition, splits, args, results_file):
+def sobol_search_one_at_a_time(repetition, training, args, results_file):
     """One Sobol search as the authors ran it: one network at a time, inside optunity's own loop."""
     rows = []
 
     def objective(**point):
-        rows.extend(score_and_record([new_row('sobol', repetition, len(rows) + 1, point, args)], splits, args,
+        rows.extend(score_and_record([new_row('sobol', repetition, len(rows) + 1, point, args)], training, args,
                                      results_file))
         return optimizer_target(rows[-1], rows)
     sobol_search(objective, search_box(args), evaluations=args.evaluations, seed=seed_for(args.seed, repetition))
@@ -281,7 +294,7 @@ def planned_rows(method, args):
                                                                      seed=seed_for(args.seed, repetition)), 1)]
 
 
-def lockstep_searches(methods, repetitions, planned, splits, args, results_file):
+def lockstep_searches(methods, repetitions, planned, training, args, results_file):
     """The repetitions' Bayesian searches of every method in `methods`, in lockstep rounds, each search as bayes_opt
     1.0.1's maximize() ran it: init_points uniform random points, then one Gaussian-process (UCB) proposal per
     evaluation. Each round trains the searches' new points together with the next even share of the `planned`
@@ -298,7 +311,7 @@ def lockstep_searches(methods, repetitions, planned, splits, args, results_file)
         proposed = [answered_from_cache(new_row(method, repetition, iteration, point, args), search)
                     for (method, repetition), point, search in zip(searches, points, search_rows)]
         share = planned[len(planned) * (iteration - 1) // args.evaluations:len(planned) * iteration // args.evaluations]
-        score_and_record(proposed + share, splits, args, results_file)
+        score_and_record(proposed + share, training, args, results_file)
         for optimizer, point, search, row in zip(optimizers, points, search_rows, proposed):
             search.append(row)
             if row['repeat_of'] is None:
@@ -306,34 +319,34 @@ def lockstep_searches(methods, repetitions, planned, splits, args, results_file)
     return [row for search in search_rows for row in search] + planned
 
 
-def one_at_a_time_searches(method, splits, args, results_file):
+def one_at_a_time_searches(method, training, args, results_file):
     """Every repetition of one method's search, one network at a time (--population 1), as the authors ran them."""
     repetitions = range(1, args.repetitions + 1)
     if method in report.BAYESIAN_METHODS:
         return [row for repetition in repetitions
-                for row in lockstep_searches([method], [repetition], [], splits, args, results_file)]
+                for row in lockstep_searches([method], [repetition], [], training, args, results_file)]
     if method == 'sobol':
         return [row for repetition in repetitions
-                for row in sobol_search_one_at_a_time(repetition, splits, args, results_file)]
-    return score_and_record(planned_rows(method, args), splits, args, results_file)
+                for row in sobol_search_one_at_a_time(repetition, training, args, results_file)]
+    return score_and_record(planned_rows(method, args), training, args, results_file)
 
 
-def run_searches(splits, args, results_file):
-    """Every repetition of every method's search. With --population 1 one network at a time, method after method.
-    Otherwise in populations: the Bayesian searches (all methods and repetitions) advance in lockstep rounds, and
-    the Sobol and random points train after them (--schedule after) or a share alongside each round (rounds), so
-    that they add no round to the Bayesian searches' critical path. On resume, the searches run again from their
-    seeds and evaluations the results file records are read, not trained, so the optimizers see exactly what they
-    saw before."""
-    if args.population == 1:
-        return [row for method in args.method for row in one_at_a_time_searches(method, splits, args, results_file)]
+def run_searches(training, args, results_file):
+    """Every repetition of every method's search. With --population 1 one network at a time, method after method
+    (with --ray, in rounds as below). Otherwise in populations: the Bayesian searches (all methods and repetitions)
+    advance in lockstep rounds, and the Sobol and random points train after them (--schedule after) or a share
+    alongside each round (rounds), so that they add no round to the Bayesian searches' critical path. On resume,
+    the searches run again from their seeds and evaluations the results file records are read, not trained, so
+    the optimizers see exactly what they saw before."""
+    if args.population == 1 and not args.ray:
+        return [row for method in args.method for row in one_at_a_time_searches(method, training, args, results_file)]
     planned = [row for method in args.method if method in PLANNED_POINTS for row in planned_rows(method, args)]
     bayesian = [method for method in args.method if method in report.BAYESIAN_METHODS]
     repetitions = range(1, args.repetitions + 1)
     if bayesian and args.schedule == 'rounds':
-        return lockstep_searches(bayesian, repetitions, planned, splits, args, results_file)
-    bayesian_rows = lockstep_searches(bayesian, repetitions, [], splits, args, results_file) if bayesian else []
-    return bayesian_rows + score_and_record(planned, splits, args, results_file)
+        return lockstep_searches(bayesian, repetitions, planned, training, args, results_file)
+    bayesian_rows = lockstep_searches(bayesian, repetitions, [], training, args, results_file) if bayesian else []
+    return bayesian_rows + score_and_record(planned, training, args, results_file)
 
 
 def train_networks(rows, splits, args, *, progress):
@@ -349,22 +362,39 @@ def train_networks(rows, splits, args, *, progress):
         progress=progress)
 
 
-def score_and_record(rows, splits, args, results_file):
+class LocalTraining:
+    """Trains rows' networks on this machine, on the splits loaded once (cluster.RayTraining: on a Ray cluster)."""
+
+    def __init__(self, splits, args):
+        self.splits, self.args = splits, args
+
+    def start(self, rows):
+        """A function that trains the rows' networks when called and returns their scores."""
+        return lambda: train_networks(rows, self.splits, self.args, progress=report.bars_shown(self.args))
+
+
+def score_and_record(rows, training, args, results_file):
     """Fill in the rows' scores, in populations of at most args.population networks: from the results file where
-    it records them, else by training; and append the new rows to it. A row that comes with scores (a repeated
-    Bayesian point) is recorded, not trained. A population that the file holds in part (the run was stopped while
-    writing it) is retrained whole, as an uninterrupted run trains it, and its recorded rows kept."""
-    for start in range(0, len(rows), args.population):
-        population = rows[start:start + args.population]
-        recorded = [results_file.recorded_scores(row) for row in population]
-        untrained = [row for row in population if row['repeat_of'] is None]  # a repeat comes with its scores
-        if any(old is None for row, old in zip(population, recorded) if row['repeat_of'] is None):
-            trained = train_networks(untrained, splits, args, progress=report.bars_shown(args))
-            for row, scores in zip(untrained, trained):
-                row.update(scores)
-        for row, old in zip(population, recorded):
+    it records them, else by training; and append each population's new rows to it, in order. Every population to
+    train is started first (on a Ray cluster they then train at once; here each trains when its turn comes). A row
+    that comes with scores (a repeated Bayesian point) is recorded, not trained. A population that the file holds
+    in part (the run was stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its
+    recorded rows kept."""
+    populations = [rows[start:start + args.population] for start in range(0, len(rows), args.population)]
+    recorded = [[results_file.recorded_scores(row) for row in population] for population in populations]
+    started = []  # per population: the rows it trains (a repeat comes with its scores), and a wait for their scores
+    for population, olds in zip(populations, recorded):
+        untrained = [row for row in population if row['repeat_of'] is None]
+        if any(old is None for row, old in zip(population, olds) if row['repeat_of'] is None):
+            started.append((untrained, training.start(untrained)))
+        else:
+            started.append(([], lambda: []))  # all recorded: nothing to train
+    for population, olds, (untrained, scores) in zip(populations, recorded, started):
+        for row, row_scores in zip(untrained, scores()):
+            row.update(row_scores)
+        for row, old in zip(population, olds):
             row.update(old or {})
-        results_file.append([row for row, old in zip(population, recorded) if old is None])
+        results_file.append([row for row, old in zip(population, olds) if old is None])
     return rows
 
 
@@ -459,6 +489,20 @@ def report_file(parser, args):
     report_results(rows, args, saved, path)
 
 
+def ray_training(parser, args):
+    """--ray: join the cluster (Ray is imported only then) to train there. One line and exit status 2 if it cannot
+    be reached or has no worker that fits, 1 if a worker cannot load the dataset or training there fails."""
+    import cluster
+    try:
+        training = cluster.connect(args.ray, train_networks, args, fail=lambda message: parser.fail(1, message))
+    except cluster.ClusterError as error:
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        parser.fail(130, 'nothing was written', kind='interrupted')
+    print(training.description, flush=True)
+    return training
+
+
 def check_planned_points(results_file, args):
     """ResumeMismatchError if the results file records a Sobol or random point other than the search's: their
     points do not depend on the scores, so they are all checked before anything is trained."""
@@ -475,9 +519,11 @@ def main(argv=None, *, splits=None):
     if args.report:
         return report_file(parser, args)
     check_arguments(parser, args)
+    training = ray_training(parser, args) if args.ray else None  # else LocalTraining, once the data is loaded
     try:
         results_file = results.open_results(args.output, run_settings(args), results_plan(args),
-                                            network.device_name(args.device), fresh=args.fresh)
+                                            training.device_name if args.ray else network.device_name(args.device),
+                                            fresh=args.fresh)
     except results.ResultsFileError as error:
         parser.error(str(error))
     with results_file:  # locked until the run ends
@@ -490,13 +536,14 @@ def main(argv=None, *, splits=None):
             print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '
                   'are recorded', flush=True)
         try:
-            splits = command_line.load_data(parser, args) if splits is None else splits
+            if not args.ray:
+                training = LocalTraining(command_line.load_data(parser, args) if splits is None else splits, args)
             if args.fresh:
                 for old, new in results.move_aside(args.output):
                     print(f'moved {old} aside to {new}', flush=True)
             with report.Progress(args, list(results_file.recorded.values())) as progress:
                 results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
-                rows = run_searches(splits, args, results_file)
+                rows = run_searches(training, args, results_file)
                 print_search_tables(rows, args)
             report_results(rows, args, results_file.configuration, args.output)
         except KeyboardInterrupt:

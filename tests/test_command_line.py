@@ -36,6 +36,8 @@ BAD_INPUTS = [
     (['--evaluations', '-3'], '--evaluations -3'),
     (['--repetitions', '0'], '--repetitions 0'),
     (['--population', '0'], '--population 0'),
+    (['--schedule', 'later'], "invalid choice: 'later'"),
+    (['--ray', 'local', '--ray-worker-cpus', '0'], '--ray-worker-cpus 0'),
     (['--evaluations', '4', '--init-points', '5'], '--init-points 5'),
     (['--init-points', '0'], '--init-points 0'),
     (['--validation-size', '50000'], '--validation-size 50000'),

@@ -177,7 +177,7 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
                                                  '--method', 'bayesian', '--population', str(population)])
     results_file = FakeResultsFile()
-    rows = experiment.run_searches(None, args, results_file)
+    rows = experiment.run_searches(experiment.LocalTraining(None, args), args, results_file)
     assert len(rows) == 12 and results_file.appended == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
@@ -498,7 +498,7 @@ def test_a_population_of_repeats_and_new_points_trains_the_new_points_only(recor
     original = {**row(1, 0.01), **pretend_scores(0.01, 0, 7)}
     rows = [row(2, 0.02), experiment.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
     file = FakeResultsFile({iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
-    experiment.score_and_record(rows, None, args, file)
+    experiment.score_and_record(rows, experiment.LocalTraining(None, args), args, file)
     assert [learning_rate for learning_rate, _, _ in pretend_training] == [{2: 0.02, 4: 0.04}[i] for i in trained]
     assert [row['iteration'] for row in file.appended] == written
     assert rows[1]['repeat_of'] == 1 and rows[1]['seed'] == original['seed']

@@ -1,0 +1,135 @@
+"""cluster.py and test.py --ray: populations trained on a local Ray cluster give the rows of a run without Ray, a
+worker killed while it trains costs only its population, a killed driver resumes, and a cluster that cannot be used
+is refused in one line before anything is written."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+import torch
+from conftest import ROOT, read_rows, refused, snapshot, sorted_rows, without_seconds
+
+import cluster
+import test as experiment
+
+RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2', '--repetitions', '2',
+       '--method', 'both', '--device', 'cpu']
+# One worker with the threads of a run without Ray, hence its numbers to the last digit
+THREADS = torch.get_num_threads()
+RAY = ['--ray', 'local', '--ray-worker-cpus', str(THREADS)]
+
+
+@pytest.fixture(scope='module')
+def without_ray(tmp_path_factory):
+    """{population: the results file of RUN without Ray}."""
+    outputs = {}
+    for population in (1, 3):
+        outputs[population] = tmp_path_factory.mktemp('without-ray') / 'results.csv'
+        experiment.main([*RUN, '--population', str(population), '--output', str(outputs[population])])
+    return outputs
+
+
+@pytest.fixture
+def no_cluster_left():
+    """Leave no Ray cluster started by this process behind (test.py's own exit would stop it)."""
+    yield
+    ray.shutdown()
+
+
+def ray_processes(name='ray::'):
+    """The process ids of Ray's processes whose command line holds `name` (ray::Worker.train: training a
+    population)."""
+    listing = subprocess.run(['ps', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if name in line]
+
+
+def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_is_killed(without_ray, tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '3', *RAY,
+                                '--output', 'results.csv'],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.monotonic() + 120, None
+    while killed is None and time.monotonic() < deadline and process.poll() is None:
+        workers = ray_processes('ray::Worker.train')
+        if workers:
+            killed = workers[0]
+            subprocess.run(['kill', '-KILL', str(killed)])
+        time.sleep(0.01)
+    stdout, stderr = process.communicate(timeout=300)
+    assert killed is not None, 'no worker was seen training'
+    assert process.returncode == 0, stderr
+    assert f'Ray cluster local: nodes 1, workers 1 (one per {THREADS} CPUs), training on cpu (' in stdout
+    # the killed worker's population trained again: the same rows, in the same order
+    assert without_seconds(read_rows(tmp_path / 'results.csv')) == without_seconds(read_rows(without_ray[3]))
+
+
+def test_a_killed_driver_resumes_with_the_same_command(without_ray, tmp_path):
+    # one network at a time: on a cluster the searches still advance in rounds, their networks trained at once
+    command = [sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '1', *RAY, '--output', 'results.csv']
+    running_before = set(ray_processes())
+    try:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        output, deadline = tmp_path / 'results.csv', time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline and (
+                not output.exists() or output.read_bytes().count(b'\n') < 4):  # the header and 3 rows
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert 3 <= len(read_rows(output)) < 16
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert 'evaluations are recorded' in result.stdout
+        assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(without_ray[1]))
+    finally:
+        for orphan in set(ray_processes()) - running_before:  # agents of the killed driver's cluster (`ray stop`)
+            subprocess.run(['kill', '-KILL', str(orphan)])
+
+
+@pytest.mark.parametrize('address, device, named', [
+    ('nowhere', 'cpu', "--ray 'nowhere' is not allowed: use auto, local or HOST:PORT"),
+    ('127.0.0.1:1', 'cpu', '--ray 127.0.0.1:1: no Ray cluster answers there within 30 s'),
+    pytest.param('local', 'cuda', '--ray local: the cluster has no GPU for --device cuda',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU')),
+])
+def test_a_cluster_that_cannot_be_used_is_refused_in_one_line_before_anything_is_written(
+        address, device, named, tmp_path, capsys, no_cluster_left):
+    before = snapshot(tmp_path)
+    arguments = [*RUN, '--device', device, '--ray', address, '--output', str(tmp_path / 'results.csv')]
+    assert named in refused(experiment.main, arguments, capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_cluster_that_does_not_answer_is_given_up_after_the_connection_time(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cluster, 'CONNECT_SECONDS', 1)
+    with socket.socket() as head:  # a head whose queue of connections is full: it never answers
+        head.bind(('127.0.0.1', 0))
+        head.listen(0)
+        with socket.create_connection(head.getsockname()):
+            address = '127.0.0.1:%d' % head.getsockname()[1]
+            start = time.monotonic()
+            stderr = refused(experiment.main, [*RUN, '--ray', address, '--output', str(tmp_path / 'results.csv')],
+                             capsys)
+    assert f'--ray {address}: no Ray cluster answers there within 1 s (timed out)' in stderr
+    assert time.monotonic() - start < 10
+
+
+def test_a_dataset_that_a_worker_cannot_load_ends_the_run_in_one_line_naming_the_node(mnist_dir, tmp_path, capsys,
+                                                                                     no_cluster_left):
+    folder, _ = mnist_dir  # 30 training images: too few for a validation size of 100
+    output = folder / 'results.csv'
+    with pytest.raises(SystemExit) as exit:
+        experiment.main([*RUN, '--dataset', 'mnist', '--data-dir', str(folder), '--validation-size', '100', *RAY,
+                         '--output', str(output)])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 1 and stderr.count('\n') == 1
+    assert f'on node {os.uname().nodename}: --validation-size 100 is out of range for mnist' in stderr
+    assert not output.exists()
+
+
+def test_a_run_without_ray_does_not_import_it():
+    imported = subprocess.run([sys.executable, '-c', 'import sys, test; print("ray" in sys.modules)'], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert imported.stdout == 'False\n', imported.stderr
