@@ -8,14 +8,16 @@ method its searches' tables (the paper's Table II) are printed, and at the end t
 deviation over repetitions (the paper's Table I) with statistics below it. Summaries (JSON, Markdown) and
 plots are written beside the CSV; --report rebuilds them from a results file without training.
 """
+import os
 import signal
 import sys
 
 
 def interrupted_while_starting(*_):
-    """Ctrl-C while the libraries below load (seconds): one line and exit status 130, no traceback."""
-    sys.stderr.write(f'{sys.argv[0]}: interrupted while starting; nothing was written\n')
-    sys.exit(130)
+    """Ctrl-C while the libraries below load (seconds): one line and exit status 130, no traceback. It exits at
+    once: an exception raised into a library's initialisation (torch's C++) can abort the interpreter instead."""
+    os.write(2, f'{sys.argv[0]}: interrupted while starting; nothing was written\n'.encode())
+    os._exit(130)
 
 
 if __name__ == '__main__':
