@@ -14,8 +14,9 @@ JSON object with the same figures.
 --experiment instead runs the paper's experiment end to end, exactly as test.py runs it (both searches, their
 budgets, the results file, the Gaussian-process fits), on synthetic CIFAR-10-shaped images (--images for
 training, a quarter as many each for validation and test: 40,000 / 10,000 / 10,000 by default) in a temporary
-folder, and prints its wall time split into training, the optimizers' proposals and the rest. The networks learn
-nothing from random labels, but each costs what a real one costs. --epochs and --repetitions shrink it.
+folder, and prints its wall time split into training, scoring, the optimizers' proposals and the rest. The
+networks learn nothing from random labels, but each costs what a real one costs. --epochs and --repetitions
+shrink it.
 
 --profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
 population of K.

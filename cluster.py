@@ -114,20 +114,34 @@ def connect(address, train, args, fail):
     data = (args.dataset, os.path.abspath(args.data_dir), args.validation_size, 'cuda' if cuda else 'cpu')
     workers = [Worker.options(**resources).remote(data, None if cuda else resources['num_cpus'])
                for _ in range(sum(per_node))]
-    training = RayTraining(workers, train, args, fail)
-    device_names = training.wait([worker.load.remote() for worker in workers])
-    training.device_name = ', '.join(sorted(set(device_names)))
-    training.description = (f'Ray cluster {address}: nodes {len(nodes)}, workers {len(workers)} (one per {fits}), '
-                            f'training on {training.device_name}')
-    return training
+    device_name = ', '.join(sorted(set(wait([worker.load.remote() for worker in workers], fail))))
+    return RayTraining(workers, train, args, fail, device_name=device_name,
+                       description=f'Ray cluster {address}: nodes {len(nodes)}, workers {len(workers)} (one per '
+                                   f'{fits}), training on {device_name}')
+
+
+def wait(reference, fail):
+    """ray.get(reference), any failure on the cluster ending the run with fail(one line)."""
+    try:
+        return ray.get(reference)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, dataset_management.DatasetNotFoundError):
+            fail(str(error.cause))
+        raise error.cause from None  # the worker's own exception, as if it had run here
+    except ray.exceptions.RayError as error:  # a worker that died more than RETRIES times, a lost node, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'
+        fail(f'training on the Ray cluster failed ({type(error).__name__}: {reason}); run the same command again '
+             'to resume')
 
 
 class RayTraining:
     """Trains rows' networks on the cluster's workers, in turn: start() submits at once, so that the populations
-    started before the first is waited for train in parallel."""
+    started before the first is waited for train in parallel. `device_name`: the workers' devices, as results name
+    them; `description`: the cluster in one line."""
 
-    def __init__(self, workers, train, args, fail):
+    def __init__(self, workers, train, args, fail, *, device_name, description):
         self.workers, self.train, self.args, self.fail = workers, train, args, fail
+        self.device_name, self.description = device_name, description
         self.started = 0
 
     def start(self, rows):
@@ -136,17 +150,4 @@ class RayTraining:
         worker = self.workers[self.started % len(self.workers)]
         self.started += 1
         reference = worker.train.remote(self.train, rows, self.args)
-        return lambda: self.wait(reference)
-
-    def wait(self, reference):
-        """ray.get(reference), any failure on the cluster ending the run with fail(one line)."""
-        try:
-            return ray.get(reference)
-        except ray.exceptions.RayTaskError as error:
-            if isinstance(error.cause, dataset_management.DatasetNotFoundError):
-                self.fail(str(error.cause))
-            raise error.cause from None  # the worker's own exception, as if it had run here
-        except ray.exceptions.RayError as error:  # a worker that died more than RETRIES times, a lost node, ...
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'
-            self.fail(f'training on the Ray cluster failed ({type(error).__name__}: {reason}); run the same command '
-                      'again to resume')
+        return lambda: wait(reference, self.fail)
