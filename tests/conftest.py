@@ -158,16 +158,16 @@ def mnist_dir(tmp_path):
     return tmp_path, arrays
 
 
-@pytest.fixture
-def cifar_dir(tmp_path, monkeypatch):
-    """A tiny CIFAR-10 (5 pickled batches of 4 images, a test batch of 6) and its arrays.
+def write_cifar10(root, monkeypatch, *, batch_size, test_size):
+    """A CIFAR-10 folder of random pixels as torchvision expects it (5 pickled training batches of `batch_size`
+    images, a test batch of `test_size`); return {batch name: (images, labels)}.
 
-    torchvision checks each file's MD5 against the official one; the fixture's own sums replace those.
+    torchvision checks each file's MD5 against the official one; the files' own sums replace those.
     """
     rng = np.random.default_rng(0)
-    folder = tmp_path / 'cifar-10-batches-py'
+    folder = Path(root) / 'cifar-10-batches-py'
     folder.mkdir()
-    batches = {f'data_batch_{i}': 4 for i in range(1, 6)} | {'test_batch': 6}
+    batches = {f'data_batch_{i}': batch_size for i in range(1, 6)} | {'test_batch': test_size}
     arrays, sums = {}, {}
     for name, size in batches.items():
         images, labels = rng.integers(0, 256, (size, 3072), dtype=np.uint8), rng.integers(0, 10, size).tolist()
@@ -180,7 +180,13 @@ def cifar_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, 'train_list', [[f'data_batch_{i}', sums[f'data_batch_{i}']] for i in range(1, 6)])
     monkeypatch.setattr(cifar, 'test_list', [['test_batch', sums['test_batch']]])
     monkeypatch.setattr(cifar, 'meta', {**cifar.meta, 'md5': sums['batches.meta']})
-    return tmp_path, arrays
+    return arrays
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    """A tiny CIFAR-10 (5 pickled batches of 4 images, a test batch of 6) and its arrays."""
+    return tmp_path, write_cifar10(tmp_path, monkeypatch, batch_size=4, test_size=6)
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""A refactor changes no number: test.py's commands below write, every column but `seconds`, the CSVs that the code
+of commit de4a52b wrote on this project's development machine (tests/data/unchanged/)."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import test as experiment
+from conftest import read_rows, without_seconds, write_cifar10
+
+REFERENCE = Path(__file__).parent / 'data' / 'unchanged'
+THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
+DIGITS = ['--dataset', 'digits', '--method', 'bayesian,bayesian-library,sobol,random', '--evaluations', '6',
+          '--init-points', '2', '--epochs', '2', '--repetitions', '2', '--lr-scale', 'log',
+          '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some networks diverge, some learn
+COMMANDS = {'digits-after-10': DIGITS + ['--schedule', 'after', '--population', '10'],
+            'digits-rounds-10': DIGITS + ['--schedule', 'rounds', '--population', '10'],
+            'digits-after-1': DIGITS + ['--population', '1'],
+            'cifar10-after-10': ['--dataset', 'cifar10', '--validation-size', '48', '--method', 'bayesian,sobol',
+                                 '--evaluations', '4', '--init-points', '2', '--epochs', '2', '--repetitions', '2',
+                                 '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000', '--quiet']}
+
+
+def machine():
+    """The CPU model and the instruction set torch's kernels use: float rounding differs between CPUs."""
+    model = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo') if line.startswith('model name')),
+                 'unknown')
+    return f'{model}, {torch.backends.cpu.get_cpu_capability()}'
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('name', COMMANDS)
+def test_the_same_command_writes_the_csv_of_the_code_before(name, tmp_path, monkeypatch, two_threads):
+    written_on = json.loads((REFERENCE / 'machine.json').read_text())['machine']
+    if machine() != written_on:
+        pytest.skip(f'the reference CSVs were written on {written_on}, this is {machine()}')
+    if name.startswith('cifar10'):
+        write_cifar10(tmp_path, monkeypatch, batch_size=48, test_size=64)
+    experiment.main(COMMANDS[name] + ['--data-dir', str(tmp_path), '--output', str(tmp_path / 'results.csv')])
+    assert without_seconds(read_rows(tmp_path / 'results.csv')) == without_seconds(read_rows(REFERENCE / f'{name}.csv'))
