@@ -6,9 +6,12 @@ epoch is one model-epoch), three ways on the same synthetic CIFAR-shaped data:
   (b) this project's one-model path: the images already tensors on the device, batches are slices;
   (c) the population path: K networks trained in lockstep as one batched computation.
 
-It prints each figure, its ratio to (a), and the wall time that rate gives the paper's full experiment
-(2 methods x 10 repetitions x 25 evaluations x 50 epochs = 25,000 model-epochs of 40,000 images, scaled from the
---images measured), and that of the searches as test.py runs them on a GPU. --json adds, as the last line, one
+It prints each figure, the floating-point rate it reaches (GFLOP/s) and its fraction of the device's float32
+matrix-product rate (a 2048 x 2048 torch.mm, measured in the same run: the ceiling of convolutions), its ratio to
+(a), and the wall time that rate gives the paper's full experiment (2 methods x 10 repetitions x 25 evaluations x
+50 epochs = 25,000 model-epochs of 40,000 images, scaled from the --images measured), and that of the searches as
+test.py runs them on a GPU. (a) runs in a process of its own, with the C library's memory allocator as the
+authors had it (network.keep_freed_memory changes it for the whole process). --json adds, as the last line, one
 JSON object with the same figures.
 
 --experiment instead runs the paper's experiment end to end, exactly as test.py runs it (both searches, their
@@ -21,8 +24,11 @@ shrink it.
 --profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
 population of K.
 """
+import concurrent.futures
 import contextlib
 import json
+import math
+import multiprocessing
 import os
 import tempfile
 import time
@@ -42,7 +48,10 @@ import test  # the experiment whose training time is estimated
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
 IMAGES = PAPER_IMAGES  # synthetic images per measured epoch (--images)
-POPULATIONS = (10, 20, 250)  # population sizes measured: test.py's on a GPU (SCHEDULES)
+# Population sizes measured (--populations), by device: on CPU around test.py's default, on a GPU test.py's (SCHEDULES)
+POPULATIONS = {'cpu': (1, 5, 10, 20, 50), 'cuda': (10, 20, 250)}
+MATMUL_SIDE = 2048  # the matrix product that gives the device's float32 rate, the best of MATMUL_REPEATS
+MATMUL_REPEATS = 5
 BATCH_SIZE = 64  # as in the paper
 SEED = 0  # seeds the synthetic images
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -116,6 +125,46 @@ def population_path(split, members, *, batch_size):
     return train_epoch
 
 
+def authors_rate(count, *, seed, batch_size, device):
+    """(a)'s model-epochs per second on `count` synthetic images made from `seed`, in this process."""
+    images, labels = synthetic_images(count, np.random.default_rng(seed))
+    return model_epochs_per_second(authors_pipeline(images, labels, batch_size=batch_size, device=device),
+                                   images=count, members=1, batch_size=batch_size, device=device)
+
+
+def in_own_process(function, *args, **kwargs):
+    """function(*args, **kwargs) run in a fresh Python process (spawned, so nothing of this one is inherited)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def matmul_gflops(device):
+    """The device's float32 matrix-product rate in GFLOP/s: the best of MATMUL_REPEATS MATMUL_SIDE-square torch.mm
+    (in IEEE FP32 on a GPU, as network.py sets it)."""
+    a, b = (torch.rand(MATMUL_SIDE, MATMUL_SIDE, device=device) for _ in range(2))
+    torch.mm(a, b)
+    synchronize(device)
+    best = math.inf
+    for _ in range(MATMUL_REPEATS):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * MATMUL_SIDE ** 3 / best / 1e9
+
+
+def training_flops_per_image(input_shape):
+    """Floating-point operations of one training step, per image: 2 per multiply-add of the convolutions and the
+    linear layer, forward, then backward for every layer's weights and for the inputs of all but the first (the
+    images need no gradient). Pooling, ReLU, the loss and the update are left out (under 1%)."""
+    model, multiply_adds = network.LeNet5(input_shape), []
+    for layer in (model.conv1, model.conv2, model.fc):  # each output is one filter's (row's) dot product
+        layer.register_forward_hook(lambda layer, _, output: multiply_adds.append(output.numel() *
+                                                                                 layer.weight[0].numel()))
+    model(torch.zeros(1, *input_shape))
+    return 2 * (3 * sum(multiply_adds) - multiply_adds[0])
+
+
 def model_epochs_per_second(train_epoch, *, images, members, batch_size, device):
     """Time one epoch of train_epoch on `images` images, after a few batches of warm-up (CUDA context, cuDNN
     and allocator set-up, which a 50-epoch run pays once)."""
@@ -146,33 +195,44 @@ def as_split(images, labels, device):
 
 
 def measure_rates(args, device, name):
-    """The three paths' model-epochs per second and the full experiment's training time they give."""
+    """The three paths' model-epochs per second, how close each comes to the matrix-product rate, and the full
+    experiment's training time they give."""
     print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {name}', flush=True)
     images, labels = synthetic_images(args.images, np.random.default_rng(args.seed))
     split = as_split(images, labels, device)
-    paths = [('authors_pipeline', 1, authors_pipeline(images, labels, batch_size=args.batch_size, device=device)),
-             ('one_model', 1, one_model_path(split, batch_size=args.batch_size))]
-    paths += [('population', members, population_path(split, members, batch_size=args.batch_size))
+
+    def here(train_epoch, members):
+        return lambda: model_epochs_per_second(train_epoch, images=args.images, members=members,
+                                               batch_size=args.batch_size, device=device)
+    paths = [('authors_pipeline', 1, lambda: in_own_process(authors_rate, args.images, seed=args.seed,
+                                                            batch_size=args.batch_size, device=device)),
+             ('one_model', 1, here(one_model_path(split, batch_size=args.batch_size), 1))]
+    paths += [('population', members, here(population_path(split, members, batch_size=args.batch_size), members))
               for members in args.populations]
     rates = []
-    for path, members, train_epoch in paths:
-        rates.append(model_epochs_per_second(train_epoch, images=args.images, members=members,
-                                             batch_size=args.batch_size, device=device))
+    for path, members, measure in paths:
+        rates.append(measure())
         print(f'{path} K={members}: {rates[-1]:.3f} model-epochs/s', flush=True)
+    matmul = matmul_gflops(device)
+    print(f'matrix product ({MATMUL_SIDE} x {MATMUL_SIDE}): {matmul:.1f} GFLOP/s', flush=True)
 
     seconds = [FULL_EXPERIMENT * PAPER_IMAGES / args.images / rate for rate in rates]  # the paper's experiment
     steps = network.batch_count(range(args.images), args.batch_size)  # per epoch
     step_milliseconds = [1000 * members / rate / steps for (_, members, _), rate in zip(paths, rates)]
+    gflops = [rate * args.images * training_flops_per_image((3, 32, 32)) / 1e9 for rate in rates]
     columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('ms/step', '{:.3f}'),
-               ('x Authors', '{:.1f}'), ('Full experiment (h)', '{:.2f}')]
-    figures = [(path, members, rate, step, rate / rates[0], time / 3600)
-               for (path, members, _), rate, step, time in zip(paths, rates, step_milliseconds, seconds)]
+               ('GFLOP/s', '{:.1f}'), ('Of matmul', '{:.0%}'), ('x Authors', '{:.1f}'),
+               ('Full experiment (h)', '{:.2f}')]
+    figures = [(path, members, rate, step, flops, flops / matmul, rate / rates[0], time / 3600)
+               for (path, members, _), rate, step, flops, time in zip(paths, rates, step_milliseconds, gflops, seconds)]
     report.print_table(report.Table(f'Training speed on {name}: {args.images} images per epoch, batch '
                                     f'{args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} model-epochs of '
-                                    f'{PAPER_IMAGES:,} images', columns, figures))
+                                    f'{PAPER_IMAGES:,} images; matmul {matmul:.1f} GFLOP/s', columns, figures))
     sizes = [str(members) for _, members, _ in paths[2:]]
-    full_experiment_seconds = {'authors_pipeline': seconds[0], 'one_model': seconds[1],
-                               'population': dict(zip(sizes, seconds[2:]))}
+
+    def by_path(values):
+        return {'authors_pipeline': values[0], 'one_model': values[1], 'population': dict(zip(sizes, values[2:]))}
+    full_experiment_seconds = by_path(seconds)
     population = full_experiment_seconds['population']
     if device.type == 'cuda' and all(str(size) in sizes for shares in SCHEDULE_POPULATIONS.values()
                                      for size in shares):
@@ -183,10 +243,10 @@ def measure_rates(args, device, name):
             print(f'The full experiment as test.py --schedule {schedule} runs it on a GPU: '
                   f'{training_seconds / 3600:.2f} h of training, plus the Gaussian-process proposals')
     if args.json:
-        print(json.dumps({'device': name, 'images': args.images, 'authors_pipeline': rates[0],
-                          'one_model': rates[1], 'population': dict(zip(sizes, rates[2:])),
+        print(json.dumps({'device': name, 'images': args.images, **by_path(rates),
                           'population_step_milliseconds': dict(zip(sizes, step_milliseconds[2:])),
-                          'full_experiment_seconds': full_experiment_seconds}))
+                          'full_experiment_seconds': full_experiment_seconds, 'matmul_gflops': matmul,
+                          'utilisation': by_path([flops / matmul for flops in gflops])}))
 
 
 def profile_step(args, device, name):
@@ -196,12 +256,11 @@ def profile_step(args, device, name):
     images, labels = synthetic_images(args.batch_size, np.random.default_rng(args.seed))
     batch = as_split(images, labels, device)
     parameters = network.build_population(input_shape=(3, 32, 32), seeds=range(members), device=device)
-    learning_rates = torch.linspace(*LEARNING_RATE_RANGE, members, device=device)
-    weight_decays = torch.full((members,), WEIGHT_DECAY, device=device)
-    training, loss_sums = torch.ones(members, dtype=torch.bool, device=device), torch.zeros(members, device=device)
+    optimizer = network.PopulationSGD(parameters, learning_rates=np.linspace(*LEARNING_RATE_RANGE, members).tolist(),
+                                      weight_decays=[WEIGHT_DECAY] * members)
 
     def step():
-        network._sgd_step(parameters, *batch, learning_rates, weight_decays, training, loss_sums)
+        optimizer.step(*batch)
     for _ in range(3):
         step()
     synchronize(device)
@@ -271,8 +330,9 @@ def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
     parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
-    parser.add_argument('--populations', type=int, nargs='+', default=POPULATIONS, metavar='K',
-                        help='population sizes to measure')
+    parser.add_argument('--populations', type=int, nargs='+', metavar='K',
+                        help=f'population sizes to measure (None: {POPULATIONS["cpu"]} on CPU, '
+                             f'{POPULATIONS["cuda"]} on a GPU)')
     command_line.add_device_argument(parser, DEVICE)
     parser.add_argument('--seed', type=int, default=SEED, help='seeds the synthetic images')
     parser.add_argument('--json', action='store_true', help='end with one line of JSON holding every figure')
@@ -291,6 +351,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    command_line.check_device(parser, args.device)
+    device, name = torch.device(args.device), network.device_name(args.device)
+    if args.populations is None:
+        args.populations = POPULATIONS[device.type]
     command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions')
     if args.profile is not None:
         command_line.check_positive_integers(parser, args, 'profile')
@@ -299,8 +363,6 @@ def main(argv=None):
     if args.experiment and args.images < 4:
         parser.error(f'--images {args.images} is too few for --experiment: it needs at least 4 (a quarter each for '
                      'validation and test)')
-    command_line.check_device(parser, args.device)
-    device, name = torch.device(args.device), network.device_name(args.device)
     if args.profile is not None:
         return profile_step(args, device, name)
     (run_experiment if args.experiment else measure_rates)(args, device, name)

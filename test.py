@@ -60,7 +60,7 @@ BATCH_SIZE = 64  # for training, validation and test
 VALIDATION_SIZE = None  # the last images of the training set; None: 10,000 (cifar10, mnist), 360 (digits)
 SEED = 0  # seeds every search and every network (see seed_for)
 # Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
-# Sobol points of the experiment at once), 10 on CPU (larger populations outgrow the caches and run slower).
+# Sobol points of the experiment at once), 10 on CPU (as fast as 20 there, with half the memory; 5 and 50 are slower).
 POPULATION = None
 # When the Sobol and random points train, with populations (their points do not depend on the scores): 'after' the
 # Bayesian searches, in populations of up to POPULATION; or in 'rounds', a share alongside each round of the

@@ -48,7 +48,8 @@ def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.splitlines()[-1])
     assert figures.keys() == {'device', 'images', 'authors_pipeline', 'one_model', 'population',
-                              'population_step_milliseconds', 'full_experiment_seconds'}
+                              'population_step_milliseconds', 'full_experiment_seconds', 'matmul_gflops',
+                              'utilisation'}
     assert figures['device'].startswith('cpu') and figures['images'] == 192
     assert figures['population'].keys() == {'2', '3'}
     rates = [figures['authors_pipeline'], figures['one_model'], figures['population']['2'],
@@ -63,14 +64,53 @@ def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
              if line.startswith(('authors_pipeline ', 'one_model ', 'population '))]
     assert [(name, int(members)) for name, members, *_ in table] == [
         ('authors_pipeline', 1), ('one_model', 1), ('population', 2), ('population', 3)]
-    for (_, members, rate, step, ratio, hours), want in zip(table, rates):
+    matmul = figures['matmul_gflops']
+    assert 1 < matmul < 1e5 and f'matmul {matmul:.1f} GFLOP/s' in result.stdout
+    gflops = [rate * 192 * 5_382_000 / 1e9 for rate in rates]  # 5.382 MFLOP per image and step
+    for (_, members, rate, step, flops, fraction, ratio, hours), want, want_flops in zip(table, rates, gflops):
         assert float(rate) == pytest.approx(want, abs=1e-3)
         assert float(step) == pytest.approx(1000 * int(members) / want / 6, abs=1e-3)  # 6 batches of 32 an epoch
+        assert float(flops) == pytest.approx(want_flops, abs=0.051)
+        assert float(fraction.rstrip('%')) == pytest.approx(100 * want_flops / matmul, abs=0.51)
         assert float(ratio) == pytest.approx(want / rates[0], abs=0.06)
         assert float(hours) == pytest.approx(scale / want / 3600, rel=0.01, abs=0.01)
+    utilisation = figures['utilisation']
+    assert [utilisation['authors_pipeline'], utilisation['one_model'], utilisation['population']['2'],
+            utilisation['population']['3']] == pytest.approx([flops / matmul for flops in gflops])
 
     assert figures['population_step_milliseconds'] == pytest.approx({str(members): 1000 * members / rate / 6
                                                                      for members, rate in zip((2, 3), rates[2:])})
+
+
+def test_a_training_step_costs_the_multiply_adds_of_its_layers_forward_and_backward():
+    # CIFAR-10: conv1 28 x 28 x 10 outputs of 75 multiply-adds, conv2 10 x 10 x 20 of 250, the linear layer 10 of 500;
+    # forward, the weights' gradients, and the inputs' gradients of conv2 and the linear layer
+    assert bench.training_flops_per_image((3, 32, 32)) == 2 * (3 * (588_000 + 500_000 + 5_000) - 588_000)
+    # MNIST: conv1 24 x 24 x 10 of 25, conv2 8 x 8 x 20 of 250, the linear layer 10 of 320
+    assert bench.training_flops_per_image((1, 28, 28)) == 2 * (3 * (144_000 + 320_000 + 3_200) - 144_000)
+
+
+def test_the_matrix_product_rate_is_the_flops_of_a_2048_square_product_over_its_best_time(monkeypatch):
+    clock = iter([0.0, 0.5, 1.0, 1.25, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0])  # five products: 0.5, 0.25, 1, 0.5, 1 s
+    monkeypatch.setattr(bench.time, 'perf_counter', lambda: next(clock))
+    assert bench.matmul_gflops(torch.device('cpu')) == pytest.approx(2 * 2048 ** 3 / 0.25 / 1e9)
+
+
+def authors_rate_and_allocator(*args, **kwargs):
+    """In a spawned process: the authors' rate, and whether network.keep_freed_memory had run there."""
+    return bench.authors_rate(*args, **kwargs), network.keep_freed_memory.cache_info().currsize
+
+
+def test_the_authors_pipeline_is_timed_in_a_fresh_process_with_the_allocator_as_they_had_it(monkeypatch, capsys):
+    network.keep_freed_memory()  # as after the other paths in this process
+    rate, allocator_changed = bench.in_own_process(authors_rate_and_allocator, 64, seed=0, batch_size=32,
+                                                   device=torch.device('cpu'))
+    assert rate > 0 and allocator_changed == 0
+    calls = []
+    monkeypatch.setattr(bench, 'in_own_process', lambda function, *args, **kwargs: calls.append(function) or 1.0)
+    bench.main(['--images', '64', '--batch-size', '32', '--populations', '2', '--device', 'cpu', '--json'])
+    figures = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert calls == [bench.authors_rate] and figures['authors_pipeline'] == 1.0
 
 
 def test_the_profile_tables_one_training_step_of_the_population(tmp_path):

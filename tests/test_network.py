@@ -1,12 +1,15 @@
 """The network: its shapes and parameters, initialisation, training, evaluation, divergence, and its CLI."""
 import math
+import platform
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import run_script, write_mnist
+from conftest import ROOT, run_script, write_mnist
 from torchvision import transforms
 
 import dataset_management
@@ -254,6 +257,33 @@ def test_training_computes_what_the_authors_pipeline_computes(digits, tmp_path):
                                            seed=3, learning_rate=0.05, weight_decay=0.001, epochs=2)
     assert ours['val_loss'] < 2.2  # it learnt something: chance level is 2.30
     assert (ours['val_loss'], ours['val_accuracy']) == pytest.approx(reference, rel=1e-4)
+
+
+PAGE_FAULTS_OF_A_REUSED_BUFFER = """
+import resource, sys, torch, network
+images, labels = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64)
+if sys.argv[1] == 'train':
+    network.train(network.build_network(input_shape=(1, 28, 28), seed=0), images, labels, learning_rate=0.1,
+                  weight_decay=0, epochs=1, batch_size=4)
+if sys.argv[1] == 'train_population':
+    network.train_population(network.build_population(input_shape=(1, 28, 28), seeds=[0, 1]), images, labels,
+                             learning_rates=[0.1, 0.2], weight_decays=[0, 0], epochs=1, batch_size=4)
+for _ in range(5):  # a few steps' allocations till the heap holds two buffers (posix_memalign asks for a bit more)
+    torch.ones(2 ** 24)  # 64 MiB, freed at once
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(2 ** 24)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='keep_freed_memory sets glibc malloc only')
+def test_training_reuses_the_memory_it_freed_instead_of_faulting_in_new_pages():
+    def page_faults(mode):
+        result = subprocess.run([sys.executable, '-c', PAGE_FAULTS_OF_A_REUSED_BUFFER, mode], cwd=ROOT,
+                                capture_output=True, text=True, check=True)
+        return int(result.stdout)
+    assert page_faults('untrained') > 10_000  # 64 MiB is 16,384 pages of 4 KiB: glibc mapped it afresh
+    assert page_faults('train') < 100 and page_faults('train_population') < 100  # training set glibc to reuse it
 
 
 def test_a_validation_loss_after_2_epochs_on_digits_is_pinned(digits):
