@@ -260,30 +260,41 @@ def test_training_computes_what_the_authors_pipeline_computes(digits, tmp_path):
 
 
 PAGE_FAULTS_OF_A_REUSED_BUFFER = """
-import resource, sys, torch, network
-images, labels = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64)
-if sys.argv[1] == 'train':
-    network.train(network.build_network(input_shape=(1, 28, 28), seed=0), images, labels, learning_rate=0.1,
-                  weight_decay=0, epochs=1, batch_size=4)
-if sys.argv[1] == 'train_population':
-    network.train_population(network.build_population(input_shape=(1, 28, 28), seeds=[0, 1]), images, labels,
-                             learning_rates=[0.1, 0.2], weight_decays=[0, 0], epochs=1, batch_size=4)
-for _ in range(5):  # a few steps' allocations till the heap holds two buffers (posix_memalign asks for a bit more)
-    torch.ones(2 ** 24)  # 64 MiB, freed at once
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.ones(2 ** 24)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+import resource, torch, network
+
+def page_faults_of_a_reused_buffer():
+    for _ in range(5):  # a few steps' allocations till the heap holds two (posix_memalign asks for a bit more)
+        torch.ones(2 ** 24)  # 64 MiB, freed at once
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(2 ** 24)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+before = page_faults_of_a_reused_buffer()
+network.train(network.build_network(input_shape=(1, 28, 28), seed=0), torch.zeros(4, 1, 28, 28),
+              torch.zeros(4, dtype=torch.int64), learning_rate=0.1, weight_decay=0, epochs=1, batch_size=4)
+print(before, page_faults_of_a_reused_buffer())
 """
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='keep_freed_memory sets glibc malloc only')
-def test_training_reuses_the_memory_it_freed_instead_of_faulting_in_new_pages():
-    def page_faults(mode):
-        result = subprocess.run([sys.executable, '-c', PAGE_FAULTS_OF_A_REUSED_BUFFER, mode], cwd=ROOT,
-                                capture_output=True, text=True, check=True)
-        return int(result.stdout)
-    assert page_faults('untrained') > 10_000  # 64 MiB is 16,384 pages of 4 KiB: glibc mapped it afresh
-    assert page_faults('train') < 100 and page_faults('train_population') < 100  # training set glibc to reuse it
+def test_after_training_a_freed_buffer_is_reused_instead_of_faulting_in_new_pages():
+    result = subprocess.run([sys.executable, '-c', PAGE_FAULTS_OF_A_REUSED_BUFFER], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    before, after = map(int, result.stdout.split())
+    assert before > 10_000  # 64 MiB is 16,384 pages of 4 KiB: glibc mapped it afresh each time
+    assert after < 100
+
+
+def test_both_training_paths_keep_freed_memory(monkeypatch, digits):
+    calls = []
+    monkeypatch.setattr(network, 'keep_freed_memory', lambda: calls.append('kept'))
+    images, labels = digits.train.images[:4], digits.train.labels[:4]
+    network.train(network.build_network(input_shape=(1, 28, 28), seed=0), images, labels, learning_rate=0.1,
+                  weight_decay=0, epochs=1, batch_size=4)
+    assert calls == ['kept']
+    network.train_population(network.build_population(input_shape=(1, 28, 28), seeds=[0, 1]), images, labels,
+                             learning_rates=[0.1, 0.2], weight_decays=[0, 0], epochs=1, batch_size=4)
+    assert calls == ['kept', 'kept']
 
 
 def test_a_validation_loss_after_2_epochs_on_digits_is_pinned(digits):

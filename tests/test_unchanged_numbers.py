@@ -11,7 +11,7 @@ from conftest import read_rows, without_seconds, write_cifar10
 
 REFERENCE = Path(__file__).parent / 'data' / 'unchanged'
 THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
-DIGITS = ['--dataset', 'digits', '--method', 'bayesian,bayesian-library,sobol,random', '--evaluations', '6',
+DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--method', 'bayesian,bayesian-library,sobol,random', '--evaluations', '6',
           '--init-points', '2', '--epochs', '2', '--repetitions', '2', '--lr-scale', 'log',
           '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some networks diverge, some learn
 COMMANDS = {'digits-after-10': DIGITS + ['--schedule', 'after', '--population', '10'],
