@@ -47,6 +47,7 @@ import report
 import test  # the experiment whose training time is estimated
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
+INPUT_SHAPE = dataset_management.INPUT_SHAPES['cifar10']  # the synthetic images' (3, 32, 32)
 IMAGES = PAPER_IMAGES  # synthetic images per measured epoch (--images)
 # Population sizes measured (--populations), by device: on CPU around test.py's default, on a GPU test.py's (SCHEDULES)
 POPULATIONS = {'cpu': (1, 5, 10, 20, 50), 'cuda': (10, 20, 250)}
@@ -87,7 +88,7 @@ def authors_pipeline(images, labels, *, batch_size, device):
     """(a): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
     def train_epoch(count):
         loader = torch.utils.data.DataLoader(AuthorsDataset(images[:count], labels[:count]), batch_size=batch_size)
-        model = network.build_network(input_shape=(3, 32, 32), seed=0, device=device)
+        model = network.build_network(input_shape=INPUT_SHAPE, seed=0, device=device)
         model = model.to(memory_format=torch.contiguous_format)  # their tensors are N x C x H x W in memory
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, weight_decay=WEIGHT_DECAY)
         for batch_images, batch_labels in loader:
@@ -103,7 +104,7 @@ def authors_pipeline(images, labels, *, batch_size, device):
 def one_model_path(split, *, batch_size):
     """(b): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
     def train_epoch(count):
-        model = network.build_network(input_shape=(3, 32, 32), seed=0, device=split.images.device)
+        model = network.build_network(input_shape=INPUT_SHAPE, seed=0, device=split.images.device)
         network.train(model, split.images[:count], split.labels[:count], learning_rate=0.01,
                       weight_decay=WEIGHT_DECAY, epochs=1, batch_size=batch_size)
         return model
@@ -116,7 +117,7 @@ def population_path(split, members, *, batch_size):
     learning_rates = np.linspace(*LEARNING_RATE_RANGE, members).tolist()
 
     def train_epoch(count):
-        parameters = network.build_population(input_shape=(3, 32, 32), seeds=range(members),
+        parameters = network.build_population(input_shape=INPUT_SHAPE, seeds=range(members),
                                               device=split.images.device)
         network.train_population(parameters, split.images[:count], split.labels[:count],
                                  learning_rates=learning_rates, weight_decays=[WEIGHT_DECAY] * members, epochs=1,
@@ -219,7 +220,8 @@ def measure_rates(args, device, name):
     seconds = [FULL_EXPERIMENT * PAPER_IMAGES / args.images / rate for rate in rates]  # the paper's experiment
     steps = network.batch_count(range(args.images), args.batch_size)  # per epoch
     step_milliseconds = [1000 * members / rate / steps for (_, members, _), rate in zip(paths, rates)]
-    gflops = [rate * args.images * training_flops_per_image((3, 32, 32)) / 1e9 for rate in rates]
+    flops_per_epoch = args.images * training_flops_per_image(INPUT_SHAPE)
+    gflops = [rate * flops_per_epoch / 1e9 for rate in rates]
     columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('ms/step', '{:.3f}'),
                ('GFLOP/s', '{:.1f}'), ('Of matmul', '{:.0%}'), ('x Authors', '{:.1f}'),
                ('Full experiment (h)', '{:.2f}')]
@@ -255,7 +257,7 @@ def profile_step(args, device, name):
     members = args.profile
     images, labels = synthetic_images(args.batch_size, np.random.default_rng(args.seed))
     batch = as_split(images, labels, device)
-    parameters = network.build_population(input_shape=(3, 32, 32), seeds=range(members), device=device)
+    parameters = network.build_population(input_shape=INPUT_SHAPE, seeds=range(members), device=device)
     optimizer = network.PopulationSGD(parameters, learning_rates=np.linspace(*LEARNING_RATE_RANGE, members).tolist(),
                                       weight_decays=[WEIGHT_DECAY] * members)
 

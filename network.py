@@ -42,7 +42,7 @@ EPOCH_BAR_DELAY = 2  # seconds: with progress=True, a training that lasts longer
 @functools.cache
 def keep_freed_memory():
     """Have glibc's malloc keep the memory that training frees for the next step, instead of handing it back to the
-    system; once per process. True if it did (on glibc), False elsewhere.
+    system; once per process, and nothing on other C libraries.
 
     Every training step allocates and frees the same large activation and gradient buffers (64 x 200 x 28 x 28
     floats, 40 MB, for the first convolution of a population of 20). glibc serves an allocation above its mmap
@@ -51,15 +51,15 @@ def keep_freed_memory():
     by default every step faults in new zeroed pages: about 28,000 page faults per step at K = 20, a quarter of its
     time here. M_MMAP_MAX = 0 (never mmap) and M_TRIM_THRESHOLD = -1 (never trim) keep it all in the heap, where
     the next step reuses it: the process keeps its peak memory until it exits. The settings apply to allocations
-    made after the call (blocks mmapped before it are unmapped when freed, as before). It changes no number: the
-    tensors' contents and alignment (64 bytes, PyTorch's) are what they were. Other C libraries have no such
-    setting (musl ignores mallopt; macOS and Windows have none), and they are left as they are.
+    made after the call (blocks mmapped before it are unmapped when freed, as before). It changes no number: every
+    tensor is written before it is read, wherever its memory comes from, and PyTorch aligns it to 64 bytes either
+    way. Other C libraries have no such setting (musl ignores mallopt; macOS and Windows have none).
     """
-    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
-        return False
-    libc = ctypes.CDLL(None)  # the C library this process runs on
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
+    if platform.libc_ver()[0] == 'glibc':
+        libc = ctypes.CDLL(None)  # the C library this process runs on
+        m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
+        libc.mallopt(m_mmap_max, 0)
+        libc.mallopt(m_trim_threshold, -1)
 
 
 def _side_after_features(side):
@@ -191,11 +191,12 @@ def _member_losses(log_probabilities, labels):
 
 class PopulationSGD:
     """Plain SGD for a population: step(images, labels) gives every member still training (`training`)
-    torch.optim.SGD's update, member by member, and adds the members' batch losses to `loss_sums`."""
+    torch.optim.SGD's update, member by member, and adds the members' batch losses to `loss_sums`. Making one
+    calls keep_freed_memory(), as train() does."""
 
     def __init__(self, parameters, *, learning_rates, weight_decays):
         keep_freed_memory()
-        device = parameters['fc.weight'].device
+        device = next(iter(parameters.values())).device
         self.parameters = parameters
         self.learning_rates = torch.tensor(learning_rates, dtype=torch.float32, device=device)
         self.weight_decays = torch.tensor(weight_decays, dtype=torch.float32, device=device)

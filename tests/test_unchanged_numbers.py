@@ -11,8 +11,8 @@ from conftest import read_rows, without_seconds, write_cifar10
 
 REFERENCE = Path(__file__).parent / 'data' / 'unchanged'
 THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
-DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--method', 'bayesian,bayesian-library,sobol,random', '--evaluations', '6',
-          '--init-points', '2', '--epochs', '2', '--repetitions', '2', '--lr-scale', 'log',
+DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--method', 'bayesian,bayesian-library,sobol,random',
+          '--evaluations', '6', '--init-points', '2', '--epochs', '2', '--repetitions', '2', '--lr-scale', 'log',
           '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some networks diverge, some learn
 COMMANDS = {'digits-after-10': DIGITS + ['--schedule', 'after', '--population', '10'],
             'digits-rounds-10': DIGITS + ['--schedule', 'rounds', '--population', '10'],
@@ -23,10 +23,17 @@ COMMANDS = {'digits-after-10': DIGITS + ['--schedule', 'after', '--population', 
 
 
 def machine():
-    """The CPU model and the instruction set torch's kernels use: float rounding differs between CPUs."""
-    model = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo') if line.startswith('model name')),
-                 'unknown')
-    return f'{model}, {torch.backends.cpu.get_cpu_capability()}'
+    """The CPU as its rounding goes: its model, cache and instruction sets, and the kernels torch picks for it."""
+    cpuinfo, l2 = Path('/proc/cpuinfo'), Path('/sys/devices/system/cpu/cpu0/cache/index2/size')
+    if not cpuinfo.exists() or not l2.exists():
+        return 'unknown (no /proc/cpuinfo)'
+    fields = {}
+    for line in cpuinfo.read_text().splitlines():  # the first processor's fields
+        name, _, value = line.partition(':')
+        fields.setdefault(name.strip(), value.strip())
+    extensions = sorted(flag for flag in fields['flags'].split() if flag.startswith(('avx', 'amx', 'fma')))
+    return (f'{fields["model name"]}, L2 {l2.read_text().strip()}, {" ".join(extensions)}, torch '
+            f'{torch.backends.cpu.get_cpu_capability()}')
 
 
 @pytest.fixture
