@@ -23,7 +23,15 @@ shrink it.
 
 --profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
 population of K.
+
+A flag that the chosen mode does not use is refused, as is any bad value, in one line with exit status 2; Ctrl-C,
+SIGTERM and SIGHUP end it with one line (bench.py writes no file).
 """
+import stopping  # imports only the standard library: a stop while the libraries below load is one line
+
+if __name__ == '__main__':
+    stopping.exit_while_starting('nothing was written')
+
 import concurrent.futures
 import contextlib
 import json
@@ -68,6 +76,9 @@ EPOCHS = test.EPOCHS  # --experiment: training epochs of every network (test.py'
 REPETITIONS = test.REPETITIONS  # --experiment: repetitions of each search (test.py's)
 LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spread over it
 WEIGHT_DECAY = 0.0005
+# The flags each mode uses besides --batch-size, --device and --seed: any other given is refused
+MODE_FLAGS = {'rates': ('images', 'populations', 'json'), 'profile': ('profile',),
+              'experiment': ('experiment', 'images', 'epochs', 'repetitions', 'schedule', 'json')}
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
@@ -294,6 +305,15 @@ def timed(owner, name, seconds, part):
         setattr(owner, name, original)
 
 
+class ExperimentStopped(BaseException):
+    """A stop signal during --experiment. Not a KeyboardInterrupt, which test.main would answer by offering to resume
+    a results file that is in a temporary folder about to be removed."""
+
+    def __init__(self, signal_number):
+        super().__init__(signal_number)
+        self.status = 128 + signal_number
+
+
 def run_experiment(args, device, name):
     """--experiment: test.py's experiment end to end on synthetic CIFAR-10-shaped splits, in a temporary folder;
     print its wall time split into training, scoring (the validation and test passes), the optimizers' proposals
@@ -303,9 +323,11 @@ def run_experiment(args, device, name):
     sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 as in the paper
     splits = dataset_management.Splits(*(as_split(*synthetic_images(size, generator), device) for size in sizes))
     seconds = {'training': 0.0, 'scoring': 0.0, 'proposals': 0.0}
-    with tempfile.TemporaryDirectory() as folder, timed(test, 'train_networks', seconds, 'training'), \
+    with stopping.handlers_kept(), tempfile.TemporaryDirectory() as folder, \
+            timed(test, 'train_networks', seconds, 'training'), \
             timed(network, 'evaluate', seconds, 'scoring'), timed(network, 'evaluate_population', seconds, 'scoring'), \
             timed(BayesianOptimization, 'suggest', seconds, 'proposals'):
+        stopping.raise_when_stopped(ExperimentStopped)
         start = time.perf_counter()
         test.main(['--epochs', str(args.epochs), '--repetitions', str(args.repetitions), '--device', args.device,
                    '--batch-size', str(args.batch_size), '--schedule', args.schedule,
@@ -330,7 +352,7 @@ def run_experiment(args, device, name):
 
 def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
-    parser.add_argument('--images', type=int, default=IMAGES, help='synthetic training images per epoch')
+    parser.add_argument('--images', type=int, help=f'synthetic training images per epoch (None: {IMAGES})')
     parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
     parser.add_argument('--populations', type=int, nargs='+', metavar='K',
                         help=f'population sizes to measure (None: {POPULATIONS["cpu"]} on CPU, '
@@ -343,11 +365,27 @@ def build_parser():
                       help="print torch.profiler's table of one training step of a population of K")
     what.add_argument('--experiment', action='store_true',
                       help="run test.py's experiment end to end on synthetic data and time its parts")
-    parser.add_argument('--epochs', type=int, default=EPOCHS, help='--experiment: training epochs per network')
-    parser.add_argument('--repetitions', type=int, default=REPETITIONS, help='--experiment: repetitions per search')
-    parser.add_argument('--schedule', choices=test.SCHEDULE_NAMES, default=test.SCHEDULE,
-                        help="--experiment: test.py's --schedule")
+    parser.add_argument('--epochs', type=int, help=f'--experiment: training epochs per network (None: {EPOCHS})')
+    parser.add_argument('--repetitions', type=int,
+                        help=f'--experiment: repetitions per search (None: {REPETITIONS})')
+    parser.add_argument('--schedule', choices=test.SCHEDULE_NAMES,
+                        help=f"--experiment: test.py's --schedule (None: {test.SCHEDULE})")
     return parser
+
+
+def check_flags_of_mode(parser, args):
+    """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
+    mode = 'profile' if args.profile is not None else 'experiment' if args.experiment else 'rates'
+    for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
+        if getattr(args, name) not in (None, False):
+            without = {'profile': 'with --profile', 'experiment': 'with --experiment',
+                       'rates': 'without --experiment'}[mode]
+            parser.error(f'{command_line.flag(name)} has no effect {without}')
+    defaults = dict(images=IMAGES, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
+                    repetitions=REPETITIONS, schedule=test.SCHEDULE)
+    for name, default in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def main(argv=None):
@@ -355,8 +393,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     command_line.check_device(parser, args.device)
     device, name = torch.device(args.device), network.device_name(args.device)
-    if args.populations is None:
-        args.populations = POPULATIONS[device.type]
+    check_flags_of_mode(parser, args)
     command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions')
     if args.profile is not None:
         command_line.check_positive_integers(parser, args, 'profile')
@@ -365,10 +402,17 @@ def main(argv=None):
     if args.experiment and args.images < 4:
         parser.error(f'--images {args.images} is too few for --experiment: it needs at least 4 (a quarter each for '
                      'validation and test)')
-    if args.profile is not None:
-        return profile_step(args, device, name)
-    (run_experiment if args.experiment else measure_rates)(args, device, name)
+    try:
+        if args.profile is not None:
+            return profile_step(args, device, name)
+        (run_experiment if args.experiment else measure_rates)(args, device, name)
+    except ExperimentStopped as stop:
+        parser.fail(stop.status, 'nothing was kept: the experiment ran in a temporary folder, now removed',
+                    kind='interrupted')
+    except KeyboardInterrupt as stop:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
+        parser.fail(getattr(stop, 'status', 130), 'nothing was written (bench.py writes no file)', kind='interrupted')
 
 
 if __name__ == '__main__':
+    stopping.raise_when_stopped()
     main()

@@ -16,6 +16,7 @@ import torch
 
 import dataset_management
 import network
+import stopping
 
 CONNECT_SECONDS = 30  # a HOST:PORT where nothing answers within this is refused
 WORKER_CPUS = 4  # on CPU, without --ray-worker-cpus: a worker's CPUs (or the largest node's, where it has fewer)
@@ -41,13 +42,29 @@ def core_logs_silenced():
         os.close(null)
 
 
+def check_address(address):
+    """ClusterError unless `address` is auto, local or HOST:PORT with a host name (or IP address) and a port."""
+    if address in ('auto', 'local'):
+        return
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit():
+        raise ClusterError(f'--ray {address!r} is not allowed: use auto, local or HOST:PORT')
+    if not 1 <= int(port) <= 65535:
+        raise ClusterError(f'--ray {address}: port {port} is out of range (1 to 65535)')
+    try:
+        host.encode('idna')  # what the resolver is given: labels of 1 to 63 characters, 253 in all
+    except UnicodeError:
+        raise ClusterError(f'--ray {address}: {host!r} is not a host name') from None
+
+
 def join(address):
     """ray.init for `address`: 'auto' (the cluster running on this machine), 'local' (start one on it) or
-    HOST:PORT (its head). ClusterError if that fails, or if nothing answers at HOST:PORT within CONNECT_SECONDS."""
+    HOST:PORT (its head). ClusterError if that fails, or if nothing answers at HOST:PORT within CONNECT_SECONDS.
+    The process's stop-signal handlers are kept (ray.init installs its own), and a stop during ray.init shuts down
+    what it had started."""
+    check_address(address)
     if address not in ('auto', 'local'):
         host, _, port = address.rpartition(':')
-        if not host or not port.isdigit():
-            raise ClusterError(f'--ray {address!r} is not allowed: use auto, local or HOST:PORT')
         try:  # ray.init would wait for minutes on an address where nothing answers
             socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
         except OSError as error:
@@ -57,7 +74,7 @@ def join(address):
     settings = dict(runtime_env={'env_vars': {'PYTHONPATH': ROOT}}, log_to_driver=False,
                     logging_level=logging.ERROR)
     try:
-        with core_logs_silenced():  # Ray's core writes a line to the terminal each time it retries
+        with stopping.handlers_kept(), core_logs_silenced():  # Ray's core writes a line each time it retries
             if address == 'local':
                 ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **settings)
             else:
@@ -65,6 +82,9 @@ def join(address):
     except (ConnectionError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'
         raise ClusterError(f'--ray {address}: cannot join the Ray cluster ({reason})') from None
+    except BaseException:  # a stop: no Ray process started for this run may outlive it
+        ray.shutdown()
+        raise
 
 
 @ray.remote(max_restarts=-1, max_task_retries=RETRIES)
@@ -77,13 +97,13 @@ class Worker:
         self.data, self.splits = data, None
 
     def load(self):
-        """Load the dataset (DatasetNotFoundError naming the node if it is missing there or too small for the
-        validation size); return this worker's device as results name it."""
+        """Load the dataset (DatasetError naming the node if it is missing there, cannot be used or is too small
+        for the validation size); return this worker's device as results name it."""
         if self.splits is None:
             try:
                 self.splits = dataset_management.load_splits(*self.data)
-            except (ValueError, dataset_management.DatasetNotFoundError) as error:
-                raise dataset_management.DatasetNotFoundError(f'on node {os.uname().nodename}: {error}') from None
+            except (ValueError, dataset_management.DatasetError) as error:
+                raise dataset_management.DatasetError(f'on node {os.uname().nodename}: {error}') from None
         return network.device_name(self.data[-1])
 
     def train(self, train, rows, args):
@@ -125,7 +145,7 @@ def wait(reference, fail):
     try:
         return ray.get(reference)
     except ray.exceptions.RayTaskError as error:
-        if isinstance(error.cause, dataset_management.DatasetNotFoundError):
+        if isinstance(error.cause, dataset_management.DatasetError):
             fail(str(error.cause))
         raise error.cause from None  # the worker's own exception, as if it had run here
     except ray.exceptions.RayError as error:  # a worker that died more than RETRIES times, a lost node, ...

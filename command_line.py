@@ -9,6 +9,13 @@ import dataset_management
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, its errors one line; raising=True: raised as ValueError instead of ending the program
+    (to check saved settings as flags)."""
+
+    def __init__(self, *args, raising=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.raising = raising
+
     def error(self, message):
         """Exit with status 2 and one line naming the bad value and what is allowed (no usage block)."""
         self.fail(2, message)
@@ -16,6 +23,8 @@ class ArgumentParser(argparse.ArgumentParser):
     def fail(self, status, message, kind='error'):
         """Exit with `status` and the message as one line, whatever a path in it holds."""
         one_line = message.replace('\r', '\\r').replace('\n', '\\n')
+        if self.raising:
+            raise ValueError(f'{self.prog}: {one_line}')
         self.exit(status, f'{self.prog}: {kind}: {one_line}\n')
 
 
@@ -101,10 +110,11 @@ def check_device(parser, name, *, here=True):
 
 
 def load_data(parser, args):
-    """The splits, loaded once onto args.device; a missing dataset ends the run with one line (exit status 1)."""
+    """The splits, loaded once onto args.device; a dataset missing, unreadable or inconsistent ends the run with one
+    line (exit status 1)."""
     try:
         return dataset_management.load_splits(args.dataset, args.data_dir, args.validation_size, args.device)
     except ValueError as error:  # a validation size too large for the dataset found in the data folder
         parser.error(str(error))
-    except dataset_management.DatasetNotFoundError as error:
+    except dataset_management.DatasetError as error:
         parser.fail(1, str(error))

@@ -4,6 +4,9 @@ Each split is a pair of tensors loaded once and kept on the training device: ima
 (N x C x H x W, exactly the values torchvision's ToTensor gives; channels-last in memory on CPU) and labels as
 int64.
 """
+import contextlib
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -16,6 +19,8 @@ TRAINING_SET_SIZES = {'cifar10': 50_000, 'mnist': 60_000, 'digits': 1_437}
 DEFAULT_VALIDATION_SIZES = {'cifar10': 10_000, 'mnist': 10_000, 'digits': 360}
 DIGITS_TEST_SIZE = 360  # scikit-learn's 1,797 digits have no official test set: the last 360 (20%) are ours
 
+CLASSES = 10  # every dataset's labels are 0..9
+SUBFOLDERS = {'cifar10': (), 'mnist': ('MNIST', 'raw')}  # where in the data folder torchvision finds the files
 EXPECTED_FILES = {
     'cifar10': 'cifar-10-python.tar.gz, or its folder cifar-10-batches-py/ '
                '(data_batch_1 ... data_batch_5, test_batch, batches.meta), in {data_dir}/',
@@ -24,7 +29,11 @@ EXPECTED_FILES = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetError(Exception):
+    """The dataset cannot be used: not found, unreadable, or its files do not belong together (one line)."""
+
+
+class DatasetNotFoundError(DatasetError):
     """The dataset is neither in the data folder nor downloadable."""
 
 
@@ -47,18 +56,49 @@ def check_validation_size(dataset, validation_size, training_set_size):
 
 
 def load_official_sets(dataset, data_dir):
-    """Return the official (training set, test set) of `dataset` as Splits on the CPU."""
+    """Return the official (training set, test set) of `dataset` as Splits on the CPU, checked (check_set).
+    DatasetError if they cannot be read; a download that fails leaves no folder it made."""
     if dataset == 'digits':
         return _load_digits()
+    chain = [os.path.join(data_dir, *SUBFOLDERS[dataset][:depth]) for depth in range(len(SUBFOLDERS[dataset]) + 1)]
+    for folder in filter(os.path.isdir, chain):  # torchvision would take an unreadable folder for an empty one
+        try:
+            os.listdir(folder)
+        except OSError as error:
+            raise DatasetError(f'{folder} cannot be read ({error.strerror}), so {dataset} cannot be loaded from it')
+    made = [str(folder) for folder in [*reversed(Path(data_dir).absolute().parents), *map(Path, chain)]
+            if not folder.exists()]  # by a download, which fails offline
     dataset_class = {'cifar10': torchvision.datasets.CIFAR10, 'mnist': torchvision.datasets.MNIST}[dataset]
     try:
         official = [dataset_class(data_dir, train=train, download=True) for train in (True, False)]
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ... when offline
+        for folder in reversed(made):  # deepest first: a refused run leaves no folder
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
         raise DatasetNotFoundError(
             f'{dataset} is not in {data_dir}/ and could not be downloaded ({type(error).__name__}: '
             f'{str(error).splitlines()[0] if str(error) else "no detail"}); put '
             + EXPECTED_FILES[dataset].format(data_dir=data_dir)) from error
-    return tuple(to_split(torch.as_tensor(data.data), torch.as_tensor(data.targets)) for data in official)
+    sets = [to_split(torch.as_tensor(data.data), torch.as_tensor(data.targets)) for data in official]
+    for name, split in zip(('training', 'test'), sets):
+        check_set(dataset, name, split, chain[-1])
+    return tuple(sets)
+
+
+def check_set(dataset, name, split, folder):
+    """DatasetError unless a loaded set has one label per image, every label a class, and images of the network's
+    shape: files that do not belong together would otherwise fail in training, after the first output."""
+    images, labels = split
+    where = f'{dataset}\'s {name} set in {folder}'
+    if len(images) != len(labels):
+        raise DatasetError(f'{where} has {len(images)} images but {len(labels)} labels: its files do not belong '
+                           'together')
+    if tuple(images.shape[1:]) != INPUT_SHAPES[dataset]:
+        raise DatasetError(f'{where} holds images of {" x ".join(map(str, images.shape[1:]))}, not '
+                           f'{" x ".join(map(str, INPUT_SHAPES[dataset]))}')
+    outside = labels[(labels < 0) | (labels >= CLASSES)]
+    if len(outside):
+        raise DatasetError(f'{where} has a label {outside[0].item()}: the classes are 0 to {CLASSES - 1}')
 
 
 def to_split(images_uint8, labels):

@@ -6,6 +6,11 @@ lockstep on the same batches as one batched computation (the fast path of the se
 `python network.py --learning-rate LR --weight-decay WD --seed S` trains that one configuration
 and prints its validation and test loss and accuracy, the numbers of the matching results.csv row.
 """
+import stopping  # imports only the standard library: a stop while the libraries below load is one line
+
+if __name__ == '__main__':
+    stopping.exit_while_starting('nothing was written')
+
 import ctypes
 import functools
 import math
@@ -37,6 +42,9 @@ torch.backends.cudnn.deterministic = True  # cuDNN's default convolution kernels
 torch.backends.cudnn.conv.fp32_precision = 'ieee'
 torch.backends.cuda.matmul.fp32_precision = 'ieee'
 EPOCH_BAR_DELAY = 2  # seconds: with progress=True, a training that lasts longer shows a bar over its epochs
+# The largest learning rate or weight decay: float32's largest, the networks' arithmetic (torch.optim.SGD refuses a
+# larger one, which a population would make infinite)
+LARGEST_HYPERPARAMETER = float(torch.finfo(torch.float32).max)
 
 
 @functools.cache
@@ -321,17 +329,22 @@ def main(argv=None):
         return
     if args.learning_rate is None or args.weight_decay is None:
         parser.error('--learning-rate and --weight-decay go together: give both to train, neither for the summary')
-    if not (0 <= args.learning_rate < math.inf and 0 <= args.weight_decay < math.inf):
+    if not (0 <= args.learning_rate <= LARGEST_HYPERPARAMETER and 0 <= args.weight_decay <= LARGEST_HYPERPARAMETER):
         parser.error(f'--learning-rate {args.learning_rate} and --weight-decay {args.weight_decay} must both be '
-                     'finite and >= 0')
+                     f'finite, >= 0 and at most {LARGEST_HYPERPARAMETER:g} (float32\'s largest)')
     command_line.check_positive_integers(parser, args, 'epochs')
-    splits = command_line.load_data(parser, args)
-    row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
-                             weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
-                             progress=sys.stderr.isatty())
+    try:
+        splits = command_line.load_data(parser, args)
+        row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
+                                 weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
+                                 progress=sys.stderr.isatty())
+    except KeyboardInterrupt as stop:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
+        parser.fail(getattr(stop, 'status', 130), 'nothing was written (network.py writes no file)',
+                    kind='interrupted')
     for key, value in row.items():
         print(f'{key:<14} {value!r}')
 
 
 if __name__ == '__main__':
+    stopping.raise_when_stopped()
     main()

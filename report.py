@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 from tqdm import tqdm
 
+import files
+
 # The searches whose first init_points evaluations are random (test.py's METHOD_NAMES lists all; here because the
 # tables and plots need it too, and report.py does not import test.py)
 BAYESIAN_METHODS = ('bayesian', 'bayesian-library')
@@ -267,12 +269,17 @@ def without_nan(value):
 
 
 def write_summaries(rows, args, configuration, tables, output):
-    """results.summary.json, and results.summary.md holding `tables` (Table I, statistics, every Table II)."""
-    with open(report_paths(output)['summary.json'], 'w') as file:
-        json.dump(without_nan(summary(rows, args, configuration)), file, indent=1)
-        file.write('\n')
-    with open(report_paths(output)['summary.md'], 'w') as file:
-        file.write('\n'.join(line for table in tables for line in [*format_table(table, markdown=True), '']))
+    """results.summary.json, and results.summary.md holding `tables` (Table I, statistics, every Table II), each
+    written whole (files.WriteError if it cannot be, the previous version kept)."""
+    text = json.dumps(without_nan(summary(rows, args, configuration)), indent=1) + '\n'
+    files.write_whole(report_paths(output)['summary.json'], lambda file: file.write(text))
+    markdown = '\n'.join(line for table in tables for line in [*format_table(table, markdown=True), ''])
+    files.write_whole(report_paths(output)['summary.md'], lambda file: file.write(markdown))
+
+
+def save_figure(figure, path):
+    """The figure as a PNG file, written whole (files.WriteError if it cannot be, the previous version kept)."""
+    files.write_whole(path, lambda file: figure.savefig(file, format='png'), binary=True)
 
 
 def plot_convergence(rows, args, path):
@@ -301,7 +308,7 @@ def plot_convergence(rows, args, path):
         margin = 0.1 * (high - low) or 0.1 * abs(high) or 0.1
         axes.set_ylim(low - margin, high + margin)
     axes.legend()
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 def plot_points(rows, args, path):
@@ -333,7 +340,7 @@ def plot_points(rows, args, path):
     figure.axes[0].set_ylabel('weight decay')
     if losses:
         figure.colorbar(scatter, ax=figure.axes, label='validation loss')
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 def plot_unit_square(point_sets, path):
@@ -342,7 +349,7 @@ def plot_unit_square(point_sets, path):
     for axes, (title, points) in zip(figure.subplots(1, len(point_sets)), point_sets.items()):
         axes.scatter([point['x'] for point in points], [point['y'] for point in points], s=25)
         axes.set(title=title, xlim=(0, 1), ylim=(0, 1), aspect='equal')
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 def report_paths(output):

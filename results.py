@@ -1,8 +1,10 @@
 """The results file: one CSV row per evaluation, appended and synced as each ends, and the configuration JSON beside
 it. On resume the file is read back and checked, a last row cut short by a stop is dropped, anything else wrong is
-refused; --fresh moves old files aside. Errors are exceptions with one-line messages; what the file must know of the
-experiment (its methods, budgets, bounds and seeds) is passed in as a Plan.
+refused; --fresh moves old files aside. An append that fails (a full disk) leaves the file as it was. Errors are
+exceptions with one-line messages; what the file must know of the experiment (its methods, budgets, bounds and
+seeds, how its saved settings are read) is passed in.
 """
+import contextlib
 import csv
 import fcntl
 import importlib.metadata
@@ -15,6 +17,7 @@ import re
 import tempfile
 from typing import Callable, NamedTuple
 
+import files
 import report
 
 # repeat_of: the earlier iteration whose point a Bayesian proposal repeats (its scores are that row's), else empty
@@ -56,18 +59,17 @@ def configuration(settings):
     devices that trained its rows are added as they write)."""
     versions = {'python': platform.python_version(),
                 **{package: importlib.metadata.version(package) for package in PACKAGES}}
-    return {'results_format': FORMAT, **{name: list(value) if isinstance(value, tuple) else value
-                                         for name, value in settings.items()}, 'versions': versions}
+    return {'results_format': FORMAT, **as_saved(settings), 'versions': versions}
+
+
+def as_saved(settings):
+    """Settings as the configuration JSON holds them (lists, not tuples)."""
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in settings.items()}
 
 
 def configuration_path(path):
     """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
     return report.path_beside(path, '.config.json')
-
-
-def partial_path(path):
-    """Where a file is written before it replaces `path` whole: results.config.json.partial."""
-    return path + '.partial'
 
 
 def read_configuration(path):
@@ -90,8 +92,8 @@ def read_configuration(path):
 def check_format(path, saved):
     """ResultsFileError if the configuration `saved` says that its results file `path` has another format."""
     found = saved.get('results_format', 1)
-    if found != FORMAT:
-        raise ResultsFileError(f'{path} is in results format {found}, this code reads format {FORMAT} (in which '
+    if type(found) is not int or found != FORMAT:  # not 2.0, '2' or True
+        raise ResultsFileError(f'{path} is in results format {found!r}, this code reads format {FORMAT} (in which '
                                "bayesian rows come from the authors' Gaussian process and repeated points have a "
                                'repeat_of column): it can be neither resumed nor reported (--fresh moves it aside)')
 
@@ -102,7 +104,18 @@ def configuration_differences(saved, current):
              **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
             for config in (saved, current)]
     return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
-            for name in sorted(flat[0].keys() | flat[1].keys()) if flat[0].get(name) != flat[1].get(name)]
+            for name in sorted(flat[0].keys() | flat[1].keys()) if not same_value(flat[0].get(name), flat[1].get(name))]
+
+
+def same_value(first, second):
+    """Whether two JSON values are the same: numbers by value (0 and 0.0), lists item by item, and never a number
+    and a text or a truth value ('1' and True are not 1)."""
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(map(same_value, first, second))
+
+    def kind(value):
+        return 'number' if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value)
+    return kind(first) == kind(second) and first == second
 
 
 def parse_row(fields, plan):
@@ -192,7 +205,21 @@ def read(path, plan):
             raise ValueError(f'{path} line {number}: a repeat of iteration {row["repeat_of"]}, which the file does '
                              'not record at the same point with the same scores')
         recorded[key] = row
+    check_no_row_missing(path, recorded)
     return recorded, keep
+
+
+def check_no_row_missing(path, recorded):
+    """ValueError (one line) if a search's rows skip an iteration: every run appends a search's evaluations in
+    order, so a gap is a row deleted or lost, which a resume would append at the end and a report would ignore."""
+    iterations = {}
+    for method, repetition, iteration in recorded:
+        iterations.setdefault((method, repetition), set()).add(iteration)
+    for (method, repetition), recorded_iterations in sorted(iterations.items()):
+        missing = min(set(range(1, max(recorded_iterations) + 1)) - recorded_iterations, default=None)
+        if missing is not None:
+            raise ValueError(f'{path}: {method} repetition {repetition} iteration {missing} is missing, but iteration '
+                             f'{max(recorded_iterations)} of that search is recorded (a row deleted or lost)')
 
 
 def lock_path(path):
@@ -247,7 +274,7 @@ def check_path(path, *, fresh):
     for name in [*run_files(path), lock_path(path)]:
         if os.path.lexists(name) and not os.path.isfile(name):  # a folder, a FIFO, a link to nothing
             raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a file')
-    names = run_files(path) + [lock_path(path), partial_path(configuration_path(path))]
+    names = [*run_files(path), *map(files.partial_path, run_files(path)), lock_path(path)]
     names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
     if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
@@ -260,9 +287,9 @@ class RunLock:
     refused at once, and the lock dies with its process, so a killed run leaves nothing that blocks the resume."""
 
     def __init__(self, path):
-        self.path = lock_path(path)
+        self.path, self.fd, locked = lock_path(path), None, False
         try:
-            while True:
+            while not locked:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
                 try:
                     fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -271,12 +298,18 @@ class RunLock:
                     os.close(self.fd)
                     raise ResultsFileError(f'{path} is being written by another run (process {holder or "unknown"}):'
                                            ' wait for it to end, or name another --output') from None
-                if self.locks_the_file_named():
-                    break
-                os.close(self.fd)  # its last holder removed it meanwhile: lock the new one
+                locked = self.locks_the_file_named()
+                if not locked:  # its last holder removed it meanwhile: lock the new one
+                    os.close(self.fd)
+                    self.fd = None
             os.ftruncate(self.fd, 0)
             os.write(self.fd, f'{os.getpid()}\n'.encode())
         except OSError as error:
+            if locked:  # a run refused (a full disk) leaves no lock file behind
+                self.release()
+            elif self.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
             raise ResultsFileError(f'{self.path} cannot be used as the lock of {path} ({error.strerror})') from None
 
     def locks_the_file_named(self):
@@ -287,11 +320,10 @@ class RunLock:
         return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
 
     def release(self):
-        """Remove the lock file, then let go (removed while locked, so no run can lock a file being removed)."""
-        try:
+        """Remove the lock file, then let go (removed while locked, so no run can lock a file being removed). A lock
+        file that cannot be removed (its folder made read-only meanwhile) stays: it blocks no later run."""
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except FileNotFoundError:  # removed by hand: nothing to do
-            pass
         os.close(self.fd)
 
 
@@ -305,14 +337,14 @@ class ResultsFile:
         self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
         self.recorded, self.keep_bytes = recorded, keep_bytes
         self.on_append = None
-        self.file = None
+        self.fd = None  # the CSV, open for appending from the first append on
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exception):
-        if self.file:
-            self.file.close()
+        if self.fd is not None:
+            os.close(self.fd)
         self.lock.release()
 
     def recorded_scores(self, row):
@@ -341,50 +373,74 @@ class ResultsFile:
             return 0
 
     def append(self, rows):
-        """Append whole rows and flush them to disk."""
+        """Append whole rows and sync them to disk. files.WriteError if that fails (a full disk, a lost
+        permission): the file is then as it was before, and if the first append of a new run fails, the CSV and
+        configuration it created are removed."""
         if not rows:
             return
-        if self.file is None:
-            self._open()
         text = io.StringIO()
+        if self.fd is None and self.keep_bytes == 0:
+            text.write(','.join(COLUMNS) + '\n')
         csv.DictWriter(text, COLUMNS, lineterminator='\n').writerows(rows)
-        self.file.write(text.getvalue())
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        created = [name for name in (configuration_path(self.path), self.path) if not os.path.exists(name)]
+        try:
+            if self.fd is None:
+                self._open()
+            self._write(text.getvalue().encode())
+        except OSError as error:
+            if self.fd is not None and created:  # nothing of this run is recorded: leave no file of it
+                for name in created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name)
+            raise error if isinstance(error, files.WriteError) else files.WriteError(self.path, error) from None
         if self.on_append:
             self.on_append(rows)
 
     def _open(self):
-        """Save the configuration with this device in its list, drop a cut last line, and open for appending."""
+        """Save the configuration with this device in its list, open the CSV and drop a cut last line."""
         devices = self.configuration.setdefault('devices', [])  # every device that has trained rows of the file
         if self.device not in devices:
+            files.write_whole(configuration_path(self.path),
+                              lambda file: file.write(json.dumps({**self.configuration,
+                                                                  'devices': [*devices, self.device]}, indent=1)
+                                                      + '\n'))
             devices.append(self.device)
-            path = configuration_path(self.path)
-            with open(partial_path(path), 'w') as file:
-                file.write(json.dumps(self.configuration, indent=1) + '\n')
-            os.replace(partial_path(path), path)  # whole or not at all
-        self.file = open(self.path, 'a', newline='')
-        self.file.truncate(self.keep_bytes)
-        if self.keep_bytes == 0:
-            self.file.write(','.join(COLUMNS) + '\n')
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.ftruncate(self.fd, self.keep_bytes)
+
+    def _write(self, data):
+        """Write all of `data` at the end of the CSV and sync it; if that fails or is stopped, cut the file back to
+        its size before, and raise."""
+        size = os.fstat(self.fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+            os.fsync(self.fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, size)
+            raise
 
 
-def open_results(path, settings, plan, device, *, fresh=False):
+def open_results(path, settings, plan, device, *, saved_settings, fresh=False):
     """The ResultsFile of a run of these settings, locked for this run and checked before anything is trained or
-    written (check_path; an existing file must come from the same configuration). fresh: the file is not read, and
-    the caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError
+    written (check_path; an existing file must come from the same configuration, whose settings
+    saved_settings(configuration) reads as these are given, ValueError if it cannot). fresh: the file is not read,
+    and the caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError
     (one line) otherwise."""
     check_path(path, fresh=fresh)
     current = configuration(settings)
     lock = RunLock(path)
     try:
-        return ResultsFile(path, *recorded_run(path, current, plan, fresh=fresh), plan, device, lock)
+        return ResultsFile(path, *recorded_run(path, current, plan, saved_settings, fresh=fresh), plan, device,
+                           lock)
     except BaseException:
         lock.release()
         raise
 
 
-def recorded_run(path, current, plan, *, fresh):
+def recorded_run(path, current, plan, saved_settings, *, fresh):
     """(configuration, recorded rows, bytes to keep) of the run in `path`, resumed with the `current` configuration
     (a new file: nothing recorded)."""
     config_path = configuration_path(path)
@@ -398,7 +454,11 @@ def recorded_run(path, current, plan, *, fresh):
     except ResultsFileError as error:
         raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
     check_format(path, saved)
-    differences = configuration_differences(saved, current)
+    try:
+        settings = as_saved(saved_settings(saved))  # read as the flags are read: 5.0 is no --evaluations
+    except ValueError as error:
+        raise ResultsFileError(f'{error}; --fresh moves it and {path} aside') from None
+    differences = configuration_differences({**saved, **settings}, current)
     if differences:
         raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun with '
                                'the same settings to resume it, or --fresh moves it aside and starts over')

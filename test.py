@@ -8,20 +8,10 @@ method its searches' tables (the paper's Table II) are printed, and at the end t
 deviation over repetitions (the paper's Table I) with statistics below it. Summaries (JSON, Markdown) and
 plots are written beside the CSV; --report rebuilds them from a results file without training.
 """
-import os
-import signal
-import sys
-
-
-def interrupted_while_starting(*_):
-    """Ctrl-C while the libraries below load (seconds): one line and exit status 130, no traceback. It exits at
-    once: an exception raised into a library's initialisation (torch's C++) can abort the interpreter instead."""
-    os.write(2, f'{sys.argv[0]}: interrupted while starting; nothing was written\n'.encode())
-    os._exit(130)
-
+import stopping  # imports only the standard library: a stop while the libraries below load is one line
 
 if __name__ == '__main__':
-    signal.signal(signal.SIGINT, interrupted_while_starting)
+    stopping.exit_while_starting('nothing was written')
 
 import argparse
 import math
@@ -40,6 +30,7 @@ with warnings.catch_warnings():
     import optunity
 
 import command_line
+import files
 import network
 import report
 import results
@@ -78,7 +69,12 @@ OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command res
 # The loss told to the optimizers for a diverged network (NaN or infinite loss): twice chance level,
 # or the search's worst finite loss so far if that is higher.
 DIVERGED_LOSS = 2 * math.log(10)
-LARGEST_BOUND = 1e100  # of either range: larger values overflow the Gaussian process's kernel
+LARGEST_BOUND = network.LARGEST_HYPERPARAMETER  # of either range: float32's largest, the networks' arithmetic
+# A run plans every evaluation and holds its rows in memory before the first trains (the paper's run has 500)
+MOST_EVALUATIONS = 100_000  # in all: methods x repetitions x evaluations
+# A Bayesian search fits its Gaussian process on all its evaluations: n x n matrices, about 32 n^2 bytes with the
+# kernel's gradient (800 MB at 5,000)
+MOST_BAYESIAN_EVALUATIONS = 5_000
 
 METHOD_NAMES = ('bayesian', 'bayesian-library', 'sobol', 'random')
 SCHEDULE_NAMES = ('after', 'rounds')
@@ -99,8 +95,9 @@ def parse_methods(text):
     return methods
 
 
-def build_parser():
-    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
+def build_parser(*, raising=False):
+    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter,
+                                         raising=raising)
     command_line.add_data_arguments(parser, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
                                     batch_size=BATCH_SIZE, device=DEVICE)
     parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
@@ -165,6 +162,24 @@ def check_arguments(parser, args):
         parser.error('--lr-scale log needs a positive --learning-rate-bounds LOW (it is 0)')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
+    if args.ray == '':
+        parser.error("--ray '' is not an address: use auto, local or HOST:PORT")
+    if args.ray_worker_cpus is not None and args.ray is None:
+        parser.error(f'--ray-worker-cpus {args.ray_worker_cpus} needs --ray: without it the networks train here')
+    check_budget(parser, args)
+
+
+def check_budget(parser, args):
+    """End with a one-line error for a budget the run cannot plan and hold (MOST_EVALUATIONS in all,
+    MOST_BAYESIAN_EVALUATIONS per Bayesian search), before anything is planned or written."""
+    total = len(args.method) * args.repetitions * args.evaluations
+    if total > MOST_EVALUATIONS:
+        parser.error(f'{len(args.method)} methods x --repetitions {args.repetitions} x --evaluations '
+                     f'{args.evaluations} is {total:,} evaluations: at most {MOST_EVALUATIONS:,} in one run (each is '
+                     'planned and held in memory before the first trains)')
+    if report.has_bayesian(args.method) and args.evaluations > MOST_BAYESIAN_EVALUATIONS:
+        parser.error(f'--evaluations {args.evaluations} is too many for a Bayesian search: at most '
+                     f'{MOST_BAYESIAN_EVALUATIONS:,} (its Gaussian process holds n x n matrices of all of them)')
 
 
 def default_population(device):
@@ -458,27 +473,41 @@ def results_plan(args):
                         network_seed=lambda repetition, iteration: seed_for(args.seed, repetition, iteration))
 
 
+def saved_arguments(saved, path):
+    """The arguments of the run that saved configuration `saved` beside results file `path`: its settings parsed
+    and checked as their flags are, so that --report and a resume accept the same configurations. ValueError (one
+    line) naming the first setting that is missing or not allowed."""
+    missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
+    if missing:
+        raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')
+    parser = build_parser(raising=True)
+    parser.prog = f'{path}: its configuration'
+    method = ','.join(map(str, saved['method'])) if isinstance(saved['method'], list) else saved['method']
+    settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
+    args = parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
+                                                                                'weight_decay_bounds')),
+                              '--output', path])
+    check_arguments(parser, args)
+    written = results.as_saved(run_settings(args))
+    for name in CONFIGURATION_SETTINGS:  # the flags read '1' as 1: the configuration holds what a run wrote
+        if not results.same_value(saved[name], written[name]):
+            raise ValueError(f'{path}: its configuration holds {name} {saved[name]!r}, where a run writes '
+                             f'{written[name]!r}')
+    return args
+
+
 def report_file(parser, args):
     """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
     its configuration file saved (checked as the flags are); nothing is trained."""
-    path = args.report
+    path, quiet = args.report, args.quiet
     try:
         results.check_path(path, fresh=False)  # its summaries and plots are written beside it
         saved = results.read_configuration(results.configuration_path(path))
         results.check_format(path, saved)
-    except results.ResultsFileError as error:
+        args = saved_arguments(saved, path)
+    except (results.ResultsFileError, ValueError) as error:
         parser.error(f'--report: {error}')
-    missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
-    if missing:
-        parser.error(f'--report {path}: its configuration has no {", ".join(missing)}')
-    saved_parser = build_parser()
-    saved_parser.prog = f'{parser.prog} --report {path}: its configuration'
-    method = ','.join(map(str, saved['method'])) if isinstance(saved['method'], list) else saved['method']
-    settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
-    args = saved_parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
-                                                                                      'weight_decay_bounds')),
-                                    '--output', path, *['--quiet'] * args.quiet])
-    check_arguments(saved_parser, args)
+    args.quiet = quiet
     try:
         rows = list(results.read(path, results_plan(args))[0].values())
     except OSError as error:
@@ -488,7 +517,10 @@ def report_file(parser, args):
     if not rows:
         parser.error(f'--report {path}: the file records no evaluation yet')
     print_search_tables(rows, args)
-    report_results(rows, args, saved, path)
+    try:
+        report_results(rows, args, saved, path)
+    except files.WriteError as error:
+        parser.fail(1, f'--report: {error}; its previous version is kept')
 
 
 def ray_training(parser, args):
@@ -499,8 +531,8 @@ def ray_training(parser, args):
         training = cluster.connect(args.ray, train_networks, args, fail=lambda message: parser.fail(1, message))
     except cluster.ClusterError as error:
         parser.error(str(error))
-    except KeyboardInterrupt:
-        parser.fail(130, 'nothing was written', kind='interrupted')
+    except KeyboardInterrupt as stop:
+        parser.fail(getattr(stop, 'status', 130), 'nothing was written', kind='interrupted')
     print(training.description, flush=True)
     return training
 
@@ -525,6 +557,8 @@ def main(argv=None, *, splits=None):
     try:
         results_file = results.open_results(args.output, run_settings(args), results_plan(args),
                                             training.device_name if args.ray else network.device_name(args.device),
+                                            saved_settings=lambda saved: run_settings(saved_arguments(saved,
+                                                                                                      args.output)),
                                             fresh=args.fresh)
     except results.ResultsFileError as error:
         parser.error(str(error))
@@ -547,14 +581,26 @@ def main(argv=None, *, splits=None):
                 results_file.on_append = progress.show  # it needs the recorded rows, known once the file is open
                 rows = run_searches(training, args, results_file)
                 print_search_tables(rows, args)
-            report_results(rows, args, results_file.configuration, args.output)
-        except KeyboardInterrupt:
-            parser.fail(130, f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in '
-                             f'{args.output}; run the same command again to resume', kind='interrupted')
+        except (KeyboardInterrupt, files.WriteError) as error:
+            end_run(parser, error, results_file, 'run the same command again to resume')
         except results.ResumeMismatchError as error:
             parser.fail(1, str(error))
+        try:
+            report_results(rows, args, results_file.configuration, args.output)
+        except (KeyboardInterrupt, files.WriteError) as error:
+            end_run(parser, error, results_file, f'python test.py --report {args.output} writes the summaries and '
+                                                 'plots')
+
+
+def end_run(parser, error, results_file, then):
+    """End a run that was stopped (Ctrl-C, SIGTERM, SIGHUP: exit status 128 + the signal) or could not write a file
+    (1) with one line: why, how many evaluations are saved, and `then`, what to do."""
+    saved = f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in {results_file.path}'
+    if isinstance(error, KeyboardInterrupt):  # stopping.Stopped, or a KeyboardInterrupt raised by a library
+        parser.fail(getattr(error, 'status', 130), f'{saved}; {then}', kind='interrupted')
+    parser.fail(1, f'{error}; {saved}: make room (or restore the permission), then {then}')
 
 
 if __name__ == '__main__':
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C from here on: see main
+    stopping.raise_when_stopped()  # Ctrl-C, SIGTERM and SIGHUP from here on: see main
     main()

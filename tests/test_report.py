@@ -173,7 +173,7 @@ def png_pixels(path):
 
 def test_the_convergence_plot_spans_the_means_and_bands_from_the_fifth_evaluation_on(monkeypatch, tmp_path):
     figures = []
-    monkeypatch.setattr(report.Figure, 'savefig', lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(report.Figure, 'savefig', lambda figure, *_, **__: figures.append(figure))
     rows = rows_of('sobol', [[9.0, 3.0, 2.0, 1.0, 0.6, 0.5, 0.2], [5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.3]])
     args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '7', '--dataset', 'digits'])
     report.plot_convergence(rows, args, tmp_path / 'convergence.png')

@@ -466,7 +466,7 @@ def test_a_link_to_the_results_file_shares_its_lock(uninterrupted, tmp_path):
     ({'devices': 5}, 'its devices 5 are not a list of device names'),
     ({'devices': 'x'}, "its devices 'x' are not a list of device names"),
     ({'versions': ['torch']}, "its versions ['torch'] are not package names with version texts"),
-    ({'epochs': '1'}, "epochs '1' (now 1)"),
+    ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes 1"),
 ])
 def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named, uninterrupted, tmp_path, capsys):
     output, config = finished_run(uninterrupted, tmp_path)
