@@ -309,10 +309,6 @@ class ExperimentStopped(BaseException):
     """A stop signal during --experiment. Not a KeyboardInterrupt, which test.main would answer by offering to resume
     a results file that is in a temporary folder about to be removed."""
 
-    def __init__(self, signal_number):
-        super().__init__(signal_number)
-        self.status = 128 + signal_number
-
 
 def run_experiment(args, device, name):
     """--experiment: test.py's experiment end to end on synthetic CIFAR-10-shaped splits, in a temporary folder;
@@ -406,13 +402,14 @@ def main(argv=None):
         if args.profile is not None:
             return profile_step(args, device, name)
         (run_experiment if args.experiment else measure_rates)(args, device, name)
-    except ExperimentStopped as stop:
-        parser.fail(stop.status, 'nothing was kept: the experiment ran in a temporary folder, now removed',
+    except ExperimentStopped:
+        parser.fail(stopping.exit_status(), 'nothing was kept: the experiment ran in a temporary folder, now removed',
                     kind='interrupted')
-    except KeyboardInterrupt as stop:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
-        parser.fail(getattr(stop, 'status', 130), 'nothing was written (bench.py writes no file)', kind='interrupted')
+    except KeyboardInterrupt:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
+        parser.fail(stopping.exit_status(), 'nothing was written (bench.py writes no file)', kind='interrupted')
 
 
 if __name__ == '__main__':
     stopping.raise_when_stopped()
     main()
+    stopping.default_when_stopped()

@@ -51,17 +51,18 @@ def check_address(address):
         raise ClusterError(f'--ray {address!r} is not allowed: use auto, local or HOST:PORT')
     if not 1 <= int(port) <= 65535:
         raise ClusterError(f'--ray {address}: port {port} is out of range (1 to 65535)')
-    try:
-        host.encode('idna')  # what the resolver is given: labels of 1 to 63 characters, 253 in all
-    except UnicodeError:
-        raise ClusterError(f'--ray {address}: {host!r} is not a host name') from None
+    try:  # as the resolver takes it: labels of 1 to 63 characters, 253 in all
+        valid = len(host.encode('idna')) <= 253
+    except UnicodeError:  # an empty label, or one too long
+        valid = False
+    if not valid:
+        raise ClusterError(f'--ray {address}: {host!r} is not a host name')
 
 
 def join(address):
     """ray.init for `address`: 'auto' (the cluster running on this machine), 'local' (start one on it) or
     HOST:PORT (its head). ClusterError if that fails, or if nothing answers at HOST:PORT within CONNECT_SECONDS.
-    The process's stop-signal handlers are kept (ray.init installs its own), and a stop during ray.init shuts down
-    what it had started."""
+    A stop signal during ray.init takes effect once it returns, and then shuts down what it started."""
     check_address(address)
     if address not in ('auto', 'local'):
         host, _, port = address.rpartition(':')
@@ -74,11 +75,12 @@ def join(address):
     settings = dict(runtime_env={'env_vars': {'PYTHONPATH': ROOT}}, log_to_driver=False,
                     logging_level=logging.ERROR)
     try:
-        with stopping.handlers_kept(), core_logs_silenced():  # Ray's core writes a line each time it retries
-            if address == 'local':
-                ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **settings)
-            else:
-                ray.init(address=address, **settings)
+        with stopping.deferred():  # (ray.init installs a SIGTERM handler of its own: the block restores ours)
+            with core_logs_silenced():  # Ray's core writes a line to the terminal each time it retries
+                if address == 'local':
+                    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **settings)
+                else:
+                    ray.init(address=address, **settings)
     except (ConnectionError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'
         raise ClusterError(f'--ray {address}: cannot join the Ray cluster ({reason})') from None

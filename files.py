@@ -5,11 +5,12 @@ import contextlib
 import os
 
 
-class WriteError(OSError):
-    """A file of the run could not be written; its previous version, if any, is as it was. One line."""
+class WriteError(Exception):
+    """A file of the run could not be written (the OSError, a full disk or a lost permission, is its cause); its
+    previous version, if any, is as it was. One line."""
 
     def __init__(self, path, error):
-        super().__init__(error.errno, f'{path} cannot be written ({error.strerror or error})')
+        super().__init__(f'{path} cannot be written ({error.strerror or error})')
         self.path = path
 
 
@@ -34,4 +35,4 @@ def write_whole(path, write, *, binary=False):
                 os.unlink(partial)
             raise
     except OSError as error:
-        raise WriteError(path, error) from None
+        raise WriteError(path, error) from error

@@ -338,8 +338,8 @@ def main(argv=None):
         row = train_and_evaluate(splits, seed=args.seed, learning_rate=args.learning_rate,
                                  weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size,
                                  progress=sys.stderr.isatty())
-    except KeyboardInterrupt as stop:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
-        parser.fail(getattr(stop, 'status', 130), 'nothing was written (network.py writes no file)',
+    except KeyboardInterrupt:  # Ctrl-C, or stopping.Stopped: SIGTERM, SIGHUP
+        parser.fail(stopping.exit_status(), 'nothing was written (network.py writes no file)',
                     kind='interrupted')
     for key, value in row.items():
         print(f'{key:<14} {value!r}')
@@ -348,3 +348,4 @@ def main(argv=None):
 if __name__ == '__main__':
     stopping.raise_when_stopped()
     main()
+    stopping.default_when_stopped()

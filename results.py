@@ -387,12 +387,13 @@ class ResultsFile:
             if self.fd is None:
                 self._open()
             self._write(text.getvalue().encode())
-        except OSError as error:
-            if self.fd is not None and created:  # nothing of this run is recorded: leave no file of it
-                for name in created:
-                    with contextlib.suppress(OSError):
-                        os.unlink(name)
-            raise error if isinstance(error, files.WriteError) else files.WriteError(self.path, error) from None
+        except (OSError, files.WriteError) as error:
+            for name in created:  # nothing of this run is recorded: leave no file of it
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+            if isinstance(error, files.WriteError):  # the configuration's
+                raise
+            raise files.WriteError(self.path, error) from error
         if self.on_append:
             self.on_append(rows)
 

@@ -13,13 +13,18 @@ import sys
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class Stopped(KeyboardInterrupt):
-    """One of SIGNALS arrived; `status` is the exit status it asks for (128 + its number). A KeyboardInterrupt, so
-    that libraries treat every stop as they treat Ctrl-C."""
+received = None  # the number of the stop signal that arrived, once one has
 
-    def __init__(self, signal_number):
-        super().__init__(signal.Signals(signal_number).name)
-        self.status = 128 + signal_number
+
+class Stopped(KeyboardInterrupt):
+    """One of SIGNALS arrived. A KeyboardInterrupt, so that libraries treat every stop as they treat Ctrl-C (Ray's
+    ray.get raises a KeyboardInterrupt of its own in its place)."""
+
+
+def exit_status():
+    """The exit status of a stopped script: 128 + the number of the signal that stopped it (130 for Ctrl-C, also
+    when a KeyboardInterrupt came without one)."""
+    return 128 + (received or signal.SIGINT)
 
 
 def exit_while_starting(what):
@@ -33,14 +38,23 @@ def exit_while_starting(what):
 
 
 def raise_when_stopped(stopped=Stopped):
-    """From now on a stop signal raises stopped(signal number) in the main thread, once: later signals are ignored,
-    so that a second Ctrl-C cannot interrupt the exit (atexit handlers, Ray's shutdown) with a traceback."""
+    """From now on a stop signal raises stopped(its name) in the main thread, once: later signals are ignored, so
+    that a second Ctrl-C cannot interrupt the exit (atexit handlers, Ray's shutdown) with a traceback."""
     def stop(signal_number, _):
+        global received
+        received = signal_number
         for number in SIGNALS:
             signal.signal(number, signal.SIG_IGN)
-        raise stopped(signal_number)
+        raise stopped(signal.Signals(signal_number).name)
     for number in SIGNALS:
         signal.signal(number, stop)
+
+
+def default_when_stopped():
+    """From now on a stop signal ends the process at once, as it would without handlers: for the exit of a script
+    whose work is done (atexit handlers, Ray's shutdown), which an exception could only interrupt with a traceback."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -52,3 +66,16 @@ def handlers_kept():
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def deferred():
+    """A stop signal while the block runs takes effect when it ends, as raise_when_stopped's handlers, restored
+    then, would have it (for ray.init, which a stop midway leaves with processes that nothing ends)."""
+    arrived = []
+    with handlers_kept():
+        for number in SIGNALS:
+            signal.signal(number, lambda number, _: arrived.append(number))
+        yield
+    if arrived:
+        signal.raise_signal(arrived[0])

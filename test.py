@@ -531,8 +531,8 @@ def ray_training(parser, args):
         training = cluster.connect(args.ray, train_networks, args, fail=lambda message: parser.fail(1, message))
     except cluster.ClusterError as error:
         parser.error(str(error))
-    except KeyboardInterrupt as stop:
-        parser.fail(getattr(stop, 'status', 130), 'nothing was written', kind='interrupted')
+    except KeyboardInterrupt:
+        parser.fail(stopping.exit_status(), 'nothing was written', kind='interrupted')
     print(training.description, flush=True)
     return training
 
@@ -597,10 +597,11 @@ def end_run(parser, error, results_file, then):
     (1) with one line: why, how many evaluations are saved, and `then`, what to do."""
     saved = f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in {results_file.path}'
     if isinstance(error, KeyboardInterrupt):  # stopping.Stopped, or a KeyboardInterrupt raised by a library
-        parser.fail(getattr(error, 'status', 130), f'{saved}; {then}', kind='interrupted')
+        parser.fail(stopping.exit_status(), f'{saved}; {then}', kind='interrupted')
     parser.fail(1, f'{error}; {saved}: make room (or restore the permission), then {then}')
 
 
 if __name__ == '__main__':
     stopping.raise_when_stopped()  # Ctrl-C, SIGTERM and SIGHUP from here on: see main
     main()
+    stopping.default_when_stopped()

@@ -1,6 +1,8 @@
 """bench.py: the same data on every path, every path training its networks, its figures and estimates, its
 JSON line, the one-step profile and the end-to-end experiment (its bad input: test_command_line.py)."""
 import json
+import os
+import signal
 import time
 
 import numpy as np
@@ -11,6 +13,7 @@ from conftest import run_script
 import bench
 import dataset_management
 import network
+import stopping
 
 
 def test_the_authors_dataset_reads_the_values_the_tensor_paths_train_on():
@@ -145,3 +148,17 @@ def test_the_experiment_runs_test_py_end_to_end_and_splits_its_time(tmp_path):
     assert [float(number) for number in table[8].split()[1:]] == pytest.approx(
         [seconds['total'], at_50_epochs['total']], abs=0.051)
     assert list(tmp_path.iterdir()) == []  # the experiment ran in a temporary folder, removed
+
+
+def test_an_experiment_stopped_says_nothing_was_kept_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench.tempfile, 'tempdir', str(tmp_path))
+    monkeypatch.setattr(stopping, 'received', None)
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(bench.test, 'train_networks', lambda *_, **__: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(SystemExit) as exit:
+        bench.main(['--experiment', '--images', '64', '--batch-size', '32', '--epochs', '1', '--repetitions', '1',
+                    '--device', 'cpu'])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 143 and stderr.count('\n') == 1
+    assert stderr.endswith(': interrupted: nothing was kept: the experiment ran in a temporary folder, now removed\n')
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == handler

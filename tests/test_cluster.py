@@ -40,11 +40,12 @@ def no_cluster_left():
     ray.shutdown()
 
 
-def ray_processes(name='ray::'):
-    """The process ids of Ray's processes whose command line holds `name` (ray::Worker.train: training a
-    population)."""
-    listing = subprocess.run(['ps', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if name in line]
+def ray_processes(name=None):
+    """The process ids of Ray's processes (its workers, agents, raylet and GCS server), or of those whose command line
+    holds `name` (ray::Worker.train: training a population)."""
+    listing = subprocess.run(['ps', '-ww', '-eo', 'pid=,args='], capture_output=True, text=True).stdout
+    names = [name] if name else ['ray::', 'raylet', 'gcs_server', f'{os.sep}ray{os.sep}']
+    return [int(line.split()[0]) for line in listing.splitlines() if any(name in line for name in names)]
 
 
 def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_is_killed(without_ray, tmp_path):
@@ -66,19 +67,32 @@ def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_
     assert without_seconds(read_rows(tmp_path / 'results.csv')) == without_seconds(read_rows(without_ray[3]))
 
 
-def test_a_killed_driver_resumes_with_the_same_command(without_ray, tmp_path):
+def stop_when(process, ready, stop_signal, deadline_seconds=120):
+    """Send `stop_signal` to `process` once ready() holds; return its stderr and exit status."""
+    deadline = time.monotonic() + deadline_seconds
+    while process.poll() is None and time.monotonic() < deadline and not ready():
+        time.sleep(0.01)
+    process.send_signal(stop_signal)
+    stderr = process.communicate(timeout=120)[1]
+    return stderr, process.returncode
+
+
+def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_with_the_same_command(without_ray, tmp_path):
     # one network at a time: on a cluster the searches still advance in rounds, their networks trained at once
     command = [sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '1', *RAY, '--output', 'results.csv']
-    running_before = set(ray_processes())
+    output, running_before = tmp_path / 'results.csv', set(ray_processes())
     try:
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        output, deadline = tmp_path / 'results.csv', time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline and (
-                not output.exists() or output.read_bytes().count(b'\n') < 4):  # the header and 3 rows
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        assert 3 <= len(read_rows(output)) < 16
+        for rows, stop_signal in [(3, signal.SIGTERM), (6, signal.SIGKILL)]:  # SIGHUP: as SIGTERM
+            process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True)
+            stderr, status = stop_when(process, lambda: output.exists() and output.read_bytes().count(b'\n') > rows,
+                                       stop_signal)
+            assert rows <= len(read_rows(output)) < 16
+            if stop_signal == signal.SIGTERM:  # kill, SLURM, systemd: Ray's own handler would abort the driver
+                assert status == 128 + stop_signal and stderr.count('\n') == 1, stderr
+                assert stderr.endswith(f'of 16 evaluations are saved in results.csv; run the same command again to '
+                                       'resume\n')
+                assert set(ray_processes()) <= running_before  # its cluster stopped with it
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert 'evaluations are recorded' in result.stdout
@@ -88,8 +102,26 @@ def test_a_killed_driver_resumes_with_the_same_command(without_ray, tmp_path):
             subprocess.run(['kill', '-KILL', str(orphan)])
 
 
+def test_ctrl_c_while_ray_starts_its_cluster_is_one_line_and_leaves_no_ray_process(tmp_path):
+    running_before = set(ray_processes())
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, *RAY, '--output', 'results.csv'],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:  # stopped as ray.init starts the cluster's first process
+        stderr, status = stop_when(process, lambda: set(ray_processes('gcs_server')) - running_before, signal.SIGINT)
+        assert status == 130 and stderr.endswith('test.py: interrupted: nothing was written\n'), stderr
+        time.sleep(2)
+        assert set(ray_processes()) <= running_before and list(tmp_path.iterdir()) == []
+    finally:
+        for orphan in set(ray_processes()) - running_before:
+            subprocess.run(['kill', '-KILL', str(orphan)])
+
+
 @pytest.mark.parametrize('address, device, named', [
     ('nowhere', 'cpu', "--ray 'nowhere' is not allowed: use auto, local or HOST:PORT"),
+    ('localhost:99999', 'cpu', '--ray localhost:99999: port 99999 is out of range (1 to 65535)'),
+    ('a..b:1', 'cpu', "--ray a..b:1: 'a..b' is not a host name"),
+    (f'{"x" * 64}.org:6379', 'cpu', f"'{'x' * 64}.org' is not a host name"),
+    (f'{"host." * 60}org:6379', 'cpu', 'is not a host name'),
     ('127.0.0.1:1', 'cpu', '--ray 127.0.0.1:1: no Ray cluster answers there within 30 s'),
     pytest.param('local', 'cuda', '--ray local: the cluster has no GPU for --device cuda',
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU')),

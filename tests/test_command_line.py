@@ -47,6 +47,11 @@ BAD_INPUTS = [
     (['--device', 'tpu'], "--device 'tpu'"),
     (['--device', 'cuda:99'], '--device cuda:99'),
     (['--epochs', 'ten'], "invalid int value: 'ten'"),
+    (['--ray', ''], "--ray '' is not an address"),
+    (['--ray-worker-cpus', '2'], '--ray-worker-cpus 2 needs --ray'),
+    (['--repetitions', '100000000'], 'is 5,000,000,000 evaluations: at most 100,000 in one run'),
+    (['--method', 'sobol', '--evaluations', '100000000'], 'at most 100,000 in one run'),
+    (['--method', 'bayesian', '--evaluations', '6000', '--repetitions', '1'], 'at most 5,000 (its Gaussian process'),
 ]
 
 
@@ -169,16 +174,31 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
                              '<= 3.40282e+38\n')
 
 
-def test_ctrl_c_while_the_libraries_load_is_one_line_without_traceback(tmp_path):
-    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), '--dataset', 'digits'], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize('script', ['test.py', 'network.py', 'bench.py'])
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM], ids=['Ctrl-C', 'SIGTERM'])
+def test_a_stop_while_the_libraries_load_is_one_line_without_traceback(script, stop_signal, tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / script), '--dataset', 'digits', '--device', 'cpu'],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # torch, bayes_opt, scikit-learn and optunity take seconds to import
     assert process.poll() is None
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and stdout == ''
-    assert stderr.endswith('test.py: interrupted while starting; nothing was written\n') and stderr.count('\n') == 1
+    assert process.returncode == 128 + stop_signal and stdout == ''
+    assert stderr.endswith(f'{script}: interrupted while starting; nothing was written\n') and stderr.count('\n') == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_twice_in_a_row_is_still_one_line(tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), '--dataset', 'digits', '--epochs', '1',
+                                '--output', 'results.csv'], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while process.poll() is None and not (tmp_path / 'results.csv').exists():
+        time.sleep(0.005)
+    for _ in range(2):  # the second while the first is ending the run
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and stderr.count('\n') == 1 and stderr.startswith('test.py: interrupted: '), stderr
 
 
 def test_help_lists_every_flag_with_its_default(capsys):
@@ -204,6 +224,8 @@ def test_help_lists_every_flag_with_its_default(capsys):
     (['--learning-rate', '0.01', '--weight-decay', '0', '--epochs', '0'], '--epochs 0 must be a positive integer'),
     (['--batch-size', '0'], '--batch-size 0 must be a positive integer'),
     (['--device', 'tpu'], "--device 'tpu'"),
+    (['--learning-rate', '1e39', '--weight-decay', '0'], "at most 3.40282e+38 (float32's largest)"),
+    (['--learning-rate', '0.1', '--weight-decay', '4e38'], "at most 3.40282e+38 (float32's largest)"),
 ])
 def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
     assert named in refused(network.main, ['--dataset', 'digits', *arguments], capsys)
@@ -218,7 +240,15 @@ def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
                                               (['--experiment', '--epochs', '0'], '--epochs 0'),
                                               (['--experiment', '--repetitions', '-2'], '--repetitions -2'),
                                               (['--experiment', '--images', '3'], '--images 3 is too few'),
-                                              (['--experiment', '--profile', '3'], 'not allowed with argument')])
+                                              (['--experiment', '--profile', '3'], 'not allowed with argument'),
+                                              (['--epochs', '3'], '--epochs has no effect without --experiment'),
+                                              (['--schedule', 'rounds'], '--schedule has no effect without'),
+                                              (['--experiment', '--populations', '2'],
+                                               '--populations has no effect with --experiment'),
+                                              (['--profile', '3', '--repetitions', '2'],
+                                               '--repetitions has no effect with --profile'),
+                                              (['--profile', '3', '--images', '64'], '--images has no effect with'),
+                                              (['--profile', '3', '--json'], '--json has no effect with --profile')])
 def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):
     for measure in ('model_epochs_per_second', 'profile_step', 'run_experiment'):
         monkeypatch.setattr(bench, measure, lambda *args, **kwargs: pytest.fail('measured'))

@@ -1,8 +1,15 @@
-"""The data: real torchvision loading of MNIST / CIFAR-10 files, digits, splits, and a missing dataset."""
+"""The data: real torchvision loading of MNIST / CIFAR-10 files, digits, splits, and a missing, unreadable or
+inconsistent dataset."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_mnist
 from torchvision.transforms import ToTensor
 
 import dataset_management
@@ -70,6 +77,51 @@ def test_a_missing_dataset_names_the_files_and_where_they_go(tmp_path, no_downlo
     message = str(error.value)
     assert '\n' not in message and expected in message and str(tmp_path / 'data') in message
     assert 'could not be downloaded' in message
+    assert not (tmp_path / 'data').exists()  # the folders the failed download made are gone
+
+
+def test_a_data_folder_missing_with_its_parents_is_not_made(tmp_path, no_downloads):
+    with pytest.raises(dataset_management.DatasetNotFoundError):
+        dataset_management.load_splits('mnist', str(tmp_path / 'nonexistent' / 'data'))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_dataset_folder_is_named_as_unreadable(no_downloads):
+    folder = tempfile.mkdtemp()
+    raw = Path(folder) / 'MNIST' / 'raw'
+    raw.mkdir(parents=True)
+    os.chmod(folder, 0o755)
+    raw.chmod(0o111)  # traversable, not readable: torchvision would take it for empty and try to download
+    was_root = os.geteuid() == 0
+    try:
+        if was_root:  # root reads anything: the nobody user's identity
+            os.seteuid(65534)
+        with pytest.raises(dataset_management.DatasetError) as error:
+            dataset_management.load_splits('mnist', folder)
+    finally:
+        if was_root:
+            os.seteuid(0)
+        raw.chmod(0o700)
+        shutil.rmtree(folder)
+    assert str(error.value) == f'{raw} cannot be read (Permission denied), so mnist cannot be loaded from it'
+
+
+@pytest.mark.parametrize('change, named', [
+    (lambda arrays: (arrays[0], arrays[1][:-1], *arrays[2:]), "mnist's training set in {raw} has 30 images but 29 "
+                                                              'labels: its files do not belong together'),
+    (lambda arrays: (*arrays[:3], np.where(np.arange(10) == 4, 200, arrays[3])),
+     "mnist's test set in {raw} has a label 200: the classes are 0 to 9"),
+    (lambda arrays: (arrays[0][:, :27, :27], *arrays[1:]), "mnist's training set in {raw} holds images of 1 x 27 x 27, "
+                                                           'not 1 x 28 x 28'),
+])
+def test_dataset_files_that_do_not_belong_together_are_refused_when_loaded(change, named, tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = (rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 10, 30), rng.integers(0, 256, (10, 28, 28)),
+              rng.integers(0, 10, 10))
+    write_mnist(tmp_path, *change(arrays))
+    with pytest.raises(dataset_management.DatasetError) as error:
+        dataset_management.load_splits('mnist', str(tmp_path), validation_size=5)
+    assert str(error.value) == named.format(raw=tmp_path / 'MNIST' / 'raw')
 
 
 def test_to_device_keeps_the_values_and_lays_images_out_channels_last_on_cpu_only():

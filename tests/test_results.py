@@ -1,6 +1,7 @@
 """The results file (results.py), and nothing lost: a stopped run resumes to the file of an uninterrupted one,
 whatever its population; a file that is not what the run would write is refused and left as it was."""
 import contextlib
+import errno
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from conftest import (ROOT, folder_without_permissions, pretend_population, read
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+import files
 import network
 import results
 import test as experiment
@@ -138,13 +141,14 @@ def start_and_stop(output, rows, stop_signal, population):
     assert process.poll() is None, 'the run ended before it could be stopped'
     process.send_signal(stop_signal)
     stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 130), stderr
+    assert process.returncode == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 128 + stop_signal), stderr
     return stderr
 
 
-# (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population
-STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGKILL), (8, signal.SIGINT), (11, signal.SIGKILL)],
-         1: [(3, signal.SIGKILL), (9, signal.SIGINT)], 10: [(3, signal.SIGKILL), (8, signal.SIGINT)]}
+# (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population.
+# SIGTERM: kill, SLURM, systemd; SIGHUP: a closed terminal
+STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (8, signal.SIGINT), (11, signal.SIGKILL)],
+         1: [(3, signal.SIGHUP), (9, signal.SIGINT)], 10: [(3, signal.SIGKILL), (8, signal.SIGTERM)]}
 
 
 @pytest.mark.parametrize('population', [3, 1, 10], ids=['population 3', 'population 1', 'CPU default'])
@@ -155,8 +159,8 @@ def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninte
     for rows, stop_signal in STOPS[population]:
         stderr = start_and_stop(output, rows, stop_signal, flags)
         assert rows <= rows_in(output) < 16
-        assert (tmp_path / 'results.lock').exists() == (stop_signal == signal.SIGKILL)  # Ctrl-C removes it
-        if stop_signal == signal.SIGINT:  # Ctrl-C
+        assert (tmp_path / 'results.lock').exists() == (stop_signal == signal.SIGKILL)  # a stop removes it
+        if stop_signal != signal.SIGKILL:
             assert stderr.count('\n') == 1 and stderr.startswith('test.py: interrupted: ')
             assert stderr.endswith(f'{rows_in(output)} of 16 evaluations are saved in {output.name}; run the same '
                                    'command again to resume\n')
@@ -336,6 +340,101 @@ def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path
     assert count_trained == [] and snapshot(tmp_path) == before
 
 
+# A full disk, a folder that loses its permissions
+
+@contextlib.contextmanager
+def writes_failing(first, error=errno.ENOSPC, ending='.csv'):
+    """From the `first` write of the run's files on (1: the first), every one fails with `error`, as on a full disk:
+    an append to a file whose name ends in `ending` after writing half its bytes, a file written whole as it opens
+    (its partial file made). Yields the count of writes so far."""
+    count, real_write, real_open = [0], os.write, open
+
+    def fails():
+        count[0] += 1
+        return count[0] >= first
+
+    def write(fd, data):
+        if os.readlink(f'/proc/self/fd/{fd}').endswith(ending) and fails():
+            real_write(fd, bytes(data)[:len(data) // 2])
+            raise OSError(error, os.strerror(error))
+        return real_write(fd, data)
+
+    def open_whole(path, *args, **kwargs):
+        file = real_open(path, *args, **kwargs)
+        if ending == '.csv' and fails():
+            file.close()
+            raise OSError(error, os.strerror(error))
+        return file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'write': write}))
+        patch.setattr(files, 'open', open_whole, raising=False)
+        yield count
+
+
+# The writes of RUN with --population 3: the configuration, the 7 populations' appends, summary.json, summary.md and
+# the 3 plots
+WRITES = {1: 'results.config.json', 2: 'results.csv', 5: 'results.csv', 8: 'results.csv', 9: 'results.summary.json',
+          10: 'results.summary.md', 13: 'results.sobol-vs-random.png'}
+
+
+@pytest.mark.parametrize('first_failing, error', [*((write, errno.ENOSPC) for write in WRITES), (9, errno.EACCES)])
+def test_a_full_disk_ends_the_run_in_one_line_with_whole_files_and_the_same_command_finishes_it(
+        first_failing, error, pretend_training, tmp_path, capsys):
+    arguments = [*RUN, '--population', '3', '--output', str(tmp_path / 'results.csv')]
+    experiment.main([*arguments[:-1], str(tmp_path / 'uninterrupted.csv')])
+    with writes_failing(first_failing, error) as writes:
+        with pytest.raises(SystemExit) as exit:
+            experiment.main(arguments)
+    stderr = capsys.readouterr().err
+    assert writes[0] == first_failing and exit.value.code == 1 and stderr.count('\n') == 1
+    assert f'{tmp_path / WRITES[first_failing]} cannot be written ({os.strerror(error)}); ' in stderr
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert not [name for name in names if name.endswith(('.partial', '.lock'))], names
+    if first_failing <= 2:  # nothing recorded: the new run's files are gone
+        assert 'results.csv' not in names and 'results.config.json' not in names
+    else:
+        assert (tmp_path / 'results.csv').read_bytes().endswith(b'\n')  # whole rows only
+    then = f'python test.py --report {tmp_path / "results.csv"}' if first_failing >= 9 else 'run the same command'
+    assert f'evaluations are saved in {tmp_path / "results.csv"}: make room (or restore the permission), then {then}' \
+        in stderr
+    experiment.main(arguments)
+    assert same_rows(tmp_path / 'results.csv', tmp_path / 'uninterrupted.csv')
+
+
+def test_a_report_that_cannot_write_keeps_the_summaries_it_had(pretend_training, tmp_path, capsys):
+    output = tmp_path / 'results.csv'
+    experiment.main([*RUN, '--output', str(output)])
+    before = snapshot(tmp_path)
+    with writes_failing(2):  # summary.md
+        with pytest.raises(SystemExit) as exit:
+            experiment.main(['--report', str(output)])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 1 and stderr.count('\n') == 1
+    assert stderr.endswith(f'--report: {tmp_path}/results.summary.md cannot be written (No space left on device); '
+                           'its previous version is kept\n')
+    assert snapshot(tmp_path) == before
+
+
+def test_a_run_refused_for_lack_of_room_for_its_lock_leaves_no_lock_file(tmp_path, count_trained, capsys):
+    with writes_failing(1, ending='.lock'):
+        stderr = refused(experiment.main, [*RUN, '--output', str(tmp_path / 'results.csv')], capsys)
+    assert 'results.lock cannot be used as the lock of' in stderr and '(No space left on device)' in stderr
+    assert list(tmp_path.iterdir()) == [] and count_trained == []
+
+
+def test_a_lock_file_that_cannot_be_removed_is_left_and_blocks_no_later_run(pretend_training, tmp_path, monkeypatch):
+    arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
+
+    def unlink(path):
+        raise PermissionError(errno.EACCES, 'Permission denied', path)
+    with monkeypatch.context() as patch:
+        patch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'unlink': unlink}))
+        experiment.main(arguments)  # the folder made read-only before the run ends
+    assert (tmp_path / 'results.lock').exists()
+    experiment.main(arguments)  # resumes a finished file
+    assert not (tmp_path / 'results.lock').exists() and len(read_rows(tmp_path / 'results.csv')) == 16
+
+
 # One writer per results file, and hostile paths, names and configurations
 
 def start(arguments, cwd):
@@ -466,7 +565,6 @@ def test_a_link_to_the_results_file_shares_its_lock(uninterrupted, tmp_path):
     ({'devices': 5}, 'its devices 5 are not a list of device names'),
     ({'devices': 'x'}, "its devices 'x' are not a list of device names"),
     ({'versions': ['torch']}, "its versions ['torch'] are not package names with version texts"),
-    ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes 1"),
 ])
 def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named, uninterrupted, tmp_path, capsys):
     output, config = finished_run(uninterrupted, tmp_path)
@@ -490,6 +588,35 @@ def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, name
     config.write_text(json.dumps(saved))
     before = snapshot(tmp_path)
     assert named in refused(experiment.main, ['--report', str(output)], capsys)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('change, named', [
+    ({'evaluations': 4.0}, "--evaluations: invalid int value: '4.0'"),
+    ({'seed': 0.0}, "--seed: invalid int value: '0.0'"),
+    ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes 1"),
+    ({'repetitions': True}, "--repetitions: invalid int value: 'True'"),
+    ({'results_format': '2'}, "is in results format '2', this code reads format 2"),
+])
+def test_resume_and_report_refuse_the_same_configurations(change, named, uninterrupted, tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    config.write_text(json.dumps({**json.loads(config.read_text()), **change}))
+    before = snapshot(tmp_path)
+    for arguments in ([*RUN, '--population', '3', '--output', str(output)], ['--report', str(output)]):
+        assert named in refused(experiment.main, arguments, capsys), arguments
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('line', [2, 5, 11])
+def test_a_row_missing_in_the_middle_is_refused_by_resume_and_report_naming_it(line, uninterrupted, tmp_path, capsys):
+    output, _ = finished_run(uninterrupted, tmp_path)
+    lines = output.read_text().splitlines(keepends=True)
+    method, repetition, iteration = lines[line - 1].split(',')[:3]
+    output.write_text(''.join(lines[:line - 1] + lines[line:]))
+    before = snapshot(tmp_path)
+    for arguments in ([*RUN, '--population', '3', '--output', str(output)], ['--report', str(output)]):
+        assert f'{method} repetition {repetition} iteration {iteration} is missing' in refused(experiment.main,
+                                                                                                arguments, capsys)
     assert snapshot(tmp_path) == before
 
 
@@ -517,7 +644,8 @@ SMALL_RUN = ['--dataset', 'digits', '--device', 'cpu', '--method', 'random,bayes
 
 def run_or_refusal(arguments, folder, watched=None):
     """test.py's main run in `folder` with pretend training and no plots: its exit status (0 when it returns),
-    having checked that a refusal is one line and leaves the `watched` folder (`folder`) as it was."""
+    having checked that a refusal is one line and leaves the `watched` folder (`folder`) as it was; and that
+    line."""
     watched = watched or folder
     before = snapshot(watched)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -531,8 +659,8 @@ def run_or_refusal(arguments, folder, watched=None):
         except SystemExit as exit:
             assert exit.code == 2 and stderr.getvalue().count('\n') == 1 and ': error: ' in stderr.getvalue()
             assert snapshot(watched) == before
-            return 2
-    return 0
+            return 2, stderr.getvalue()
+    return 0, ''
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
@@ -541,7 +669,7 @@ def test_any_output_name_runs_or_is_refused_in_one_line_leaving_the_folder_as_it
     with tempfile.TemporaryDirectory() as top:
         folder = Path(top) / 'a' / 'b' / 'c'  # where the run starts: '..' three times stays inside `top`
         (folder / 'sub').mkdir(parents=True)
-        if run_or_refusal([*SMALL_RUN, '--output', name], folder, top) == 0:
+        if run_or_refusal([*SMALL_RUN, '--output', name], folder, top)[0] == 0:
             event('ran')
             assert len(read_rows(folder / name)) == 4
         else:
@@ -553,10 +681,13 @@ def test_any_output_name_runs_or_is_refused_in_one_line_leaving_the_folder_as_it
                                                  'results_format']), st.none() | json_values(), max_size=2))
 def test_any_configuration_content_resumes_reports_or_is_refused_in_one_line(changes):
     with tempfile.TemporaryDirectory() as folder:
-        assert run_or_refusal([*SMALL_RUN, '--output', 'results.csv'], folder) == 0
+        assert run_or_refusal([*SMALL_RUN, '--output', 'results.csv'], folder)[0] == 0
         config = Path(folder) / 'results.config.json'
         saved = json.loads(config.read_text())
         config.write_text(json.dumps({name: value for name, value in {**saved, **changes}.items()
                                       if changes.get(name, 0) is not None}))  # None: the setting deleted
-        for arguments in ([*SMALL_RUN, '--output', 'results.csv'], ['--report', 'results.csv']):
-            event(f'{arguments[0]}: {"ran" if run_or_refusal(arguments, folder) == 0 else "refused"}')
+        (resumed, why), (reported, _) = (run_or_refusal(arguments, folder) for arguments in
+                                         ([*SMALL_RUN, '--output', 'results.csv'], ['--report', 'results.csv']))
+        event(f'resume {"ran" if resumed == 0 else "refused"}, report {"ran" if reported == 0 else "refused"}')
+        # the same configurations are readable both ways; a readable one that is not the command's is not resumed
+        assert resumed == reported or (reported == 0 and 'was made with another configuration' in why), why
