@@ -373,7 +373,7 @@ def check_flags_of_mode(parser, args):
     """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
     mode = 'profile' if args.profile is not None else 'experiment' if args.experiment else 'rates'
     for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
-        if getattr(args, name) not in (None, False):
+        if getattr(args, name) is not None and getattr(args, name) is not False:
             without = {'profile': 'with --profile', 'experiment': 'with --experiment',
                        'rates': 'without --experiment'}[mode]
             parser.error(f'{command_line.flag(name)} has no effect {without}')

@@ -8,8 +8,10 @@ populations again.
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
+from unittest import mock
 
 import ray
 import torch
@@ -47,7 +49,7 @@ def check_address(address):
     if address in ('auto', 'local'):
         return
     host, _, port = address.rpartition(':')
-    if not host or not port.isdigit():
+    if not host or not re.fullmatch('[0-9]+', port):
         raise ClusterError(f'--ray {address!r} is not allowed: use auto, local or HOST:PORT')
     if not 1 <= int(port) <= 65535:
         raise ClusterError(f'--ray {address}: port {port} is out of range (1 to 65535)')
@@ -75,7 +77,9 @@ def join(address):
     settings = dict(runtime_env={'env_vars': {'PYTHONPATH': ROOT}}, log_to_driver=False,
                     logging_level=logging.ERROR)
     try:
-        with stopping.deferred():  # (ray.init installs a SIGTERM handler of its own: the block restores ours)
+        # ray.init starts by making sys.exit its SIGTERM handler, which a SIGTERM midway turns into a driver that
+        # goes on or ends without a word: kept out (the version is pinned), the stop is deferred as the others
+        with stopping.deferred(), mock.patch.object(ray._private.utils, 'set_sigterm_handler', lambda _: None):
             with core_logs_silenced():  # Ray's core writes a line to the terminal each time it retries
                 if address == 'local':
                     ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **settings)

@@ -11,7 +11,6 @@ class WriteError(Exception):
 
     def __init__(self, path, error):
         super().__init__(f'{path} cannot be written ({error.strerror or error})')
-        self.path = path
 
 
 def partial_path(path):

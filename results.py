@@ -322,8 +322,9 @@ class RunLock:
     def release(self):
         """Remove the lock file, then let go (removed while locked, so no run can lock a file being removed). A lock
         file that cannot be removed (its folder made read-only meanwhile) stays: it blocks no later run."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if self.locks_the_file_named():  # not a lock another run made after this one's was deleted by hand
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         os.close(self.fd)
 
 

@@ -31,7 +31,8 @@ def exit_while_starting(what):
     """From now on a stop signal writes 'PROGRAM: interrupted while starting; WHAT' and exits at once: an exception
     raised into a library's initialisation (torch's C++) can abort the interpreter instead."""
     def exit_at_once(signal_number, _):
-        os.write(2, f'{sys.argv[0]}: interrupted while starting; {what}\n'.encode())
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no line
+            os.write(2, f'{sys.argv[0]}: interrupted while starting; {what}\n'.encode())
         os._exit(128 + signal_number)
     for number in SIGNALS:
         signal.signal(number, exit_at_once)
@@ -59,13 +60,15 @@ def default_when_stopped():
 
 @contextlib.contextmanager
 def handlers_kept():
-    """The stop signals' handlers as they are now, restored when the block ends (ray.init installs its own)."""
+    """The stop signals' handlers as they are now, restored when the block ends (ray.init installs its own); unless
+    a stop arrived in it (raise_when_stopped's handlers then ignore the signals), so that none interrupts the exit."""
     handlers = {number: signal.getsignal(number) for number in SIGNALS}
     try:
         yield
     finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
 
 
 @contextlib.contextmanager
@@ -73,9 +76,11 @@ def deferred():
     """A stop signal while the block runs takes effect when it ends, as raise_when_stopped's handlers, restored
     then, would have it (for ray.init, which a stop midway leaves with processes that nothing ends)."""
     arrived = []
-    with handlers_kept():
-        for number in SIGNALS:
-            signal.signal(number, lambda number, _: arrived.append(number))
-        yield
-    if arrived:
-        signal.raise_signal(arrived[0])
+    try:
+        with handlers_kept():
+            for number in SIGNALS:
+                signal.signal(number, lambda number, _: arrived.append(number))
+            yield
+    finally:  # a stop outweighs what the block raised
+        if arrived:
+            signal.raise_signal(arrived[0])

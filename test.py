@@ -15,6 +15,7 @@ if __name__ == '__main__':
 
 import argparse
 import math
+import os
 import random
 import warnings
 
@@ -473,10 +474,10 @@ def results_plan(args):
                         network_seed=lambda repetition, iteration: seed_for(args.seed, repetition, iteration))
 
 
-def saved_arguments(saved, path):
-    """The arguments of the run that saved configuration `saved` beside results file `path`: its settings parsed
-    and checked as their flags are, so that --report and a resume accept the same configurations. ValueError (one
-    line) naming the first setting that is missing or not allowed."""
+def saved_arguments(saved, path, data_dir):
+    """The arguments of the run that saved configuration `saved` beside results file `path`, with its data in
+    `data_dir`: its settings parsed and checked as their flags are, so that --report and a resume accept the same
+    configurations. ValueError (one line) naming the first setting that is missing or not allowed."""
     missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
     if missing:
         raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')
@@ -486,7 +487,7 @@ def saved_arguments(saved, path):
     settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
     args = parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
                                                                                 'weight_decay_bounds')),
-                              '--output', path])
+                              f'--output={path}', f'--data-dir={data_dir}'])
     check_arguments(parser, args)
     written = results.as_saved(run_settings(args))
     for name in CONFIGURATION_SETTINGS:  # the flags read '1' as 1: the configuration holds what a run wrote
@@ -504,7 +505,7 @@ def report_file(parser, args):
         results.check_path(path, fresh=False)  # its summaries and plots are written beside it
         saved = results.read_configuration(results.configuration_path(path))
         results.check_format(path, saved)
-        args = saved_arguments(saved, path)
+        args = saved_arguments(saved, path, os.path.dirname(path) or '.')  # it loads no data: any readable folder
     except (results.ResultsFileError, ValueError) as error:
         parser.error(f'--report: {error}')
     args.quiet = quiet
@@ -516,18 +517,21 @@ def report_file(parser, args):
         parser.error(f'--report: {error}')
     if not rows:
         parser.error(f'--report {path}: the file records no evaluation yet')
-    print_search_tables(rows, args)
     try:
+        print_search_tables(rows, args)
         report_results(rows, args, saved, path)
     except files.WriteError as error:
         parser.fail(1, f'--report: {error}; its previous version is kept')
+    except KeyboardInterrupt:
+        parser.fail(stopping.exit_status(), '--report: the summaries and plots it wrote are whole, the others as '
+                                            'they were', kind='interrupted')
 
 
 def ray_training(parser, args):
     """--ray: join the cluster (Ray is imported only then) to train there. One line and exit status 2 if it cannot
     be reached or has no worker that fits, 1 if a worker cannot load the dataset or training there fails."""
-    import cluster
     try:
+        import cluster
         training = cluster.connect(args.ray, train_networks, args, fail=lambda message: parser.fail(1, message))
     except cluster.ClusterError as error:
         parser.error(str(error))
@@ -555,18 +559,22 @@ def main(argv=None, *, splits=None):
     check_arguments(parser, args)
     training = ray_training(parser, args) if args.ray else None  # else LocalTraining, once the data is loaded
     try:
-        results_file = results.open_results(args.output, run_settings(args), results_plan(args),
-                                            training.device_name if args.ray else network.device_name(args.device),
-                                            saved_settings=lambda saved: run_settings(saved_arguments(saved,
-                                                                                                      args.output)),
-                                            fresh=args.fresh)
+        results_file = results.open_results(
+            args.output, run_settings(args), results_plan(args),
+            training.device_name if args.ray else network.device_name(args.device),
+            saved_settings=lambda saved: run_settings(saved_arguments(saved, args.output, args.data_dir)),
+            fresh=args.fresh)
     except results.ResultsFileError as error:
         parser.error(str(error))
+    except KeyboardInterrupt:
+        parser.fail(stopping.exit_status(), 'nothing was written', kind='interrupted')
     with results_file:  # locked until the run ends
         try:
             check_planned_points(results_file, args)
         except results.ResumeMismatchError as error:
             parser.error(str(error))
+        except KeyboardInterrupt as error:
+            end_run(parser, error, results_file, 'run the same command again to resume')
         print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
         if results_file.recorded:
             print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '

@@ -67,6 +67,14 @@ def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_
     assert without_seconds(read_rows(tmp_path / 'results.csv')) == without_seconds(read_rows(without_ray[3]))
 
 
+def wait_until(condition, seconds):
+    """Whether condition() holds within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
 def stop_when(process, ready, stop_signal, deadline_seconds=120):
     """Send `stop_signal` to `process` once ready() holds; return its stderr and exit status."""
     deadline = time.monotonic() + deadline_seconds
@@ -92,7 +100,7 @@ def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_with_the_s
                 assert status == 128 + stop_signal and stderr.count('\n') == 1, stderr
                 assert stderr.endswith(f'of 16 evaluations are saved in results.csv; run the same command again to '
                                        'resume\n')
-                assert set(ray_processes()) <= running_before  # its cluster stopped with it
+                assert wait_until(lambda: set(ray_processes()) <= running_before, 10)  # its cluster stopped with it
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert 'evaluations are recorded' in result.stdout
@@ -109,8 +117,7 @@ def test_ctrl_c_while_ray_starts_its_cluster_is_one_line_and_leaves_no_ray_proce
     try:  # stopped as ray.init starts the cluster's first process
         stderr, status = stop_when(process, lambda: set(ray_processes('gcs_server')) - running_before, signal.SIGINT)
         assert status == 130 and stderr.endswith('test.py: interrupted: nothing was written\n'), stderr
-        time.sleep(2)
-        assert set(ray_processes()) <= running_before and list(tmp_path.iterdir()) == []
+        assert wait_until(lambda: set(ray_processes()) <= running_before, 10) and list(tmp_path.iterdir()) == []
     finally:
         for orphan in set(ray_processes()) - running_before:
             subprocess.run(['kill', '-KILL', str(orphan)])

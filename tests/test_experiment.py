@@ -534,7 +534,7 @@ RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--in
              '--method', 'bayesian,sobol', '--device', 'cpu', '--population', '1']
 
 
-def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path):
+def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path, monkeypatch, capsys):
     stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'bar.csv'], tmp_path)
     assert '8/8' in shown and 'sobol repetition 2/2' in shown and 'best validation loss' in shown
     stdout, shown = run_on_a_terminal([*RUN_SMALL[:-1], '4', '--schedule', 'rounds', '--output', 'rounds.csv'],
@@ -542,8 +542,11 @@ def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both
     # each population holds both Bayesian repetitions and two Sobol points
     assert 'bayesian repetitions 1-2/2, sobol repetition 1/2' in shown and '8/8' in shown
     assert 'evaluation 1/2' not in stdout and 'Table I:' in stdout
-    stdout, shown = run_on_a_terminal([*RUN_SMALL, '--output', 'quiet.csv', '--quiet'], tmp_path)
-    assert shown == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout
-    result = run_script('test.py', *RUN_SMALL, '--output', 'lines.csv', cwd=tmp_path)  # not a terminal
-    assert result.stderr == '' and result.stdout.count(' evaluation ') == 8
-    assert 'sobol repetition 2/2 evaluation 2/2: lr ' in result.stdout
+    experiment.main([*RUN_SMALL, '--output', str(tmp_path / 'lines.csv')])  # not a terminal
+    stdout, stderr = capsys.readouterr()
+    assert stderr == '' and stdout.count(' evaluation ') == 8
+    assert 'sobol repetition 2/2 evaluation 2/2: lr ' in stdout
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    experiment.main([*RUN_SMALL, '--output', str(tmp_path / 'quiet.csv'), '--quiet'])
+    stdout, stderr = capsys.readouterr()
+    assert stderr == '' and 'evaluation 1/2' not in stdout and 'Table I:' in stdout

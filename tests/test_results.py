@@ -147,7 +147,7 @@ def start_and_stop(output, rows, stop_signal, population):
 
 # (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population.
 # SIGTERM: kill, SLURM, systemd; SIGHUP: a closed terminal
-STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (8, signal.SIGINT), (11, signal.SIGKILL)],
+STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (10, signal.SIGINT)],
          1: [(3, signal.SIGHUP), (9, signal.SIGINT)], 10: [(3, signal.SIGKILL), (8, signal.SIGTERM)]}
 
 
@@ -433,6 +433,36 @@ def test_a_lock_file_that_cannot_be_removed_is_left_and_blocks_no_later_run(pret
     assert (tmp_path / 'results.lock').exists()
     experiment.main(arguments)  # resumes a finished file
     assert not (tmp_path / 'results.lock').exists() and len(read_rows(tmp_path / 'results.csv')) == 16
+
+
+@pytest.mark.parametrize('stopped_in', ['results.open_results', 'experiment.check_planned_points',
+                                        'experiment.report_results'])
+def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_training, tmp_path, monkeypatch, capsys):
+    arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
+    if stopped_in == 'experiment.report_results':  # --report of a finished run
+        experiment.main(arguments)
+        arguments = ['--report', str(tmp_path / 'results.csv')]
+    before = snapshot(tmp_path)
+    module, name = stopped_in.split('.')
+
+    def stopped(*_, **__):
+        raise KeyboardInterrupt
+    monkeypatch.setattr({'results': results, 'experiment': experiment}[module], name, stopped)
+    with pytest.raises(SystemExit) as exit:
+        experiment.main(arguments)
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 130 and stderr.count('\n') == 1 and ': interrupted: ' in stderr
+    assert stderr.endswith({'results.open_results': 'nothing was written\n',
+                            'experiment.check_planned_points': 'run the same command again to resume\n',
+                            'experiment.report_results': 'the others as they were\n'}[stopped_in])
+    assert snapshot(tmp_path) == before
+
+
+def test_an_output_named_like_a_flag_resumes(pretend_training, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        experiment.main([*RUN, '--output=-r.csv'])
+    assert len(read_rows(tmp_path / '-r.csv')) == 16
 
 
 # One writer per results file, and hostile paths, names and configurations

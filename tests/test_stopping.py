@@ -46,7 +46,8 @@ def test_a_stop_during_a_deferred_block_takes_effect_when_it_ends(handlers):
 
 
 def test_once_its_work_is_done_a_script_ends_at_once_when_stopped():
-    code = 'import os, signal, stopping; stopping.default_when_stopped(); os.kill(os.getpid(), signal.SIGTERM); print(1)'
+    code = ('import os, signal, stopping; stopping.default_when_stopped(); os.kill(os.getpid(), signal.SIGTERM); '
+            'print(1)')
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == -signal.SIGTERM and result.stdout == result.stderr == ''
 
