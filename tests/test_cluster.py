@@ -75,11 +75,12 @@ def wait_until(condition, seconds):
     return condition()
 
 
-def stop_when(process, ready, stop_signal, deadline_seconds=120):
+def stop_when(process, ready, stop_signal, deadline_seconds=300):
     """Send `stop_signal` to `process` once ready() holds; return its stderr and exit status."""
     deadline = time.monotonic() + deadline_seconds
     while process.poll() is None and time.monotonic() < deadline and not ready():
         time.sleep(0.01)
+    assert process.poll() is None and ready(), process.communicate(timeout=300)[1]  # not ended, not too slow
     process.send_signal(stop_signal)
     stderr = process.communicate(timeout=120)[1]
     return stderr, process.returncode
