@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple
 
 import files
 import report
+import stopping
 
 # repeat_of: the earlier iteration whose point a Bayesian proposal repeats (its scores are that row's), else empty
 COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_rate', 'weight_decay',
@@ -411,18 +412,19 @@ class ResultsFile:
         os.ftruncate(self.fd, self.keep_bytes)
 
     def _write(self, data):
-        """Write all of `data` at the end of the CSV and sync it; if that fails or is stopped, cut the file back to
-        its size before, and raise."""
+        """Write all of `data` at the end of the CSV and sync it; if that fails, cut the file back to its size
+        before, and raise. A stop signal meanwhile takes effect once the rows are saved: they may already be read."""
         size = os.fstat(self.fd).st_size
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
-            os.fsync(self.fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, size)
-            raise
+        with stopping.deferred():
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view):]
+                os.fsync(self.fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, size)
+                raise
 
 
 def open_results(path, settings, plan, device, *, saved_settings, fresh=False):

@@ -121,6 +121,16 @@ def pretend_population(splits, *, seeds, learning_rates, weight_decays, **_):
 
 
 @pytest.fixture
+def stop_handlers(monkeypatch):
+    """The scripts' stop handlers (stopping.raise_when_stopped) for the test, the process's own restored after it."""
+    import stopping
+    monkeypatch.setattr(stopping, 'received', None)
+    with stopping.handlers_kept():
+        stopping.raise_when_stopped()
+        yield
+
+
+@pytest.fixture
 def pretend_training(monkeypatch):
     """Training, alone or in populations, replaced by pretend_scores; the list of the (learning_rate, weight_decay,
     seed) of every network trained from then on."""

@@ -435,6 +435,26 @@ def test_a_lock_file_that_cannot_be_removed_is_left_and_blocks_no_later_run(pret
     assert not (tmp_path / 'results.lock').exists() and len(read_rows(tmp_path / 'results.csv')) == 16
 
 
+@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_rows_are_synced_keeps_them(stop_signal, stop_handlers, pretend_training, tmp_path, monkeypatch,
+                                                 capsys):
+    output = tmp_path / 'results.csv'
+    synced = []
+
+    def fsync(fd):  # the signal arrives after the rows are written, when a reader can already see them
+        if os.readlink(f'/proc/self/fd/{fd}').endswith('.csv') and len(synced) == 2:
+            signal.raise_signal(stop_signal)
+        synced.append(fd)
+        os.fsync(fd)
+    monkeypatch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'fsync': fsync}))
+    with pytest.raises(SystemExit) as exit:
+        experiment.main([*RUN, '--output', str(output)])
+    assert exit.value.code == 128 + stop_signal and len(synced) == 3
+    assert capsys.readouterr().err.endswith(f'{len(read_rows(output))} of 16 evaluations are saved in {output}; run '
+                                            'the same command again to resume\n')
+    assert len(read_rows(output)) == rows_in(output) > 0 and output.read_bytes().endswith(b'\n')
+
+
 @pytest.mark.parametrize('stopped_in', ['results.open_results', 'experiment.check_planned_points',
                                         'experiment.report_results'])
 def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_training, tmp_path, monkeypatch, capsys):

@@ -12,17 +12,8 @@ import network
 import stopping
 
 
-@pytest.fixture
-def handlers(monkeypatch):
-    """raise_when_stopped's handlers for the test, the process's own restored after it."""
-    monkeypatch.setattr(stopping, 'received', None)
-    with stopping.handlers_kept():
-        stopping.raise_when_stopped()
-        yield
-
-
 @pytest.mark.parametrize('stop_signal, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_a_stop_signal_raises_stopped_once_and_names_its_exit_status(stop_signal, status, handlers):
+def test_a_stop_signal_raises_stopped_once_and_names_its_exit_status(stop_signal, status, stop_handlers):
     with pytest.raises(stopping.Stopped, match=signal.Signals(stop_signal).name):
         os.kill(os.getpid(), stop_signal)
         signal.pause()  # never returns without a signal
@@ -36,7 +27,7 @@ def test_a_keyboard_interrupt_without_a_signal_exits_as_ctrl_c(monkeypatch):
     assert stopping.exit_status() == 130
 
 
-def test_a_stop_during_a_deferred_block_takes_effect_when_it_ends(handlers):
+def test_a_stop_during_a_deferred_block_takes_effect_when_it_ends(stop_handlers):
     reached = []
     with pytest.raises(stopping.Stopped, match='SIGHUP'):
         with stopping.deferred():
