@@ -24,8 +24,12 @@ shrink it.
 --profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
 population of K.
 
-A flag that the chosen mode does not use is refused, as is any bad value, in one line with exit status 2; Ctrl-C,
-SIGTERM and SIGHUP end it with one line (bench.py writes no file).
+--proposals FILE times each guided method's proposals in results file FILE: its searches run again from their
+seeds, told the rows the file records, exactly as a resume replays them, and each ask() is timed; nothing is trained.
+
+A flag that the chosen mode does not use is refused (but --batch-size, --device and --seed, which every mode
+accepts and --proposals ignores), as is any bad value, in one line with exit status 2; Ctrl-C, SIGTERM and SIGHUP
+end it with one line (bench.py writes no file).
 """
 import stopping  # imports only the standard library: a stop while the libraries below load is one line
 
@@ -44,14 +48,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bayes_opt import BayesianOptimization
 from PIL import Image
 from torchvision import transforms
 
 import command_line
 import dataset_management
+import local_training
 import network
 import report
+import results
+import searches
 import test  # the experiment whose training time is estimated
 
 PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
@@ -78,7 +84,8 @@ LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spre
 WEIGHT_DECAY = 0.0005
 # The flags each mode uses besides --batch-size, --device and --seed: any other given is refused
 MODE_FLAGS = {'rates': ('images', 'populations', 'json'), 'profile': ('profile',),
-              'experiment': ('experiment', 'images', 'epochs', 'repetitions', 'schedule', 'json')}
+              'experiment': ('experiment', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
+              'proposals': ('proposals', 'json')}
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
@@ -320,9 +327,10 @@ def run_experiment(args, device, name):
     splits = dataset_management.Splits(*(as_split(*synthetic_images(size, generator), device) for size in sizes))
     seconds = {'training': 0.0, 'scoring': 0.0, 'proposals': 0.0}
     with stopping.handlers_kept(), tempfile.TemporaryDirectory() as folder, \
-            timed(test, 'train_networks', seconds, 'training'), \
+            timed(local_training, 'train_networks', seconds, 'training'), \
             timed(network, 'evaluate', seconds, 'scoring'), timed(network, 'evaluate_population', seconds, 'scoring'), \
-            timed(BayesianOptimization, 'suggest', seconds, 'proposals'):
+            timed(searches.BayesOptSearch, 'ask', seconds, 'proposals'), \
+            timed(searches.OptunaSearch, 'ask', seconds, 'proposals'):
         stopping.raise_when_stopped(ExperimentStopped)
         start = time.perf_counter()
         test.main(['--epochs', str(args.epochs), '--repetitions', str(args.repetitions), '--device', args.device,
@@ -346,6 +354,47 @@ def run_experiment(args, device, name):
                           'seconds_at_paper_epochs': at_paper_epochs}))
 
 
+def time_proposals(parser, args):
+    """--proposals FILE: each guided method's searches in the results file replayed from their seeds, told its
+    recorded rows as a resume tells them; print the seconds its asks took, in all and per ask."""
+    path = args.proposals
+    try:
+        saved = results.read_configuration(results.configuration_path(path))
+        results.check_format(path, saved)
+        run = test.saved_arguments(saved, path, os.path.dirname(path) or '.')
+        recorded = results.read(path, test.results_plan(run))[0]
+    except OSError as error:
+        parser.error(f'--proposals {path} cannot be read ({error.strerror})')
+    except (results.ResultsFileError, ValueError) as error:
+        parser.error(f'--proposals: {error}')
+    guided = list(filter(searches.is_guided, run.method))
+    if not guided:
+        parser.error(f'--proposals {path}: its methods ({", ".join(run.method)}) have no guided search to time')
+    seconds, asks = dict.fromkeys(guided, 0.0), dict.fromkeys(guided, 0)
+    for method in guided:
+        for repetition in range(1, run.repetitions + 1):
+            search = test.make_search(method, repetition, run)
+            for iteration in range(1, run.evaluations + 1):
+                if (method, repetition, iteration) not in recorded:  # an unfinished file: its searches so far
+                    break
+                start = time.perf_counter()
+                points = search.ask()
+                seconds[method] += time.perf_counter() - start
+                asks[method] += 1
+                row, asked = recorded[method, repetition, iteration], test.rows_of(method, repetition, points, run,
+                                                                                   iteration)[0]
+                if (row['learning_rate'], row['weight_decay']) != (asked['learning_rate'], asked['weight_decay']):
+                    parser.fail(1, f'--proposals: {path} records another point for {method} repetition {repetition} '
+                                   f'iteration {iteration} than its search asks for here (other library versions?)')
+                search.tell([row])
+    columns = [('Method', '{}'), ('Asks', '{}'), ('Seconds', '{:.1f}'), ('Per ask (ms)', '{:.1f}')]
+    report.print_table(report.Table(f'Proposals of the guided searches in {path}, replayed', columns,
+                                    [(method, asks[method], seconds[method], 1000 * seconds[method] / asks[method])
+                                     for method in guided if asks[method]]))
+    if args.json:
+        print(json.dumps({'file': path, 'asks': asks, 'seconds': seconds}))
+
+
 def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--images', type=int, help=f'synthetic training images per epoch (None: {IMAGES})')
@@ -361,6 +410,9 @@ def build_parser():
                       help="print torch.profiler's table of one training step of a population of K")
     what.add_argument('--experiment', action='store_true',
                       help="run test.py's experiment end to end on synthetic data and time its parts")
+    what.add_argument('--proposals', metavar='FILE',
+                      help="time each guided method's proposals in results file FILE, replaying its searches with "
+                           'the rows it records (nothing is trained)')
     parser.add_argument('--epochs', type=int, help=f'--experiment: training epochs per network (None: {EPOCHS})')
     parser.add_argument('--repetitions', type=int,
                         help=f'--experiment: repetitions per search (None: {REPETITIONS})')
@@ -371,11 +423,12 @@ def build_parser():
 
 def check_flags_of_mode(parser, args):
     """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
-    mode = 'profile' if args.profile is not None else 'experiment' if args.experiment else 'rates'
+    mode = ('profile' if args.profile is not None else 'experiment' if args.experiment else
+            'proposals' if args.proposals is not None else 'rates')
     for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
         if getattr(args, name) is not None and getattr(args, name) is not False:
             without = {'profile': 'with --profile', 'experiment': 'with --experiment',
-                       'rates': 'without --experiment'}[mode]
+                       'proposals': 'with --proposals', 'rates': 'without --experiment'}[mode]
             parser.error(f'{command_line.flag(name)} has no effect {without}')
     defaults = dict(images=IMAGES, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
                     repetitions=REPETITIONS, schedule=test.SCHEDULE)
@@ -399,6 +452,8 @@ def main(argv=None):
         parser.error(f'--images {args.images} is too few for --experiment: it needs at least 4 (a quarter each for '
                      'validation and test)')
     try:
+        if args.proposals is not None:
+            return time_proposals(parser, args)
         if args.profile is not None:
             return profile_step(args, device, name)
         (run_experiment if args.experiment else measure_rates)(args, device, name)

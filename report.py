@@ -15,10 +15,8 @@ from scipy import stats
 from tqdm import tqdm
 
 import files
+import searches
 
-# The searches whose first init_points evaluations are random (test.py's METHOD_NAMES lists all; here because the
-# tables and plots need it too, and report.py does not import test.py)
-BAYESIAN_METHODS = ('bayesian', 'bayesian-library')
 # The best-so-far losses are reported, and the methods compared, after these many evaluations (and after all)
 CHECKPOINTS = (5, 10, 25, 50, 100)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
@@ -59,7 +57,7 @@ def print_table(table):
     print('\n'.join(['', *format_table(table)]), flush=True)
 
 
-def searches(rows):
+def rows_by_search(rows):
     """{(method, repetition): that search's rows in iteration order}, by method as they first appear, then
     repetition."""
     grouped = collections.defaultdict(list)
@@ -72,7 +70,7 @@ def searches(rows):
 
 def method_searches(rows, method):
     """The rows of each repetition of one method's search, by repetition, each in iteration order."""
-    return [search for (name, _), search in searches(rows).items() if name == method]
+    return [search for (name, _), search in rows_by_search(rows).items() if name == method]
 
 
 def finite_or_inf(loss):
@@ -110,9 +108,9 @@ def best_losses(rows, method, after):
     return [float(best_so_far(search)[after - 1]) for search in method_searches(rows, method) if len(search) >= after]
 
 
-def has_bayesian(methods):
-    """Whether any of the methods starts with random init points."""
-    return bool(set(methods) & set(BAYESIAN_METHODS))
+def has_guided(methods):
+    """Whether any of the methods is guided by the scores, and so starts with random init points."""
+    return any(map(searches.is_guided, methods))
 
 
 def methods_present(rows, methods):
@@ -121,10 +119,10 @@ def methods_present(rows, methods):
 
 
 def search_table(search_rows, *, init_points, epochs, search_seed):
-    """The paper's Table II for one search: every evaluation, Bayesian init points, repeated points and the best one
-    marked."""
+    """The paper's Table II for one search: every evaluation, a guided search's init points, repeated points and the
+    best one marked."""
     method, repetition = search_rows[0]['method'], search_rows[0]['repetition']
-    init_points = init_points if method in BAYESIAN_METHODS else 0
+    init_points = init_points if searches.is_guided(method) else 0
     best = best_row(search_rows)
 
     def note(row):
@@ -284,8 +282,8 @@ def save_figure(figure, path):
 
 def plot_convergence(rows, args, path):
     """Best-so-far validation loss against evaluation number: mean and a standard-deviation band over
-    repetitions, one line per method, the Bayesian init points shaded; the y axis spans the means and bands from the
-    first checkpoint (5 evaluations) on."""
+    repetitions, one line per method, the guided searches' init points shaded; the y axis spans the means and bands
+    from the first checkpoint (5 evaluations) on."""
     figure = Figure(figsize=FIGURE_INCHES['convergence'], dpi=DPI)
     axes = figure.subplots()
     shown = []  # the means and bands from the first checkpoint on
@@ -298,9 +296,9 @@ def plot_convergence(rows, args, path):
         start = min(CHECKPOINTS[0], len(mean)) - 1
         shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
                   if math.isfinite(value)]
-    if has_bayesian(args.method):
+    if has_guided(args.method):
         axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
-                     label=f'Bayesian init points ({args.init_points}, uniform random)')
+                     label=f'init points of the guided searches ({args.init_points}, uniform random)')
     axes.set(xlabel='evaluation', ylabel='best validation loss so far',
              title=f'{args.dataset}: mean ± std over repetitions')
     if shown:  # the first evaluations' wide bands would flatten the curves where the methods are compared
@@ -357,6 +355,52 @@ def report_paths(output):
     plots, results.convergence.png, results.points.png and results.sobol-vs-random.png."""
     return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
             **{name: path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
+
+
+def in_method_order(rows, args):
+    """The rows by method (in args.method's order), repetition and iteration: a populations' run and its file
+    hold the methods' rows interleaved."""
+    return sorted(rows, key=lambda row: (args.method.index(row['method']), row['repetition'], row['iteration']))
+
+
+def search_tables(rows, args):
+    """The paper's Table II of every search in `rows`, in method order."""
+    rows = in_method_order(rows, args)
+    return [search_table(search, init_points=args.init_points, epochs=args.epochs,
+                         search_seed=searches.seed_for(args.seed, repetition))
+            for (_, repetition), search in rows_by_search(rows).items()]
+
+
+def print_search_tables(rows, args):
+    """Print search_tables(rows, args) without breaking a progress bar on the terminal."""
+    with tqdm.external_write_mode():  # clears a progress bar while the tables are printed
+        for table in search_tables(rows, args):
+            print_table(table)
+
+
+def report_results(rows, args, configuration, output):
+    """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
+    plots beside `output`."""
+    rows = in_method_order(rows, args)
+    tables = [summary_table(rows, args.method),
+              best_so_far_table(best_so_far_summary(rows, args.method, args.evaluations), args.evaluations)]
+    comparisons = method_comparisons(rows, args.method, args.evaluations)
+    if comparisons:  # two methods or more
+        tables.append(comparison_table(comparisons))
+    for table in tables:
+        print_table(table)
+    write_summaries(rows, args, configuration, tables + search_tables(rows, args), output)
+    paths = report_paths(output)
+    plot_convergence(rows, args, paths['convergence'])
+    plot_points(rows, args, paths['points'])
+    unit_square, count = {'x': (0, 1), 'y': (0, 1)}, UNIT_SQUARE_POINTS
+    plot_unit_square(
+        {f'{count} Sobol points (optunity, as its search draws them)':
+            searches.sobol_points(unit_square, evaluations=count, seed=searches.seed_for(args.seed, 1)),
+         f'{count} uniform random points':
+            searches.random_points(unit_square, evaluations=count, seed=searches.seed_for(args.seed, 1))},
+        paths['sobol-vs-random'])
+    print(f'\nwritten: {", ".join(paths.values())}', flush=True)
 
 
 def bars_shown(args):

@@ -19,16 +19,18 @@ from typing import Callable, NamedTuple
 
 import files
 import report
+import searches
 import stopping
 
-# repeat_of: the earlier iteration whose point a Bayesian proposal repeats (its scores are that row's), else empty
+# repeat_of: the earlier iteration whose point a guided search proposes again (its scores are that row's), else empty
 COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_rate', 'weight_decay',
            'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'seed')
 # 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
 FORMAT = 2
-# Their versions are saved in the configuration: another version is another configuration
+# Their versions are saved in the configuration, with those of the methods' own packages (searches.packages): another
+# version is another configuration
 PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
 
 
@@ -59,8 +61,17 @@ def configuration(settings):
     """What is saved beside the CSV: the format, the settings that decide the results and the library versions (the
     devices that trained its rows are added as they write)."""
     versions = {'python': platform.python_version(),
-                **{package: importlib.metadata.version(package) for package in PACKAGES}}
+                **{package: installed_version(package)
+                   for package in (*PACKAGES, *searches.packages(settings['method']))}}
     return {'results_format': FORMAT, **as_saved(settings), 'versions': versions}
+
+
+def installed_version(package):
+    """The package's version, or 'not installed' (greenlet is optional to Optuna, which then computes otherwise)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return 'not installed'
 
 
 def as_saved(settings):
@@ -137,9 +148,9 @@ def parse_row(fields, plan):
     for name, (low, high) in ranges.items():
         if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
             raise ValueError(f'{name} {row[name]!r} is outside {low:g}..{high:g}')
-    if row['repeat_of'] is not None and not (row['method'] in report.BAYESIAN_METHODS
+    if row['repeat_of'] is not None and not (searches.is_guided(row['method'])
                                              and 1 <= row['repeat_of'] < row['iteration']):
-        raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a Bayesian search')
+        raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a guided search')
     trained = row['repeat_of'] or row['iteration']  # the iteration whose network gave the scores
     if row['seed'] != plan.network_seed(row['repetition'], trained):
         raise ValueError(f'seed {row["seed"]} is not the seed of repetition {row["repetition"]} iteration {trained}')

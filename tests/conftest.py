@@ -7,10 +7,12 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +122,41 @@ def pretend_population(splits, *, seeds, learning_rates, weight_decays, **_):
     return [pretend_scores(*point) for point in zip(learning_rates, weight_decays, seeds)]
 
 
+def rows_in(path):
+    """The whole rows a results CSV holds now (0 if there is none)."""
+    return max(path.read_bytes().count(b'\n') - 1, 0) if path.exists() else 0
+
+
+def start_and_stop(output, rows, stop_signal, arguments):
+    """Run test.py with `arguments` until it has written a row and `output` holds at least `rows` rows, then send
+    `stop_signal`; return its stderr."""
+    rows = max(rows, rows_in(output) + 1)
+    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *arguments,
+                                '--output', output.name], cwd=output.parent, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    while process.poll() is None and rows_in(output) < rows:
+        time.sleep(0.005)
+    assert process.poll() is None, 'the run ended before it could be stopped'
+    process.send_signal(stop_signal)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 128 + stop_signal), stderr
+    return stderr
+
+
+class FakeResultsFile:
+    """What the searches need of a results.ResultsFile: the scores a file records, by iteration, and the rows
+    appended."""
+
+    def __init__(self, recorded=None):
+        self.recorded, self.appended = recorded or {}, []
+
+    def recorded_scores(self, row):
+        return self.recorded.get(row['iteration'])
+
+    def append(self, rows):
+        self.appended += rows
+
+
 @pytest.fixture
 def stop_handlers(monkeypatch):
     """The scripts' stop handlers (stopping.raise_when_stopped) for the test, the process's own restored after it."""
@@ -150,10 +187,10 @@ def pretend_training(monkeypatch):
 @pytest.fixture
 def count_trained(monkeypatch):
     """The rows of every network test.py trains from now on (its training itself unchanged)."""
-    import test as experiment
+    import local_training
     trained = []
-    train_networks = experiment.train_networks
-    monkeypatch.setattr(experiment, 'train_networks',
+    train_networks = local_training.train_networks
+    monkeypatch.setattr(local_training, 'train_networks',
                         lambda rows, *rest, **options: trained.extend(rows) or train_networks(rows, *rest, **options))
     return trained
 

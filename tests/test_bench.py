@@ -8,12 +8,14 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import run_script
+from conftest import run_script, typed_rows
 
 import bench
 import dataset_management
 import network
+import searches
 import stopping
+import test as experiment
 
 
 def test_the_authors_dataset_reads_the_values_the_tensor_paths_train_on():
@@ -153,7 +155,7 @@ def test_the_experiment_runs_test_py_end_to_end_and_splits_its_time(tmp_path):
 def test_an_experiment_stopped_says_nothing_was_kept_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench.tempfile, 'tempdir', str(tmp_path))
     monkeypatch.setattr(stopping, 'received', None)
-    monkeypatch.setattr(bench.test, 'train_networks', lambda *_, **__: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(bench.local_training, 'train_networks', lambda *_, **__: os.kill(os.getpid(), signal.SIGTERM))
     handlers = {number: signal.getsignal(number) for number in stopping.SIGNALS}
     try:
         with pytest.raises(SystemExit) as exit:
@@ -167,3 +169,27 @@ def test_an_experiment_stopped_says_nothing_was_kept_and_leaves_no_folder(tmp_pa
     assert exit.value.code == 143 and stderr.count('\n') == 1
     assert stderr.endswith(': interrupted: nothing was kept: the experiment ran in a temporary folder, now removed\n')
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_proposals_of_a_results_file_are_replayed_and_timed_per_guided_method(pretend_training, tmp_path,
+                                                                                  capsys):
+    output = tmp_path / 'results.csv'
+    experiment.main(['--dataset', 'digits', '--device', 'cpu', '--evaluations', '6', '--init-points', '2',
+                     '--repetitions', '2', '--method', 'tpe,sobol,bayesian', '--output', str(output)])
+    capsys.readouterr()
+    asks = []
+    ask = searches.OptunaSearch.ask
+    with pytest.MonkeyPatch.context() as patch:  # each ask replays the recorded point
+        patch.setattr(searches.OptunaSearch, 'ask', lambda search: asks.append(ask(search)) or asks[-1])
+        bench.main(['--proposals', str(output), '--json'])
+    out = capsys.readouterr().out
+    figures = json.loads(out.splitlines()[-1])
+    assert figures['asks'] == {'tpe': 12, 'bayesian': 12} and all(value > 0 for value in figures['seconds'].values())
+    recorded = [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
+                for row in typed_rows(output) if row['method'] == 'tpe']
+    assert sorted(point[0]['learning_rate'] for point in asks) == sorted(row['learning_rate'] for row in recorded)
+    assert 'Proposals of the guided searches' in out
+    lines = output.read_text().splitlines(keepends=True)
+    output.write_text(''.join(lines[:8]))  # 7 rows: the first round's 4, then tpe's 2 and one of bayesian's
+    bench.main(['--proposals', str(output), '--json'])
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])['asks'] == {'tpe': 4, 'bayesian': 3}

@@ -99,7 +99,7 @@ def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_with_the_s
             assert rows <= len(read_rows(output)) < 16
             if stop_signal == signal.SIGTERM:  # kill, SLURM, systemd: Ray's own handler would abort the driver
                 assert status == 128 + stop_signal and stderr.count('\n') == 1, stderr
-                assert stderr.endswith(f'of 16 evaluations are saved in results.csv; run the same command again to '
+                assert stderr.endswith('of 16 evaluations are saved in results.csv; run the same command again to '
                                        'resume\n')
                 assert wait_until(lambda: set(ray_processes()) <= running_before, 10)  # its cluster stopped with it
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)

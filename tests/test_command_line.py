@@ -40,6 +40,9 @@ BAD_INPUTS = [
     (['--ray', 'local', '--ray-worker-cpus', '0'], '--ray-worker-cpus 0'),
     (['--evaluations', '4', '--init-points', '5'], '--init-points 5'),
     (['--init-points', '0'], '--init-points 0'),
+    (['--method', 'sobol,tpe', '--evaluations', '4', '--init-points', '5'], '--init-points 5'),  # every guided method
+    (['--method', 'gp', '--init-points', '0'], '--init-points 0'),
+    (['--method', 'bayesian-library', '--init-points', '0'], '--init-points 0'),
     (['--validation-size', '50000'], '--validation-size 50000'),
     (['--dataset', 'digits', '--validation-size', '1437'], '--validation-size 1437'),
     (['--batch-size', '0'], '--batch-size 0'),
@@ -51,8 +54,14 @@ BAD_INPUTS = [
     (['--ray-worker-cpus', '2'], '--ray-worker-cpus 2 needs --ray'),
     (['--repetitions', '100000000'], 'is 5,000,000,000 evaluations: at most 100,000 in one run'),
     (['--method', 'sobol', '--evaluations', '100000000'], 'at most 100,000 in one run'),
-    (['--method', 'bayesian', '--evaluations', '6000', '--repetitions', '1'], 'at most 5,000 (its Gaussian process'),
+    (['--method', 'bayesian', '--evaluations', '6000', '--repetitions', '1'], 'at most 5,000 (its model'),
+    (['--method', 'tpe', '--evaluations', '6000', '--repetitions', '1'], 'too many for a guided search: at most 5,000'),
 ]
+
+
+def test_an_unknown_method_is_one_line_naming_all_six(capsys):
+    stderr = refused(experiment.main, ['--method', 'sobol,hyperband'], capsys)
+    assert "invalid method 'hyperband' (choose from bayesian, bayesian-library, tpe, gp, sobol, random, " in stderr
 
 
 @pytest.fixture
@@ -257,7 +266,11 @@ def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
                                               (['--profile', '3', '--repetitions', '2'],
                                                '--repetitions has no effect with --profile'),
                                               (['--profile', '3', '--images', '64'], '--images has no effect with'),
-                                              (['--profile', '3', '--json'], '--json has no effect with --profile')])
+                                              (['--profile', '3', '--json'], '--json has no effect with --profile'),
+                                              (['--proposals', 'r.csv', '--epochs', '2'],
+                                               '--epochs has no effect with --proposals'),
+                                              (['--proposals', 'missing.csv'], 'missing.config.json'),
+                                              (['--proposals', 'r.csv', '--experiment'], 'not allowed with')])
 def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):
     for measure in ('model_epochs_per_second', 'profile_step', 'run_experiment'):
         monkeypatch.setattr(bench, measure, lambda *args, **kwargs: pytest.fail('measured'))

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import pty
-import random
 import re
 import select
 import shutil
@@ -16,20 +15,17 @@ import sys
 import termios
 
 import numpy as np
-import optunity
 import pytest
 from bayes_opt import BayesianOptimization, target_space
-from conftest import (ROOT, pretend_scores, read_rows, refused, run_script, snapshot, sorted_rows, typed_rows,
-                      without_seconds)
-from scipy import stats
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import Matern
+from conftest import (ROOT, FakeResultsFile, pretend_scores, read_rows, refused, run_script, snapshot, sorted_rows,
+                      typed_rows, without_seconds)
 
+import local_training
 import network
 import results
+import searches
 import test as experiment
 
-BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
 DIGITS_RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
               '--repetitions', '2', '--method', 'both', '--device', 'cpu']  # results are reproducible on CPU
 SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
@@ -54,7 +50,7 @@ def test_every_evaluation_is_a_csv_row(digits_run):
     seeds = {(row['repetition'], row['iteration']): row['seed'] for row in rows if row['method'] == 'bayesian'}
     assert len(set(seeds.values())) == 8  # one seed per evaluation ...
     assert all(row['seed'] == seeds[row['repetition'], row['iteration']] for row in rows)  # ... shared by methods
-    assert all(row['seed'] == str(experiment.seed_for(0, int(row['repetition']), int(row['iteration'])))
+    assert all(row['seed'] == str(searches.seed_for(0, int(row['repetition']), int(row['iteration'])))
                for row in rows)
     for row in rows:
         assert 0.0001 <= float(row['learning_rate']) <= 0.1 and 0 <= float(row['weight_decay']) <= 0.001
@@ -72,8 +68,8 @@ def test_tables_show_each_search_and_the_mean_and_std_of_their_best(digits_run):
     tables = re.findall(r'Table II: (\w+), repetition (\d) \(search seed (\d+)\): 4 evaluations(, 2 init points)?, '
                         r'2 epochs per evaluation\n-+\n.*\n-+\n((?:.*\n){4})-+', stdout)
     assert [(method, repetition, int(seed), bool(init)) for method, repetition, seed, init, _ in tables] == [
-        ('bayesian', '1', experiment.seed_for(0, 1), True), ('bayesian', '2', experiment.seed_for(0, 2), True),
-        ('sobol', '1', experiment.seed_for(0, 1), False), ('sobol', '2', experiment.seed_for(0, 2), False)]
+        ('bayesian', '1', searches.seed_for(0, 1), True), ('bayesian', '2', searches.seed_for(0, 2), True),
+        ('sobol', '1', searches.seed_for(0, 1), False), ('sobol', '2', searches.seed_for(0, 2), False)]
     bests = {}
     for method, repetition, _, _, body in tables:
         search = [row for row in rows if row['method'] == method and row['repetition'] == repetition]
@@ -126,39 +122,9 @@ def test_network_py_retrains_a_csv_row_to_the_same_numbers(digits_run, tmp_path)
     assert [float(printed[key]) for key in SCORES] == pytest.approx([float(row[key]) for key in SCORES], rel=1e-5)
 
 
-def test_sobol_search_evaluates_optunitys_sequence_from_the_seeded_skip():
-    points = []
-    experiment.sobol_search(lambda **point: points.append(point) or 0.0, BOUNDS, evaluations=25, seed=7)
-    random.seed(7)
-    skip = random.randint(200, 1000)
-    unit = optunity.solvers.Sobol.i4_sobol_generate(2, 25, skip)
-    shrunk = {'learning_rate': (0.0005995, 0.0995005), 'weight_decay': (0.000005, 0.000995)}  # optunity's 99%
-    expected = [{name: low + u * (high - low) for (name, (low, high)), u in zip(shrunk.items(), x)} for x in unit]
-    assert len(points) == 25
-    for point, want in zip(points, expected):
-        assert point == pytest.approx(want, rel=1e-9, abs=1e-15)
-    again = []
-    experiment.sobol_search(lambda **point: again.append(point) or 0.0, BOUNDS, evaluations=25, seed=7)
-    assert again == points
-
-
 def fake_scores(learning_rate):
     loss = math.nan if learning_rate > 0.05 else 1 + 100 * learning_rate
     return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)
-
-
-class FakeResultsFile:
-    """What the searches need of a results.ResultsFile: the scores a file records, by iteration, and the rows
-    appended."""
-
-    def __init__(self, recorded=None):
-        self.recorded, self.appended = recorded or {}, []
-
-    def recorded_scores(self, row):
-        return self.recorded.get(row['iteration'])
-
-    def append(self, rows):
-        self.appended += rows
 
 
 @pytest.mark.parametrize('population', [1, 3])
@@ -177,35 +143,35 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
                                                  '--method', 'bayesian', '--population', str(population)])
     results_file = FakeResultsFile()
-    rows = experiment.run_searches(experiment.LocalTraining(None, args), args, results_file)
+    rows = experiment.run_searches(local_training.LocalTraining(None, args), args, results_file)
     assert len(rows) == 12 and results_file.appended == rows
     losses = [row['val_loss'] for row in rows]
     assert any(math.isnan(loss) for loss in losses) and any(math.isfinite(loss) for loss in losses)
     told = [i for i, row in enumerate(rows) if row['repeat_of'] is None]  # a repeated point is not told again
     assert len(targets) == len(told) >= 4 and any(math.isnan(losses[i]) for i in told)
     for i, target in zip(told, targets):
-        worst = max([experiment.DIVERGED_LOSS] + [x for x in losses[:i] if math.isfinite(x)])
+        worst = max([searches.DIVERGED_LOSS] + [x for x in losses[:i] if math.isfinite(x)])
         assert target == (-losses[i] if math.isfinite(losses[i]) else -worst)
 
 
 def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searches(tmp_path, pretend_training):
     run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3', '--repetitions', '3',
-           '--method', 'bayesian,bayesian-library,sobol,random']
+           '--method', 'bayesian,bayesian-library,tpe,gp,sobol,random']
     for population in (1, 2, 3):  # 2: three repetitions train as populations of 2 and 1
         experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
-    for population in (4, 12):  # rounds of 6 Bayesian and 6 planned points: populations of 4, 4 and 4, or one
+    for population in (4, 18):  # rounds of 12 guided and 6 planned points: populations of 4, 4, 4, 4 and 2, or one
         experiment.main([*run, '--population', str(population), '--schedule', 'rounds',
                          '--output', str(tmp_path / f'rounds-{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
-    assert len(one_at_a_time) == 84
+    assert len(one_at_a_time) == 126
     assert len({row['learning_rate'] for row in one_at_a_time if row['method'] in ('sobol', 'random')}) == 42
-    for name in ('2', '3', 'rounds-4', 'rounds-12'):
+    for name in ('2', '3', 'rounds-4', 'rounds-18'):
         assert sorted_rows(tmp_path / f'{name}.csv') == one_at_a_time, name
     planned = [(method, repetition, iteration) for method in ('sobol', 'random') for repetition in (1, 2, 3)
                for iteration in range(1, 8)]
     assert [(row['method'], row['repetition'], row['iteration']) for row in typed_rows(tmp_path / 'rounds-4.csv')] == [
         key for iteration in range(1, 8)
-        for key in [(method, repetition, iteration) for method in ('bayesian', 'bayesian-library')
+        for key in [(method, repetition, iteration) for method in ('bayesian', 'bayesian-library', 'tpe', 'gp')
                     for repetition in (1, 2, 3)] + planned[6 * iteration - 6:6 * iteration]]
 
 
@@ -258,24 +224,10 @@ def test_a_really_diverging_search_finishes_and_reports_diverged(tmp_path, capsy
 
 
 def test_seeds_are_fixed_distinct_and_independent_of_the_budgets():
-    assert experiment.seed_for(0, 1, 1) == 901243215  # pinned: a change here changes every published number
-    seeds = {experiment.seed_for(0, repetition, iteration) for repetition in range(1, 11) for iteration in range(1, 26)}
-    seeds |= {experiment.seed_for(0, repetition) for repetition in range(1, 11)}
+    assert searches.seed_for(0, 1, 1) == 901243215  # pinned: a change here changes every published number
+    seeds = {searches.seed_for(0, repetition, iteration) for repetition in range(1, 11) for iteration in range(1, 26)}
+    seeds |= {searches.seed_for(0, repetition) for repetition in range(1, 11)}
     assert len(seeds) == 260
-
-
-def test_random_search_draws_independent_uniform_coordinates_reproducibly_from_its_seed():
-    box = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
-    points = experiment.random_points(box, evaluations=2000, seed=7)
-    columns = {name: np.array([point[name] for point in points]) for name in box}
-    for name, (low, high) in box.items():
-        assert low <= columns[name].min() and columns[name].max() <= high
-        assert stats.kstest(columns[name], stats.uniform(low, high - low).cdf).pvalue > 0.01  # uniform
-        assert abs(np.corrcoef(columns[name][:-1], columns[name][1:])[0, 1]) < 0.1  # each draw new
-    assert abs(np.corrcoef(columns['learning_rate'], columns['weight_decay'])[0, 1]) < 0.1  # coordinates apart
-    assert experiment.random_points(box, evaluations=2000, seed=7) == points
-    assert experiment.random_points(box, evaluations=25, seed=7) == points[:25]  # the budget changes no point
-    assert all(a != b for a, b in zip(points, experiment.random_points(box, evaluations=25, seed=8)))
 
 
 @pytest.mark.parametrize('population', ['1', '4'])
@@ -286,8 +238,8 @@ def test_a_random_search_run_trains_its_seeded_points(population, tmp_path):
         experiment.main([*run, '--output', str(tmp_path / f'{name}.csv')])
     rows = typed_rows(tmp_path / 'first.csv')
     for repetition in (1, 2):
-        points = experiment.random_points({'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}, evaluations=4,
-                                          seed=experiment.seed_for(0, repetition))
+        points = searches.random_points({'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}, evaluations=4,
+                                        seed=searches.seed_for(0, repetition))
         assert [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
                 for row in rows if row['repetition'] == repetition] == points
     assert [{**row, 'seconds': 0} for row in typed_rows(tmp_path / 'again.csv')] == [{**row, 'seconds': 0}
@@ -314,97 +266,13 @@ def test_a_log_scale_searches_the_learning_rates_log10_within_the_bounds(tmp_pat
     assert '36 of 36 evaluations are recorded' in capsys.readouterr().out
 
 
-# The paper's Table II, one Bayesian search of the authors on CIFAR-10: (loss, learning rate, weight decay)
-PAPER_TABLE_II = [
-    (1.522100040487423, 0.07790364658499195, 0.0003113590404249613),
-    (1.3066085163195422, 0.09713183521392078, 3.807391059064314e-05),
-    (1.2386448436481938, 0.09962929630955666, 0.00032689900116565906),
-    (1.185623772964356, 0.08839772348012497, 0.0006898133589174131),
-    (1.159533618741734, 0.04027967267377352, 0.0009626519421269333),
-    (2.25699576147043, 0.0001, 0.001),
-    (1.1351020427266503, 0.023872752132106875, 0.0),
-    (1.1435793152280673, 0.056207162561639525, 0.001),
-    (1.0532525379186983, 0.03136838518276603, 0.001),
-    (1.118292302083058, 0.04934696689449622, 0.0),
-    (1.152301168365843, 0.033653197798621255, 0.0),
-    (1.1103247092787627, 0.016824143294099574, 0.001),
-    (1.2051728758842322, 0.06341467276985273, 0.0),
-    (1.1874851724904054, 0.021333409012656273, 0.001),
-    (1.1424505171502473, 0.011332271665925726, 0.0),
-    (1.145875146054918, 0.046351931870789044, 0.001),
-    (1.065783442964979, 0.027854693888176872, 0.001),
-    (1.074766206893192, 0.015390851423193453, 0.0),
-    (1.1237120131018814, 0.029458368749569804, 0.0),
-    (1.1762064011992923, 0.051456124255251416, 0.001),
-    (1.3072483497820082, 0.05854119655268067, 0.0),
-    (1.291730211418905, 0.0694316962401854, 0.001),
-    (1.1320924880398306, 0.08429459295975464, 0.001),
-    (1.0766326515537918, 0.013487631600152566, 0.001),
-    (1.2079456232155963, 0.0636388328114694, 0.001),
-]
-INIT_POINTS = 5
-
-
-def proposes_the_paper(proposal, row):
-    """Whether a proposal is the paper's row to within 1e-4 of each range."""
-    return all(abs(proposal[name] - value) <= 1e-4 * (high - low)
-               for (name, (low, high)), value in zip(BOUNDS.items(), row[1:]))
-
-
-def replay(*, library):
-    """Register the paper's rows 1..n (target: minus the loss) in a fresh optimizer and ask for the next point, for n
-    = 5..24 and the search seeds of repetitions 1-5: how many of the 100 proposals are the paper's row n + 1."""
-    matches = 0
-    for repetition in range(1, 6):
-        for known in range(INIT_POINTS, len(PAPER_TABLE_II)):
-            optimizer = experiment.bayesian_optimizer(BOUNDS, seed=experiment.seed_for(0, repetition),
-                                                      library=library)
-            for loss, learning_rate, weight_decay in PAPER_TABLE_II[:known]:
-                optimizer.register({'learning_rate': learning_rate, 'weight_decay': weight_decay}, -loss)
-            matches += proposes_the_paper(optimizer.suggest(), PAPER_TABLE_II[known])
-    return matches
-
-
-def test_the_authors_gaussian_process_proposes_the_papers_table_ii():
-    assert replay(library=False) >= 90
-
-
-def test_bayes_opt_3_4s_own_gaussian_process_fails_the_same_replay():
-    assert replay(library=True) <= 10  # 0 when measured
-
-
-def test_the_optimizer_fits_the_authors_gaussian_process_with_25_restarts_from_its_own_random_state():
-    optimizer = experiment.bayesian_optimizer(BOUNDS, seed=3)
-    for loss, learning_rate, weight_decay in PAPER_TABLE_II[:INIT_POINTS]:
-        optimizer.register({'learning_rate': learning_rate, 'weight_decay': weight_decay}, -loss)
-    optimizer.suggest()
-    gaussian_process = optimizer._gp  # what bayes_opt fitted: fails if an upgrade renames or stops using it
-    assert gaussian_process.target_mean_ == pytest.approx(-np.mean([row[0] for row in PAPER_TABLE_II[:5]]))
-    assert gaussian_process.n_restarts_optimizer == 25 and gaussian_process.alpha == 1e-6
-    assert gaussian_process.kernel_.nu == 2.5 and gaussian_process.random_state is optimizer._random_state
-    assert experiment.bayesian_optimizer(BOUNDS, seed=3, library=True)._gp.n_restarts_optimizer == 5
-
-
-@pytest.mark.parametrize('scale', [1, 100])
-def test_the_authors_gaussian_process_centres_the_targets_without_scaling_them(scale):
-    points, targets = [[0.1, 0.2], [0.5, 0.5], [0.9, 0.1]], scale * np.array([-1.0, -2.0, -4.0])
-    far = [[50.0, 50.0]]  # where the posterior is the prior
-
-    def fitted(model, **options):
-        return model(kernel=Matern(nu=2.5), alpha=1e-6, optimizer=None, **options).fit(points, targets)
-    mean, std = fitted(experiment.CentredGaussianProcess).predict(far, return_std=True)
-    assert mean == pytest.approx(targets.mean()) and std == pytest.approx(1)  # the kernel's own prior std
-    mean, std = fitted(GaussianProcessRegressor, normalize_y=True).predict(far, return_std=True)
-    assert mean == pytest.approx(targets.mean()) and std == pytest.approx(targets.std())  # scikit-learn >= 0.23
-
-
 def test_a_bayesian_search_makes_exactly_its_budget_of_evaluations_starting_with_random_points(pretend_training,
                                                                                                tmp_path):
     experiment.main(['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3',
                      '--repetitions', '1', '--method', 'bayesian', '--output', str(tmp_path / 'results.csv')])
     rows = read_rows(tmp_path / 'results.csv')
     assert [row['iteration'] for row in rows] == ['1', '2', '3', '4', '5', '6', '7']
-    state = np.random.RandomState(experiment.seed_for(0, 1))  # bayes_opt draws init points from its random_state
+    state = np.random.RandomState(searches.seed_for(0, 1))  # bayes_opt draws init points from its random_state
     expected = [(state.uniform(0.0001, 0.1), state.uniform(0, 0.001)) for _ in range(3)]
     np.testing.assert_allclose([(float(row['learning_rate']), float(row['weight_decay'])) for row in rows[:3]],
                                expected, rtol=1e-12)
@@ -498,7 +366,7 @@ def test_a_population_of_repeats_and_new_points_trains_the_new_points_only(recor
     original = {**row(1, 0.01), **pretend_scores(0.01, 0, 7)}
     rows = [row(2, 0.02), experiment.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
     file = FakeResultsFile({iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
-    experiment.score_and_record(rows, experiment.LocalTraining(None, args), args, file)
+    experiment.score_and_record(rows, local_training.LocalTraining(None, args), args, file)
     assert [learning_rate for learning_rate, _, _ in pretend_training] == [{2: 0.02, 4: 0.04}[i] for i in trained]
     assert [row['iteration'] for row in file.appended] == written
     assert rows[1]['repeat_of'] == 1 and rows[1]['seed'] == original['seed']

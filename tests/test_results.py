@@ -15,13 +15,14 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import (ROOT, folder_without_permissions, pretend_population, read_rows, refused, snapshot, sorted_rows,
-                      without_seconds)
+from conftest import (ROOT, folder_without_permissions, pretend_population, read_rows, refused, rows_in, snapshot,
+                      sorted_rows, start_and_stop, without_seconds)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import files
 import network
+import report
 import results
 import test as experiment
 
@@ -125,26 +126,6 @@ def test_a_run_resumed_with_another_population_makes_the_same_searches(before, a
     assert len(pretend_training) >= 36 - rows_kept and len(set(pretend_training)) == len(pretend_training)
 
 
-def rows_in(path):
-    return max(path.read_bytes().count(b'\n') - 1, 0) if path.exists() else 0
-
-
-def start_and_stop(output, rows, stop_signal, population):
-    """Run test.py until it has written a row and `output` holds at least `rows` rows, then send `stop_signal`;
-    return its stderr."""
-    rows = max(rows, rows_in(output) + 1)
-    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, *population,
-                                '--output', output.name], cwd=output.parent, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    while process.poll() is None and rows_in(output) < rows:
-        time.sleep(0.005)
-    assert process.poll() is None, 'the run ended before it could be stopped'
-    process.send_signal(stop_signal)
-    stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 128 + stop_signal), stderr
-    return stderr
-
-
 # (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population.
 # SIGTERM: kill, SLURM, systemd; SIGHUP: a closed terminal
 STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (10, signal.SIGINT)],
@@ -157,7 +138,7 @@ def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninte
     output = tmp_path / 'results.csv'
     flags = [] if population == 10 else ['--population', str(population)]
     for rows, stop_signal in STOPS[population]:
-        stderr = start_and_stop(output, rows, stop_signal, flags)
+        stderr = start_and_stop(output, rows, stop_signal, [*RUN, *flags])
         assert rows <= rows_in(output) < 16
         assert (tmp_path / 'results.lock').exists() == (stop_signal == signal.SIGKILL)  # a stop removes it
         if stop_signal != signal.SIGKILL:
@@ -201,7 +182,7 @@ MALFORMED = [
     (lambda lines: ''.join(lines[:6]).replace('bayesian,2,1', 'random,2,1'), "method 'random' is not one of"),
     (lambda lines: ''.join(lines[:6]).replace(',1,1,', ',1,7,'), 'line 2: iteration 7 is outside 1..4'),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,', 'bayesian,1,1,1,'),
-     'line 2: repeat_of 1 is not an earlier iteration of a Bayesian search'),
+     'line 2: repeat_of 1 is not an earlier iteration of a guided search'),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace('\n', '\r\n')] + lines[4:]), "line 4: seconds '"),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ', ')] + lines[4:]), "line 4: repetition ' 1'"),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace(',0.', ', 0.', 1)] + lines[4:]), 'line 4: learning_rate'),
@@ -456,10 +437,10 @@ def test_a_stop_while_rows_are_synced_keeps_them(stop_signal, stop_handlers, pre
 
 
 @pytest.mark.parametrize('stopped_in', ['results.open_results', 'experiment.check_planned_points',
-                                        'experiment.report_results'])
+                                        'report.report_results'])
 def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_training, tmp_path, monkeypatch, capsys):
     arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
-    if stopped_in == 'experiment.report_results':  # --report of a finished run
+    if stopped_in == 'report.report_results':  # --report of a finished run
         experiment.main(arguments)
         arguments = ['--report', str(tmp_path / 'results.csv')]
     before = snapshot(tmp_path)
@@ -467,14 +448,14 @@ def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_tra
 
     def stopped(*_, **__):
         raise KeyboardInterrupt
-    monkeypatch.setattr({'results': results, 'experiment': experiment}[module], name, stopped)
+    monkeypatch.setattr({'results': results, 'experiment': experiment, 'report': report}[module], name, stopped)
     with pytest.raises(SystemExit) as exit:
         experiment.main(arguments)
     stderr = capsys.readouterr().err
     assert exit.value.code == 130 and stderr.count('\n') == 1 and ': interrupted: ' in stderr
     assert stderr.endswith({'results.open_results': 'nothing was written\n',
                             'experiment.check_planned_points': 'run the same command again to resume\n',
-                            'experiment.report_results': 'the others as they were\n'}[stopped_in])
+                            'report.report_results': 'the others as they were\n'}[stopped_in])
     assert snapshot(tmp_path) == before
 
 
@@ -524,7 +505,7 @@ def test_of_two_runs_started_together_one_writes_and_the_other_is_refused(uninte
 
 
 def test_a_killed_run_leaves_a_lock_file_that_blocks_nothing(uninterrupted, tmp_path):
-    start_and_stop(tmp_path / 'results.csv', 3, signal.SIGKILL, ['--population', '3'])
+    start_and_stop(tmp_path / 'results.csv', 3, signal.SIGKILL, [*RUN, '--population', '3'])
     assert (tmp_path / 'results.lock').exists()  # the operating system's lock died with the process
     experiment.main([*RUN, '--population', '3', '--output', str(tmp_path / 'results.csv')])
     assert same_rows(tmp_path / 'results.csv', uninterrupted[3]) and not (tmp_path / 'results.lock').exists()
@@ -702,7 +683,7 @@ def run_or_refusal(arguments, folder, watched=None):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setattr(network, 'train_and_evaluate_population', pretend_population)
-        patch.setattr(experiment, 'report_results', lambda *args: None)
+        patch.setattr(report, 'report_results', lambda *args: None)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 experiment.main(arguments)

@@ -1,0 +1,191 @@
+"""The hyperparameter searches the experiment compares, behind one ask-and-tell interface: a search of one repetition
+is made from the search box, its seed, its budget and its init points; ask() returns the points it evaluates next,
+tell(rows) hands it their scored results rows. METHODS names them: a new method is one class and one line there.
+
+A guided search (Bayesian optimisation, Optuna's samplers) asks one point at a time and must be told its row before
+the next; a planned one (Sobol, random) ignores the scores and returns its whole plan at the first ask.
+"""
+import functools
+import math
+import random
+import warnings
+
+import numpy as np
+import optuna
+from bayes_opt import BayesianOptimization
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import Matern
+
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore', SyntaxWarning)  # optunity 1.1.1's docstrings upset Python 3.12 and newer
+    import optunity
+
+# The value told to the optimizers for a diverged network (NaN or infinite loss): minus twice chance level, or minus
+# the search's worst finite loss so far if that is higher
+DIVERGED_LOSS = 2 * math.log(10)
+STUDY_NAME = 'search'  # every Optuna search's study, in memory
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial; warnings and errors still show
+
+
+def target(row, search_rows):
+    """What an optimizer is told about a scored row: minus its validation loss, or for a diverged network minus the
+    larger of DIVERGED_LOSS and the worst finite loss of the search's rows so far (never NaN: bayes_opt would store
+    it, then fail at its next fit)."""
+    if math.isfinite(row['val_loss']):
+        return -row['val_loss']
+    return -max([DIVERGED_LOSS, *(other['val_loss'] for other in search_rows if math.isfinite(other['val_loss']))])
+
+
+def seed_for(*keys):
+    """A 32-bit seed derived from (seed, repetition[, iteration]): reproducible and independent of the budgets."""
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+class Search:
+    """One repetition's search over `box` ({name: (low, high)}): ask() -> [point, ...], each a {name: value} dict;
+    tell(rows) -> None, the rows of the points the last ask() returned, scored, in their order. A repeated point's
+    row comes answered from the row it repeats (its `repeat_of` set)."""
+    planned = False  # True: the points ignore the scores, and the first ask() returns them all
+    packages = ()  # the packages beyond the project's own whose versions decide its points (saved with the results)
+
+    def ask(self):
+        raise NotImplementedError
+
+    def tell(self, rows):
+        """Planned searches are told nothing they need."""
+
+
+class CentredGaussianProcess(GaussianProcessRegressor):
+    """scikit-learn 0.21's GaussianProcessRegressor(normalize_y=True), which bayes_opt 1.0.1 fitted: the targets
+    are centred on their mean, not also divided by their standard deviation as scikit-learn 0.23 and newer do
+    (that scaling changes how much UCB's uncertainty term weighs)."""
+
+    def fit(self, X, y):
+        self.target_mean_ = float(np.mean(y))
+        return super().fit(X, np.asarray(y) - self.target_mean_)
+
+    def predict(self, X, return_std=False, return_cov=False):
+        prediction = super().predict(X, return_std=return_std, return_cov=return_cov)
+        if return_std or return_cov:
+            return prediction[0] + self.target_mean_, prediction[1]
+        return prediction + self.target_mean_
+
+
+def bayesian_optimizer(box, *, seed, library=False):
+    """bayes_opt's optimizer as the authors made it (default UCB acquisition, kappa 2.576), seeded, with the
+    Gaussian process bayes_opt 1.0.1 fitted on scikit-learn 0.21: Matern 2.5, alpha 1e-6, centred targets, 25
+    restarts of the kernel fit drawn from the optimizer's random state. library=True keeps bayes_opt 3.4's own
+    (targets also scaled, 5 restarts): the 'bayesian-library' method."""
+    optimizer = BayesianOptimization(f=None, pbounds=box, random_state=seed, verbose=0)
+    if not library:
+        # bayes_opt 3.4 has no argument for its Gaussian process: this sets its private _gp (the version is pinned,
+        # and the replay test of the paper's Table II fails if an upgrade stops using it)
+        optimizer._gp = CentredGaussianProcess(kernel=Matern(nu=2.5), alpha=1e-6, normalize_y=False,
+                                               n_restarts_optimizer=25, random_state=optimizer._random_state)
+    return optimizer
+
+
+class BayesOptSearch(Search):
+    """bayes_opt's Bayesian optimisation as bayes_opt 1.0.1's maximize() ran it for the authors: init_points uniform
+    random points, drawn first, then one Gaussian-process (UCB) proposal per evaluation. A repeated point is not
+    registered again (bayes_opt would raise). library: bayes_opt 3.4's own Gaussian process."""
+
+    def __init__(self, box, *, seed, evaluations, init_points, library):
+        self.optimizer = bayesian_optimizer(box, seed=seed, library=library)
+        self.queue = self.optimizer.random_sample(init_points)
+        self.rows = []
+
+    def ask(self):
+        self.point = self.queue.pop(0) if self.queue else self.optimizer.suggest()
+        return [self.point]
+
+    def tell(self, rows):
+        self.rows += rows
+        if rows[0]['repeat_of'] is None:
+            self.optimizer.register(self.point, target(rows[0], self.rows))
+
+
+class OptunaSearch(Search):
+    """An Optuna sampler through its ask-and-tell interface, in the paper's protocol: init_points uniform random
+    points first (its n_startup_trials), then one model proposal per evaluation, each told before the next is asked
+    (a sampler asked for several untold trials would propose without their scores), a study in memory."""
+    packages = ('optuna', 'greenlet')  # GPSampler's batched optimisation uses greenlet: its proposals differ without
+
+    def __init__(self, box, *, seed, evaluations, init_points, sampler):
+        self.study = optuna.create_study(study_name=STUDY_NAME, direction='maximize',
+                                         sampler=sampler(seed=seed, n_startup_trials=init_points))
+        self.distributions = {name: optuna.distributions.FloatDistribution(low, high) for name, (low, high) in
+                              box.items()}
+        self.rows = []
+
+    def ask(self):
+        self.trial = self.study.ask(self.distributions)
+        return [dict(self.trial.params)]
+
+    def tell(self, rows):
+        self.rows += rows
+        self.study.tell(self.trial, target(rows[0], self.rows))
+
+
+def sobol_search(objective, box, *, evaluations, seed):
+    """optunity's quasi-random Sobol search (optunity shrinks the box to the middle 99% of each range)."""
+    random.seed(seed)  # optunity's only randomness: its skip into the Sobol sequence, drawn from `random`
+    optunity.maximize(objective, num_evals=evaluations, solver_name='sobol',
+                      **{name: list(bound) for name, bound in box.items()})
+
+
+def sobol_points(box, *, evaluations, seed):
+    """The points sobol_search evaluates, in its order: they do not depend on the scores, so they can all be known
+    before any training (the authors evaluated them inside optunity's loop: the same points)."""
+    points = []
+    sobol_search(lambda **point: points.append(point) or 0.0, box, evaluations=evaluations, seed=seed)
+    return points
+
+
+def random_points(box, *, evaluations, seed):
+    """Uniform random search's points (the paper's Fig. 2): each coordinate uniform over its range, drawn in
+    order from numpy's generator seeded with `seed`."""
+    generator = np.random.default_rng(seed)
+    return [{name: float(generator.uniform(low, high)) for name, (low, high) in box.items()}
+            for _ in range(evaluations)]
+
+
+class PlannedSearch(Search):
+    """A search whose points(box, evaluations=, seed=) ignore the scores: all returned by the first ask()."""
+    planned = True
+
+    def __init__(self, box, *, seed, evaluations, init_points, points):
+        self.points = points(box, evaluations=evaluations, seed=seed)
+
+    def ask(self):
+        points, self.points = self.points, []
+        return points
+
+
+# The methods, in the order --help lists them: each makes a search from (box, seed=, evaluations=, init_points=)
+METHODS = {
+    'bayesian': functools.partial(BayesOptSearch, library=False),  # the authors' Gaussian process
+    'bayesian-library': functools.partial(BayesOptSearch, library=True),  # bayes_opt 3.4's own
+    'tpe': functools.partial(OptunaSearch, sampler=optuna.samplers.TPESampler),  # multivariate, constant liar
+    'gp': functools.partial(OptunaSearch, sampler=optuna.samplers.GPSampler),  # Matern 5/2 with ARD, log EI
+    'sobol': functools.partial(PlannedSearch, points=sobol_points),  # optunity's, as the paper
+    'random': functools.partial(PlannedSearch, points=random_points),  # uniform
+}
+
+
+def search_class(method):
+    """The Search subclass behind a method's name."""
+    make = METHODS[method]
+    return getattr(make, 'func', make)
+
+
+def packages(methods):
+    """The extra packages (Search.packages) the searches of these methods need, in the order METHODS lists them."""
+    return tuple(dict.fromkeys(package for method in methods for package in search_class(method).packages))
+
+
+def is_guided(method):
+    """Whether a method's search is guided by the scores (Search.planned false): its first init_points evaluations
+    are random, and it may propose a point again."""
+    return not search_class(method).planned
