@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, typed_rows
+from conftest import read_rows, run_script, typed_rows
 
 import bench
 import dataset_management
@@ -189,7 +189,15 @@ def test_the_proposals_of_a_results_file_are_replayed_and_timed_per_guided_metho
                 for row in typed_rows(output) if row['method'] == 'tpe']
     assert sorted(point[0]['learning_rate'] for point in asks) == sorted(row['learning_rate'] for row in recorded)
     assert 'Proposals of the guided searches' in out
+    assert figures['other_points'] == {'tpe': 0, 'bayesian': 0}
     lines = output.read_text().splitlines(keepends=True)
     output.write_text(''.join(lines[:8]))  # 7 rows: the first round's 4, then tpe's 2 and one of bayesian's
     bench.main(['--proposals', str(output), '--json'])
     assert json.loads(capsys.readouterr().out.splitlines()[-1])['asks'] == {'tpe': 4, 'bayesian': 3}
+    rows = read_rows(output)
+    other = next(row for row in rows if (row['method'], row['iteration']) == ('tpe', '1'))
+    other['learning_rate'] = repr(float(other['learning_rate']) * (1 - 1e-12))  # as another CPU's rounding
+    output.write_text(','.join(rows[0]) + '\n' + ''.join(','.join(row.values()) + '\n' for row in rows))
+    bench.main(['--proposals', str(output), '--json'])
+    figures = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert figures['asks'] == {'tpe': 4, 'bayesian': 3} and figures['other_points'] == {'tpe': 1, 'bayesian': 0}
