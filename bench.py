@@ -362,9 +362,9 @@ def time_proposals(parser, args):
     path = args.proposals
     try:
         saved = results.read_configuration(results.configuration_path(path))
-        results.check_format(path, saved)
+        results_format = results.check_format(path, saved)
         run = test.saved_arguments(saved, path, os.path.dirname(path) or '.')
-        recorded = results.read(path, test.results_plan(run))[0]
+        recorded = results.read(path, test.results_plan(run), results_format)[0]
     except OSError as error:
         parser.error(f'--proposals {path} cannot be read ({error.strerror})')
     except (results.ResultsFileError, ValueError) as error:

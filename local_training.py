@@ -1,7 +1,9 @@
 """Training results rows' networks on this machine: one at a time or as one population (cluster.py: on a Ray
-cluster)."""
+cluster); Hyperband's continue from their weights at their last rung (rung_weights.py)."""
 import network
 import report
+import rung_weights
+import searches
 
 
 def train_networks(rows, splits, args, *, progress):
@@ -17,6 +19,23 @@ def train_networks(rows, splits, args, *, progress):
         progress=progress)
 
 
+def continue_networks(rows, splits, args, *, progress):
+    """The scores of Hyperband's rows' networks, trained as one population (whatever --population) to their rows'
+    epochs, each from its configuration's weights at its last rung (saved beside args.output; a fresh network at its
+    first rung), whose weights after are saved there before the scores return. The rows are of one rung: their
+    networks have all trained the same epochs before it."""
+    before = searches.hyperband_epochs_before(rows[0], max_epochs=args.epochs, evaluations=args.evaluations)
+    scores, parameters = network.continue_population(
+        splits, seeds=[row['seed'] for row in rows],
+        weights=[rung_weights.load(args.output, row, before) if before else None for row in rows],
+        learning_rates=[row['learning_rate'] for row in rows], weight_decays=[row['weight_decay'] for row in rows],
+        epochs=rows[0]['epochs'] - before, batch_size=args.batch_size, progress=progress)
+    for member, row in enumerate(rows):
+        rung_weights.save(args.output, row, {name: tensor[member].clone().cpu()
+                                             for name, tensor in parameters.items()})
+    return scores
+
+
 class LocalTraining:
     """Trains rows' networks on this machine, on the splits loaded once (cluster.RayTraining: on a Ray cluster)."""
 
@@ -25,4 +44,5 @@ class LocalTraining:
 
     def start(self, rows):
         """A function that trains the rows' networks when called and returns their scores."""
-        return lambda: train_networks(rows, self.splits, self.args, progress=report.bars_shown(self.args))
+        train = continue_networks if rows[0]['configuration'] is not None else train_networks
+        return lambda: train(rows, self.splits, self.args, progress=report.bars_shown(self.args))

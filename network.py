@@ -291,16 +291,30 @@ def evaluate_population(parameters, images, labels, *, batch_size):
 def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size,
                                   progress=False):
     """train_and_evaluate for len(seeds) configurations at once; `seconds` is each member's share of the time."""
+    return continue_population(splits, seeds=seeds, weights=[None] * len(seeds), learning_rates=learning_rates,
+                               weight_decays=weight_decays, epochs=epochs, batch_size=batch_size, progress=progress)[0]
+
+
+def continue_population(splits, *, seeds, weights, learning_rates, weight_decays, epochs, batch_size,
+                        progress=False):
+    """train_and_evaluate_population for networks that may continue: member k starts from weights[k] (a network's
+    parameters, {name: tensor}, as this returns them) or, where that is None, fresh from seeds[k], and trains
+    `epochs` more epochs (plain SGD keeps no other state, and the batches come in the same order every epoch). Returns
+    the members' scores and their parameters after training, stacked as build_population stacks them."""
     start = time.perf_counter()
     images = splits.train.images
     parameters = build_population(input_shape=tuple(images.shape[1:]), seeds=seeds, device=images.device)
+    with torch.no_grad():
+        for member, member_weights in enumerate(weights):
+            for name, tensor in (member_weights or {}).items():
+                parameters[name][member] = tensor
     train_population(parameters, *splits.train, learning_rates=learning_rates, weight_decays=weight_decays,
                      epochs=epochs, batch_size=batch_size, progress=progress)
     validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
     test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
     seconds = (time.perf_counter() - start) / len(seeds)
     return [scores(member_validation, member_test, seconds=seconds)
-            for member_validation, member_test in zip(validation, test_scores)]
+            for member_validation, member_test in zip(validation, test_scores)], parameters
 
 
 def device_name(device):

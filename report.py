@@ -21,7 +21,9 @@ import searches
 CHECKPOINTS = (5, 10, 25, 50, 100)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
 DPI = 100  # the plots' pixels per inch
-FIGURE_INCHES = {'convergence': (8, 5), 'points': (5, 4.5), 'sobol-vs-random': (10, 5)}  # points: per method
+# points: per method; convergence-model-epochs: best so far against the compute spent
+FIGURE_INCHES = {'convergence': (8, 5), 'convergence-model-epochs': (8, 5), 'points': (5, 4.5),
+                 'sobol-vs-random': (10, 5)}
 UNIT_SQUARE_POINTS = 25  # the paper's Figs. 1 and 2
 
 Table = collections.namedtuple('Table', 'title columns rows')  # columns: (header, format) pairs; rows: value tuples
@@ -73,11 +75,6 @@ def method_searches(rows, method):
     return [search for (name, _), search in rows_by_search(rows).items() if name == method]
 
 
-def finite_or_inf(loss):
-    """A diverged (NaN) loss ranks as the worst."""
-    return loss if math.isfinite(loss) else math.inf
-
-
 def finite_losses(rows):
     """The validation losses of the rows whose network did not diverge."""
     return [row['val_loss'] for row in rows if math.isfinite(row['val_loss'])]
@@ -85,12 +82,12 @@ def finite_losses(rows):
 
 def best_row(rows):
     """The evaluation with the lowest finite validation loss (a diverged one only if all diverged)."""
-    return min(rows, key=lambda row: finite_or_inf(row['val_loss']))
+    return min(rows, key=lambda row: searches.finite_or_inf(row['val_loss']))
 
 
 def best_so_far(search_rows):
     """The lowest finite validation loss after each evaluation of one search (inf until one is finite)."""
-    return np.minimum.accumulate([finite_or_inf(row['val_loss']) for row in search_rows])
+    return np.minimum.accumulate([searches.finite_or_inf(row['val_loss']) for row in search_rows])
 
 
 def mean_std(values, axis=None):
@@ -102,10 +99,43 @@ def mean_std(values, axis=None):
     return mean, values.std(axis=axis, ddof=1) if count > 1 else mean * math.nan
 
 
-def best_losses(rows, method, after):
+def full_rows(search_rows, epochs):
+    """The rows of networks trained the full `epochs` (all but Hyperband's lower rungs)."""
+    return [row for row in search_rows if row['epochs'] == epochs]
+
+
+def search_progress(search_rows, epochs=None):
+    """(x, best) after each row of one search, as arrays: x its evaluation count, or with `epochs` the model-epochs
+    it has spent; best its lowest validation loss so far (inf until one is finite), with `epochs` among networks
+    trained that many epochs. A row costs the epochs its network trained for it: a Hyperband network those added since
+    its last rung, a repeated point its evaluation's (it uses up its evaluation)."""
+    if epochs is None:
+        return np.arange(1, len(search_rows) + 1), best_so_far(search_rows)
+    reached, costs = {}, []
+    for row in search_rows:
+        costs.append(row['epochs'] - reached.get(row['configuration'], 0) if row['configuration'] else row['epochs'])
+        reached[row['configuration']] = row['epochs']
+    losses = [row['val_loss'] if row['epochs'] == epochs else math.inf for row in search_rows]
+    return np.cumsum(costs), np.minimum.accumulate(list(map(searches.finite_or_inf, losses)))
+
+
+def best_losses(rows, method, after, epochs=None):
     """The best validation loss within the first `after` evaluations of each repetition of one method's search
-    that has made that many, diverged ones as inf."""
-    return [float(best_so_far(search)[after - 1]) for search in method_searches(rows, method) if len(search) >= after]
+    that has made that many, diverged ones as inf; with `epochs`, within its first `after` model-epochs, of each
+    repetition that has spent more than `after` - `epochs` (no network more would fit: Hyperband ends a little
+    short of its budget)."""
+    losses = []
+    for search in method_searches(rows, method):
+        spent, best = search_progress(search, epochs)
+        if spent[-1] > after - (epochs or 1):
+            losses.append(float(best[spent <= after].min(initial=math.inf)))
+    return losses
+
+
+def compared_methods(methods, epochs=None):
+    """The methods compared along evaluations (epochs None: all but the multi-fidelity ones, whose evaluations train
+    for fewer epochs) or along model-epochs (all)."""
+    return [method for method in methods if epochs or not searches.is_multi_fidelity(method)]
 
 
 def has_guided(methods):
@@ -120,44 +150,63 @@ def methods_present(rows, methods):
 
 def search_table(search_rows, *, init_points, epochs, search_seed):
     """The paper's Table II for one search: every evaluation, a guided search's init points, repeated points and the
-    best one marked."""
+    best one (of those trained the full epochs) marked; a Hyperband search's rungs (bracket, configuration, epochs)."""
     method, repetition = search_rows[0]['method'], search_rows[0]['repetition']
     init_points = init_points if searches.is_guided(method) else 0
-    best = best_row(search_rows)
+    best = best_row(full_rows(search_rows, epochs)) if full_rows(search_rows, epochs) else None
+    rungs = searches.is_multi_fidelity(method)
 
     def note(row):
         marks = ['init'] * (row['iteration'] <= init_points) + ['best'] * (row is best)
         marks += [f'repeat of {row["repeat_of"]}'] * (row['repeat_of'] is not None)
         return ' '.join(marks + ['diverged'] * (not math.isfinite(row['val_loss'])))
 
-    columns = [('Iter', '{:d}'), ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
+    columns = [('Iter', '{:d}'), *[(name, '{:d}') for name in ('Bracket', 'Config', 'Epochs')] * rungs,
+               ('Loss', '{:.4f}'), ('Learning Rate', '{:.6g}'), ('Weight Decay', '{:.6g}'),
                ('Accuracy Validation', '{:.4f}'), ('Accuracy Test', '{:.4f}'), ('', '{}')]
     return Table(f'Table II: {method}, repetition {repetition} (search seed {search_seed}): {len(search_rows)} '
-                 f'evaluations' + (f', {init_points} init points' if init_points else '')
-                 + f', {epochs} epochs per evaluation', columns,
-                 [(row['iteration'], row['val_loss'], row['learning_rate'], row['weight_decay'], row['val_accuracy'],
+                 + (f'scorings in rungs, at most {epochs} epochs' if rungs else 'evaluations'
+                    + (f', {init_points} init points' if init_points else '') + f', {epochs} epochs per evaluation'),
+                 columns,
+                 [(row['iteration'], *[row[name] for name in ('bracket', 'configuration', 'epochs')] * rungs,
+                   row['val_loss'], row['learning_rate'], row['weight_decay'], row['val_accuracy'],
                    row['test_accuracy'], note(row)) for row in search_rows])
 
 
-def summary_rows(rows, methods):
-    """Table I's numbers per method, over repetitions of the search's best evaluation: (method, repetitions,
-    mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy (%))."""
+def best_rows(rows, method, epochs):
+    """The best evaluation of each repetition of a method's search among its networks trained the full `epochs`
+    (a Hyperband search that trained none yet has none)."""
+    return [best_row(full_rows(search, epochs)) for search in method_searches(rows, method)
+            if full_rows(search, epochs)]
+
+
+def summary_rows(rows, methods, epochs):
+    """Table I's numbers per method, over repetitions of the search's best evaluation (best_rows): (method,
+    repetitions, mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy
+    (%))."""
     table = []
     for method in methods_present(rows, methods):
-        bests = [best_row(search) for search in method_searches(rows, method)]
+        bests = best_rows(rows, method, epochs)
+        if not bests:
+            continue
         table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
                       *mean_std([100 * best['val_accuracy'] for best in bests]),
                       *mean_std([100 * best['test_accuracy'] for best in bests])))
     return table
 
 
-def summary_table(rows, methods):
-    """The paper's Table I, plus the test accuracy of the best configurations."""
+def summary_table(rows, methods, epochs):
+    """The paper's Table I, plus the test accuracy of the best configurations; its title names the searches that
+    trained no network the full epochs yet."""
     columns = [('Method', '{}'), ('Runs', '{:d}'), ('Mean Loss', '{:.4f}'), ('Std Dev', '{:.4f}'),
                ('Mean Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%'),
                ('Mean Test Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%')]
+    unscored = [f'{method} repetition {repetition}' for (method, repetition), search in rows_by_search(rows).items()
+                if not full_rows(search, epochs)]
     return Table('Table I: best validation loss of each search and its accuracy, mean and standard deviation over '
-                 'repetitions', columns, summary_rows(rows, methods))
+                 'repetitions'
+                 + (f' ({", ".join(unscored)}: none trained {epochs} epochs yet)' if unscored else ''),
+                 columns, summary_rows(rows, methods, epochs))
 
 
 def mann_whitney(first, second, *, names):
@@ -174,82 +223,98 @@ def mann_whitney(first, second, *, names):
     return dict(methods=list(names), u=float(u), p_value=float(p_value), verdict=verdict)
 
 
-def method_comparisons(rows, methods, evaluations):
-    """mann_whitney of the best losses after each of the checkpoints, for every pair of methods (by pair, then
-    checkpoint) with repetitions that have made that many evaluations; each with `after`, the checkpoint."""
-    present = methods_present(rows, methods)
+def method_comparisons(rows, methods, evaluations, epochs=None):
+    """mann_whitney of the best losses after each of the checkpoints (with `epochs`, in model-epochs: see
+    best_losses), for every pair of compared_methods (by pair, then checkpoint) with repetitions that have made that
+    many; each with `after`, the checkpoint."""
+    present = methods_present(rows, compared_methods(methods, epochs))
     comparisons = []
     for i, first in enumerate(present):
         for second in present[i + 1:]:
-            for count in checkpoints(evaluations):
-                losses = best_losses(rows, first, count), best_losses(rows, second, count)
+            for count in checkpoints(evaluations, epochs):
+                losses = best_losses(rows, first, count, epochs), best_losses(rows, second, count, epochs)
                 if all(losses):
                     comparisons.append({'after': count, **mann_whitney(*losses, names=(first, second))})
     return comparisons
 
 
-def comparison_table(comparisons):
+def comparison_table(comparisons, epochs=None):
     """The method_comparisons as a table: methods, checkpoint, U, p-value and the sentence."""
     columns = [('Methods', '{}'), ('After', '{:d}'), ('U', '{:.1f}'), ('p-value', '{:.4f}'), ('Verdict', '{}')]
     return Table("Mann-Whitney U test (two-sided) of the methods' best validation losses so far, after this many "
-                 'evaluations', columns,
+                 + axis_name(epochs), columns,
                  [(' vs '.join(test['methods']), test['after'], test['u'], test['p_value'], test['verdict'])
                   for test in comparisons])
 
 
-def checkpoints(evaluations):
+def checkpoints(evaluations, epochs=None):
     """The evaluation counts after which the best-so-far loss is reported: CHECKPOINTS within the budget, and
-    the budget."""
-    return sorted({count for count in CHECKPOINTS if count < evaluations} | {evaluations})
+    the budget; with `epochs`, the model-epochs they cost (250, 500 and 1,250 for 50 epochs)."""
+    return [count * (epochs or 1) for count in sorted({count for count in CHECKPOINTS if count < evaluations}
+                                                      | {evaluations})]
 
 
-def best_so_far_curves(rows, method):
-    """One row per repetition of one method: its best-so-far loss after each evaluation, NaN after its last
-    (a results file that a run is still writing) and where every evaluation so far diverged."""
-    curves = [best_so_far(search) for search in method_searches(rows, method)]
-    matrix = np.full((len(curves), max(map(len, curves))), math.nan)
-    for curve, line in zip(curves, matrix):
+def axis_name(epochs=None):
+    """What the checkpoints count."""
+    return 'model-epochs (networks trained x epochs)' if epochs else 'evaluations'
+
+
+def best_so_far_curves(rows, method, epochs=None):
+    """One row per repetition of one method: its best-so-far loss after each evaluation (with `epochs`: after each
+    model-epoch, see search_progress), NaN after its last (a results file that a run is still writing, or a search
+    that ended short of its budget) and where every evaluation so far diverged."""
+    progress = [search_progress(search, epochs) for search in method_searches(rows, method)]
+    matrix = np.full((len(progress), max(int(spent[-1]) for spent, _ in progress)), math.nan)
+    for (spent, best), line in zip(progress, matrix):
+        last = np.searchsorted(spent, np.arange(1, spent[-1] + 1), side='right') - 1  # the last row within each x
+        curve = np.where(last >= 0, best[np.maximum(last, 0)], math.inf)
         line[:len(curve)] = np.where(np.isfinite(curve), curve, math.nan)
     return matrix
 
 
-def best_so_far_summary(rows, methods, evaluations):
-    """{method: {count: (mean, std) of best_losses after `count` evaluations}}: over the repetitions that have made
-    that many, as method_comparisons compares them (NaN if none has)."""
+def best_so_far_summary(rows, methods, evaluations, epochs=None):
+    """{method: {count: (mean, std) of best_losses after `count` evaluations (with `epochs`: model-epochs)}}, of the
+    compared_methods: over the repetitions that have made that many, as method_comparisons compares them (NaN if
+    none has)."""
     summary = {}
-    for method in methods_present(rows, methods):
+    for method in methods_present(rows, compared_methods(methods, epochs)):
         summary[method] = {}
-        for count in checkpoints(evaluations):
-            losses = best_losses(rows, method, count)
+        for count in checkpoints(evaluations, epochs):
+            losses = best_losses(rows, method, count, epochs)
             summary[method][count] = tuple(map(float, mean_std(losses))) if losses else (math.nan, math.nan)
     return summary
 
 
-def best_so_far_table(summary, evaluations):
+def best_so_far_table(summary, evaluations, epochs=None):
     """best_so_far_summary as a table: per method, the mean and std after each of the checkpoints."""
-    counts = checkpoints(evaluations)
+    counts = checkpoints(evaluations, epochs)
     columns = [('Method', '{}')] + [column for count in counts
                                     for column in [(f'After {count}', '{:.4f}'), ('Std Dev', '{:.4f}')]]
-    return Table('Mean best validation loss so far, over repetitions, after this many evaluations', columns,
+    return Table(f'Mean best validation loss so far, over repetitions, after this many {axis_name(epochs)}', columns,
                  [(method, *(value for count in counts for value in by_count[count]))
                   for method, by_count in summary.items()])
 
 
 def summary(rows, args, configuration):
-    """What summary.json holds: Table I per method, the best configuration of every repetition, the statistics,
-    the configuration, library versions, devices and the training wall time (the sum of the rows' seconds)."""
+    """What summary.json holds: Table I per method, the best configuration of every repetition, the statistics
+    (along evaluations and along model-epochs), the configuration, library versions, devices and the training wall
+    time (the sum of the rows' seconds)."""
     table_one = {row[0]: dict(zip(('repetitions', 'mean_val_loss', 'std_val_loss', 'mean_val_accuracy_percent',
                                    'std_val_accuracy_percent', 'mean_test_accuracy_percent',
                                    'std_test_accuracy_percent'), row[1:]))
-                 for row in summary_rows(rows, args.method)}
-    best_configurations = {method: [best_row(search) for search in method_searches(rows, method)]
+                 for row in summary_rows(rows, args.method, args.epochs)}
+    best_configurations = {method: best_rows(rows, method, args.epochs)
                            for method in methods_present(rows, args.method)}
-    curves = best_so_far_summary(rows, args.method, args.evaluations)
+
+    def by_checkpoint(curves):
+        return {method: {str(count): dict(mean=mean, std=std) for count, (mean, std) in by_count.items()}
+                for method, by_count in curves.items()}
     return dict(table_1=table_one, best_configurations=best_configurations,
                 mann_whitney_u=method_comparisons(rows, args.method, args.evaluations),
-                mean_best_so_far={method: {str(count): dict(mean=mean, std=std)
-                                           for count, (mean, std) in by_count.items()}
-                                  for method, by_count in curves.items()},
+                mean_best_so_far=by_checkpoint(best_so_far_summary(rows, args.method, args.evaluations)),
+                mann_whitney_u_by_model_epochs=method_comparisons(rows, args.method, args.evaluations, args.epochs),
+                mean_best_so_far_by_model_epochs=by_checkpoint(best_so_far_summary(rows, args.method, args.evaluations,
+                                                                                   args.epochs)),
                 configuration=settings_of(configuration), versions=configuration.get('versions'),
                 devices=configuration.get('devices', []),
                 training_wall_seconds=sum(row['seconds'] for row in rows))
@@ -280,26 +345,27 @@ def save_figure(figure, path):
     files.write_whole(path, lambda file: figure.savefig(file, format='png'), binary=True)
 
 
-def plot_convergence(rows, args, path):
-    """Best-so-far validation loss against evaluation number: mean and a standard-deviation band over
-    repetitions, one line per method, the guided searches' init points shaded; the y axis spans the means and bands
-    from the first checkpoint (5 evaluations) on."""
-    figure = Figure(figsize=FIGURE_INCHES['convergence'], dpi=DPI)
+def plot_convergence(rows, args, path, epochs=None):
+    """Best-so-far validation loss against evaluation number (with `epochs`: model-epochs spent, every method on one
+    axis): mean and a standard-deviation band over repetitions, one line per compared method, the guided searches'
+    init points shaded; the y axis spans the means and bands from the first checkpoint (5 evaluations) on."""
+    figure = Figure(figsize=FIGURE_INCHES['convergence-model-epochs' if epochs else 'convergence'], dpi=DPI)
     axes = figure.subplots()
     shown = []  # the means and bands from the first checkpoint on
-    for method in methods_present(rows, args.method):
-        curves = best_so_far_curves(rows, method)
+    for method in methods_present(rows, compared_methods(args.method, epochs)):
+        curves = best_so_far_curves(rows, method, epochs)
         mean, std = mean_std(curves, axis=0)
-        evaluations = np.arange(1, len(mean) + 1)
-        line, = axes.plot(evaluations, mean, marker='.', label=f'{method} ({len(curves)} repetitions)')
-        axes.fill_between(evaluations, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        start = min(CHECKPOINTS[0], len(mean)) - 1
+        spent = np.arange(1, len(mean) + 1)
+        line, = axes.plot(spent, mean, marker=None if epochs else '.', label=f'{method} ({len(curves)} repetitions)')
+        axes.fill_between(spent, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        start = min(CHECKPOINTS[0] * (epochs or 1), len(mean)) - 1
         shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
                   if math.isfinite(value)]
     if has_guided(args.method):
-        axes.axvspan(0.5, args.init_points + 0.5, color='grey', alpha=0.15,
+        axes.axvspan(0.5, args.init_points * (epochs or 1) + 0.5, color='grey', alpha=0.15,
                      label=f'init points of the guided searches ({args.init_points}, uniform random)')
-    axes.set(xlabel='evaluation', ylabel='best validation loss so far',
+    axes.set(xlabel='model-epochs spent (networks trained x epochs)' if epochs else 'evaluation',
+             ylabel='best validation loss so far' + (f' (of networks trained {epochs} epochs)' if epochs else ''),
              title=f'{args.dataset}: mean ± std over repetitions')
     if shown:  # the first evaluations' wide bands would flatten the curves where the methods are compared
         low, high = min(shown), max(shown)
@@ -311,7 +377,9 @@ def plot_convergence(rows, args, path):
 
 def plot_points(rows, args, path):
     """The evaluated points of each method over the (learning rate, weight decay) box, coloured by validation
-    loss (one colour scale), diverged ones as grey crosses, each repetition's best as a red-edged star."""
+    loss (one colour scale), diverged ones as grey crosses, each repetition's best as a red-edged star; of the
+    networks trained the full epochs (Hyperband's lower rungs are left out)."""
+    rows = full_rows(rows, args.epochs)
     methods = methods_present(rows, args.method)
     width, height = FIGURE_INCHES['points']
     figure = Figure(figsize=(width * len(methods), height), dpi=DPI, layout='constrained')
@@ -324,7 +392,7 @@ def plot_points(rows, args, path):
         method_rows = [row for row in rows if row['method'] == method]
         finite = [row for row in method_rows if math.isfinite(row['val_loss'])]
         diverged = [row for row in method_rows if not math.isfinite(row['val_loss'])]
-        bests = [best_row(search) for search in method_searches(rows, method)]
+        bests = best_rows(rows, method, args.epochs)
         scatter = axes.scatter([row['learning_rate'] for row in finite], [row['weight_decay'] for row in finite],
                                c=[row['val_loss'] for row in finite], norm=norm, cmap='viridis_r', s=18)
         if diverged:
@@ -332,7 +400,8 @@ def plot_points(rows, args, path):
                          marker='x', color='grey', s=18, label='diverged')
         axes.scatter([row['learning_rate'] for row in bests], [row['weight_decay'] for row in bests], marker='*',
                      s=160, facecolors='none', edgecolors='red', linewidths=1.2, label='best of a repetition')
-        axes.set(title=f'{method}: {len(method_rows)} evaluations', xlabel='learning rate',
+        axes.set(title=f'{method}: {len(method_rows)} evaluations'
+                 + (f' of {args.epochs} epochs' if searches.is_multi_fidelity(method) else ''), xlabel='learning rate',
                  xscale='log' if args.lr_scale == 'log' else 'linear')
         axes.legend(loc='upper right', fontsize='small')
     figure.axes[0].set_ylabel('weight decay')
@@ -382,16 +451,20 @@ def report_results(rows, args, configuration, output):
     """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
     plots beside `output`."""
     rows = in_method_order(rows, args)
-    tables = [summary_table(rows, args.method),
-              best_so_far_table(best_so_far_summary(rows, args.method, args.evaluations), args.evaluations)]
-    comparisons = method_comparisons(rows, args.method, args.evaluations)
-    if comparisons:  # two methods or more
-        tables.append(comparison_table(comparisons))
+    tables = [summary_table(rows, args.method, args.epochs)]
+    axes = [None, args.epochs] if any(map(searches.is_multi_fidelity, args.method)) else [None]
+    for epochs in axes:  # along evaluations, and with Hyperband along model-epochs too
+        tables.append(best_so_far_table(best_so_far_summary(rows, args.method, args.evaluations, epochs),
+                                        args.evaluations, epochs))
+        comparisons = method_comparisons(rows, args.method, args.evaluations, epochs)
+        if comparisons:  # two methods or more
+            tables.append(comparison_table(comparisons, epochs))
     for table in tables:
         print_table(table)
     write_summaries(rows, args, configuration, tables + search_tables(rows, args), output)
     paths = report_paths(output)
     plot_convergence(rows, args, paths['convergence'])
+    plot_convergence(rows, args, paths['convergence-model-epochs'], args.epochs)
     plot_points(rows, args, paths['points'])
     unit_square, count = {'x': (0, 1), 'y': (0, 1)}, UNIT_SQUARE_POINTS
     plot_unit_square(
@@ -416,7 +489,9 @@ class Progress:
     def __init__(self, args, recorded_rows):
         self.args, self.best = args, {method: math.inf for method in args.method}  # the lowest finite loss so far
         self.note_best(recorded_rows)
-        self.bar = tqdm(total=len(args.method) * args.repetitions * args.evaluations, initial=len(recorded_rows),
+        self.rows = {method: searches.rows_per_search(method, evaluations=args.evaluations, epochs=args.epochs)
+                     for method in args.method}  # of each search
+        self.bar = tqdm(total=args.repetitions * sum(self.rows.values()), initial=len(recorded_rows),
                         unit='eval', dynamic_ncols=True, disable=not bars_shown(args))
 
     def __enter__(self):
@@ -427,7 +502,7 @@ class Progress:
 
     def note_best(self, rows):
         for row in rows:
-            if math.isfinite(row['val_loss']):
+            if math.isfinite(row['val_loss']) and row['epochs'] == self.args.epochs:
                 self.best[row['method']] = min(self.best[row['method']], row['val_loss'])
 
     def show(self, rows):
@@ -446,7 +521,8 @@ class Progress:
             return
         for row in rows:
             how = f'repeat of {row["repeat_of"]}' if row['repeat_of'] else f'{row["seconds"]:.1f} s'
+            rung = f' (configuration {row["configuration"]}, {row["epochs"]} epochs)' if row['configuration'] else ''
             print(f'{row["method"]} repetition {row["repetition"]}/{self.args.repetitions} evaluation '
-                  f'{row["iteration"]}/{self.args.evaluations}: lr {row["learning_rate"]:.6g} '
+                  f'{row["iteration"]}/{self.rows[row["method"]]}{rung}: lr {row["learning_rate"]:.6g} '
                   f'wd {row["weight_decay"]:.6g} -> validation loss {row["val_loss"]:.4f} '
                   f'accuracy {row["val_accuracy"]:.4f} ({how})', flush=True)

@@ -19,16 +19,23 @@ from typing import Callable, NamedTuple
 
 import files
 import report
+import rung_weights
 import searches
 import stopping
 
-# repeat_of: the earlier iteration whose point a guided search proposes again (its scores are that row's), else empty
-COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'seed', 'learning_rate', 'weight_decay',
-           'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+# repeat_of: the earlier iteration whose point a guided search proposes again (its scores are that row's), else empty;
+# bracket and configuration: a Hyperband row's (else empty), epochs: those its network was trained for when scored
+COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'bracket', 'configuration', 'epochs', 'seed',
+           'learning_rate', 'weight_decay', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
-INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'seed')
-# 2: 'bayesian' fits the authors' Gaussian process and the CSV has repeat_of; files of format 1 are not resumed
-FORMAT = 2
+INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'bracket', 'configuration', 'epochs', 'seed')
+OPTIONAL_COLUMNS = ('repeat_of', 'bracket', 'configuration')  # empty where they do not apply
+# 3: the epochs, bracket and configuration columns (multi-fidelity searches); 2: 'bayesian' fits the authors'
+# Gaussian process and the CSV has repeat_of. Files of format 2 still resume (in format 2: their rows' epochs are the
+# run's --epochs) and report; files of format 1 do neither.
+FORMAT = 3
+COLUMNS_OF_FORMAT = {3: COLUMNS, 2: tuple(name for name in COLUMNS if name not in ('bracket', 'configuration',
+                                                                                  'epochs'))}
 # Their versions are saved in the configuration, with those of the methods' own packages (searches.packages): another
 # version is another configuration
 PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
@@ -46,15 +53,16 @@ class Plan(NamedTuple):
     """The evaluations a run makes, as far as its results file checks its rows."""
     methods: tuple
     repetitions: int
-    evaluations: int
+    search_rows: dict  # {method: the rows of each of its searches}: its evaluations, or Hyperband's scorings
+    epochs: int
     learning_rate_bounds: tuple
     weight_decay_bounds: tuple
-    network_seed: Callable  # (repetition, iteration) -> the seed of that evaluation's network
+    network_seed: Callable  # (repetition, iteration or configuration) -> the seed of that network
 
     @property
     def total(self):
         """Rows in a finished file."""
-        return len(self.methods) * self.repetitions * self.evaluations
+        return self.repetitions * sum(self.search_rows[method] for method in self.methods)
 
 
 def configuration(settings):
@@ -63,7 +71,8 @@ def configuration(settings):
     versions = {'python': platform.python_version(),
                 **{package: installed_version(package)
                    for package in (*PACKAGES, *searches.packages(settings['method']))}}
-    return {'results_format': FORMAT, **as_saved(settings), 'versions': versions}
+    return {'results_format': FORMAT, **as_saved(settings), **searches.fixed_settings(settings['method']),
+            'versions': versions}
 
 
 def installed_version(package):
@@ -102,12 +111,14 @@ def read_configuration(path):
 
 
 def check_format(path, saved):
-    """ResultsFileError if the configuration `saved` says that its results file `path` has another format."""
+    """The results format that the configuration `saved` gives its results file `path`; ResultsFileError unless this
+    code reads it."""
     found = saved.get('results_format', 1)
-    if type(found) is not int or found != FORMAT:  # not 2.0, '2' or True
-        raise ResultsFileError(f'{path} is in results format {found!r}, this code reads format {FORMAT} (in which '
+    if type(found) is not int or found not in COLUMNS_OF_FORMAT:  # not 2.0, '2' or True
+        raise ResultsFileError(f'{path} is in results format {found!r}, this code reads formats 2 and 3 (in which '
                                "bayesian rows come from the authors' Gaussian process and repeated points have a "
                                'repeat_of column): it can be neither resumed nor reported (--fresh moves it aside)')
+    return found
 
 
 def configuration_differences(saved, current):
@@ -130,37 +141,51 @@ def same_value(first, second):
     return kind(first) == kind(second) and first == second
 
 
-def parse_row(fields, plan):
-    """A results row from its CSV fields, typed; ValueError (one line) unless the plan's run could write it."""
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f'{len(fields)} fields instead of {len(COLUMNS)}')
-    row = dict(zip(COLUMNS, fields))
+def parse_row(fields, plan, columns=COLUMNS):
+    """A results row from its CSV fields in `columns` (those of its file's format), typed, with every column (a
+    format-2 row's epochs are the plan's); ValueError (one line) unless the plan's run could write it."""
+    if len(fields) != len(columns):
+        raise ValueError(f'{len(fields)} fields instead of {len(columns)}')
+    row = {'bracket': None, 'configuration': None, 'epochs': str(plan.epochs), **dict(zip(columns, fields))}
     if row['method'] not in plan.methods:
         raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
+    row = {name: row[name] for name in COLUMNS}
     for name in COLUMNS[1:]:
+        if row[name] is None:
+            continue
         if not as_written(name, row[name]):
             raise ValueError(f'{name} {row[name]!r} is not a number as this code writes them')
         row[name] = None if row[name] == '' else (int if name in INTEGER_COLUMNS else float)(row[name])
-    ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.evaluations),
-              'learning_rate': plan.learning_rate_bounds, 'weight_decay': plan.weight_decay_bounds,
-              'val_loss': (0, math.inf), 'val_accuracy': (0, 1), 'test_loss': (0, math.inf), 'test_accuracy': (0, 1),
-              'seconds': (0, math.inf)}
+    ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.search_rows[row['method']]),
+              'epochs': (1, plan.epochs), 'learning_rate': plan.learning_rate_bounds,
+              'weight_decay': plan.weight_decay_bounds, 'val_loss': (0, math.inf), 'val_accuracy': (0, 1),
+              'test_loss': (0, math.inf), 'test_accuracy': (0, 1), 'seconds': (0, math.inf)}
     for name, (low, high) in ranges.items():
         if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
             raise ValueError(f'{name} {row[name]!r} is outside {low:g}..{high:g}')
     if row['repeat_of'] is not None and not (searches.is_guided(row['method'])
                                              and 1 <= row['repeat_of'] < row['iteration']):
         raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a guided search')
-    trained = row['repeat_of'] or row['iteration']  # the iteration whose network gave the scores
+    multi_fidelity = searches.is_multi_fidelity(row['method'])
+    if (None in (row['bracket'], row['configuration']) if multi_fidelity
+            else (row['bracket'], row['configuration']) != (None, None) or row['epochs'] != plan.epochs):
+        raise ValueError(f'bracket {row["bracket"]}, configuration {row["configuration"]} and epochs {row["epochs"]} '
+                         f'are not those of a {row["method"]} row')
+    for name in ('bracket', 'configuration'):
+        if row[name] is not None and row[name] < 1:
+            raise ValueError(f'{name} {row[name]} is not 1 or more')
+    trained = next(value for value in (row['repeat_of'], row['configuration'], row['iteration'])
+                   if value is not None)  # whose network gave the scores
     if row['seed'] != plan.network_seed(row['repetition'], trained):
-        raise ValueError(f'seed {row["seed"]} is not the seed of repetition {row["repetition"]} iteration {trained}')
+        raise ValueError(f'seed {row["seed"]} is not the seed of repetition {row["repetition"]} '
+                         f'{"configuration" if multi_fidelity else "iteration"} {trained}')
     return row
 
 
 def as_written(name, text):
     """Whether `text` is column `name`'s number exactly as append() writes it (Python's str of an int or a float;
     repeat_of may be empty): no spaces, underscores, leading zeros, other digits or line-ending characters."""
-    if name == 'repeat_of' and text == '':  # not a repeat
+    if name in OPTIONAL_COLUMNS and text == '':  # not a repeat, not a Hyperband row
         return True
     try:
         return str((int if name in INTEGER_COLUMNS else float)(text)) == text
@@ -168,12 +193,12 @@ def as_written(name, text):
         return False
 
 
-def starts_a_row(text, plan):
+def starts_a_row(text, plan, columns=COLUMNS):
     """Whether `text` is how append() starts a row of the plan's run: whole fields, then the start of one."""
     *whole, last = text.split(',')
-    if len(whole) >= len(COLUMNS) or (whole and whole[0] not in plan.methods):
+    if len(whole) >= len(columns) or (whole and whole[0] not in plan.methods):
         return False
-    if not all(map(as_written, COLUMNS[1:], whole[1:])):
+    if not all(map(as_written, columns[1:], whole[1:])):
         return False
     if not whole:
         return any(method.startswith(last) for method in plan.methods)
@@ -186,28 +211,29 @@ def same_evaluation(repeat, original):
     return original is not None and all(str(repeat[name]) == str(original[name]) for name in names)  # NaN: 'nan'
 
 
-def read(path, plan):
-    """The rows a results file records, by (method, repetition, iteration), and how many of its bytes to keep:
-    a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one line) for any
-    other content the plan's run could not have written; OSError if the file cannot be read."""
+def read(path, plan, results_format=FORMAT):
+    """The rows a results file in `results_format` records, by (method, repetition, iteration), and how many of its
+    bytes to keep: a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one
+    line) for any other content the plan's run could not have written; OSError if the file cannot be read."""
+    columns = COLUMNS_OF_FORMAT[results_format]
     with open(path, 'rb') as file:
         data = file.read()
     keep = data.rfind(b'\n') + 1
     cut_line = data[keep:].decode('utf-8', errors='replace')
-    cut_short = ','.join(COLUMNS).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, plan)
+    cut_short = ','.join(columns).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, plan, columns)
     if not cut_short:
         raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
     try:
         lines = data[:keep].decode('utf-8').split('\n')[:-1]
     except UnicodeDecodeError as error:
         raise ValueError(f'{path}: not a text file ({error.reason} at byte {error.start})') from None
-    if lines and lines[0] != ','.join(COLUMNS):
-        raise ValueError(f'{path} line 1: the header is not {",".join(COLUMNS)}')
+    if lines and lines[0] != ','.join(columns):
+        raise ValueError(f'{path} line 1: the header is not {",".join(columns)}')
     recorded = {}
     for number, line in enumerate(lines[1:], 2):
         fields = line.split(',') if line else []  # as append() writes them: no quoting, no carriage return
         try:
-            row = parse_row(fields, plan)
+            row = parse_row(fields, plan, columns)
         except ValueError as error:
             raise ValueError(f'{path} line {number}: {error}') from None
         key = row['method'], row['repetition'], row['iteration']
@@ -241,8 +267,8 @@ def lock_path(path):
 
 
 def run_files(path):
-    """The files of the run in `path`: the CSV, its configuration, summaries and plots."""
-    return [path, configuration_path(path), *report.report_paths(path).values()]
+    """The files of the run in `path`: the CSV, its configuration, summaries, plots and Hyperband's weights folder."""
+    return [path, configuration_path(path), *report.report_paths(path).values(), rung_weights.folder(path)]
 
 
 def moves_aside(path):
@@ -284,8 +310,10 @@ def check_path(path, *, fresh):
     if os.path.islink(path) and not os.path.exists(path):
         raise ResultsFileError(f'{path} is a symbolic link to nothing')
     for name in [*run_files(path), lock_path(path)]:
-        if os.path.lexists(name) and not os.path.isfile(name):  # a folder, a FIFO, a link to nothing
-            raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a file')
+        kind = os.path.isdir if name == rung_weights.folder(path) else os.path.isfile
+        if os.path.lexists(name) and not kind(name):  # a folder, a FIFO, a link to nothing
+            raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a '
+                                   + ('folder' if kind is os.path.isdir else 'file'))
     names = [*run_files(path), *map(files.partial_path, run_files(path)), lock_path(path)]
     names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
@@ -369,8 +397,11 @@ class ResultsFile:
 
         def point(evaluation):
             return (f'learning rate {evaluation["learning_rate"]!r}, weight decay {evaluation["weight_decay"]!r}'
-                    + (f' (a repeat of iteration {evaluation["repeat_of"]})' if evaluation['repeat_of'] else ''))
-        if any(recorded[name] != row[name] for name in ('learning_rate', 'weight_decay', 'repeat_of')):
+                    + (f' (a repeat of iteration {evaluation["repeat_of"]})' if evaluation['repeat_of'] else '')
+                    + (f' (configuration {evaluation["configuration"]} at {evaluation["epochs"]} epochs)'
+                       if evaluation['configuration'] else ''))
+        if any(recorded[name] != row[name] for name in ('learning_rate', 'weight_decay', 'repeat_of', 'bracket',
+                                                        'configuration', 'epochs')):
             raise ResumeMismatchError(
                 f'{self.path} records {row["method"]} repetition {row["repetition"]} iteration {row["iteration"]} '
                 f'at {point(recorded)}, but the search now asks for {point(row)}: the file comes from other code or '
@@ -391,10 +422,10 @@ class ResultsFile:
         configuration it created are removed."""
         if not rows:
             return
-        text = io.StringIO()
+        text, columns = io.StringIO(), COLUMNS_OF_FORMAT[self.configuration['results_format']]
         if self.fd is None and self.keep_bytes == 0:
-            text.write(','.join(COLUMNS) + '\n')
-        csv.DictWriter(text, COLUMNS, lineterminator='\n').writerows(rows)
+            text.write(','.join(columns) + '\n')
+        csv.DictWriter(text, columns, lineterminator='\n', extrasaction='ignore').writerows(rows)
         created = [name for name in (configuration_path(self.path), self.path) if not os.path.exists(name)]
         try:
             if self.fd is None:
@@ -468,7 +499,8 @@ def recorded_run(path, current, plan, saved_settings, *, fresh):
         saved = read_configuration(config_path)
     except ResultsFileError as error:
         raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
-    check_format(path, saved)
+    results_format = check_format(path, saved)
+    current = {**current, 'results_format': results_format}  # a format-2 file resumes in format 2
     try:
         settings = as_saved(saved_settings(saved))  # read as the flags are read: 5.0 is no --evaluations
     except ValueError as error:
@@ -480,7 +512,7 @@ def recorded_run(path, current, plan, saved_settings, *, fresh):
     if not os.path.exists(path):
         return saved, {}, 0
     try:
-        return saved, *read(path, plan)  # saved: with the devices that trained its rows
+        return saved, *read(path, plan, results_format)  # saved: with the devices that trained its rows
     except OSError as error:
         raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
     except ValueError as error:

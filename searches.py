@@ -3,9 +3,12 @@ is made from the search box, its seed, its budget and its init points; ask() ret
 tell(rows) hands it their scored results rows. METHODS names them: a new method is one class and one line there.
 
 A guided search (Bayesian optimisation, Optuna's samplers) asks one point at a time and must be told its row before
-the next; a planned one (Sobol, random) ignores the scores and returns its whole plan at the first ask.
+the next; a planned one (Sobol, random) ignores the scores and returns its whole plan at the first ask; a
+multi-fidelity one (Hyperband) asks for a rung of configurations at a time, each trained to the epochs it names.
 """
+import bisect
 import functools
+import itertools
 import math
 import random
 import warnings
@@ -24,6 +27,7 @@ with warnings.catch_warnings():
 # the search's worst finite loss so far if that is higher
 DIVERGED_LOSS = 2 * math.log(10)
 STUDY_NAME = 'search'  # every Optuna search's study, in memory
+HYPERBAND_REDUCTION_FACTOR = 3  # hyperband's eta: each rung keeps the best third, for three times the epochs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial; warnings and errors still show
 
@@ -37,16 +41,23 @@ def target(row, search_rows):
     return -max([DIVERGED_LOSS, *(other['val_loss'] for other in search_rows if math.isfinite(other['val_loss']))])
 
 
+def finite_or_inf(loss):
+    """A diverged (NaN) loss ranks as the worst."""
+    return loss if math.isfinite(loss) else math.inf
+
+
 def seed_for(*keys):
     """A 32-bit seed derived from (seed, repetition[, iteration]): reproducible and independent of the budgets."""
     return int(np.random.SeedSequence(keys).generate_state(1)[0])
 
 
 class Search:
-    """One repetition's search over `box` ({name: (low, high)}): ask() -> [point, ...], each a {name: value} dict;
-    tell(rows) -> None, the rows of the points the last ask() returned, scored, in their order. A repeated point's
-    row comes answered from the row it repeats (its `repeat_of` set)."""
+    """One repetition's search over `box` ({name: (low, high)}), made with its seed and budget (evaluations networks
+    of `epochs` epochs, the first init_points of a guided search random): ask() -> [point, ...], each a {name: value}
+    dict, [] once the budget is spent; tell(rows) -> None, the rows of the points the last ask() returned, scored, in
+    their order. A repeated point's row comes answered from the row it repeats (its `repeat_of` set)."""
     planned = False  # True: the points ignore the scores, and the first ask() returns them all
+    multi_fidelity = False  # True: a point may name its 'epochs', 'bracket' and 'configuration' (see HyperbandSearch)
     packages = ()  # the packages beyond the project's own whose versions decide its points (saved with the results)
 
     def ask(self):
@@ -91,12 +102,14 @@ class BayesOptSearch(Search):
     random points, drawn first, then one Gaussian-process (UCB) proposal per evaluation. A repeated point is not
     registered again (bayes_opt would raise). library: bayes_opt 3.4's own Gaussian process."""
 
-    def __init__(self, box, *, seed, evaluations, init_points, library):
+    def __init__(self, box, *, seed, evaluations, init_points, epochs, library):
         self.optimizer = bayesian_optimizer(box, seed=seed, library=library)
         self.queue = self.optimizer.random_sample(init_points)
-        self.rows = []
+        self.evaluations, self.rows = evaluations, []
 
     def ask(self):
+        if len(self.rows) == self.evaluations:
+            return []
         self.point = self.queue.pop(0) if self.queue else self.optimizer.suggest()
         return [self.point]
 
@@ -112,14 +125,16 @@ class OptunaSearch(Search):
     (a sampler asked for several untold trials would propose without their scores), a study in memory."""
     packages = ('optuna', 'greenlet')  # GPSampler's batched optimisation uses greenlet: its proposals differ without
 
-    def __init__(self, box, *, seed, evaluations, init_points, sampler):
+    def __init__(self, box, *, seed, evaluations, init_points, epochs, sampler):
         self.study = optuna.create_study(study_name=STUDY_NAME, direction='maximize',
                                          sampler=sampler(seed=seed, n_startup_trials=init_points))
         self.distributions = {name: optuna.distributions.FloatDistribution(low, high) for name, (low, high) in
                               box.items()}
-        self.rows = []
+        self.evaluations, self.rows = evaluations, []
 
     def ask(self):
+        if len(self.rows) == self.evaluations:
+            return []
         self.trial = self.study.ask(self.distributions)
         return [dict(self.trial.params)]
 
@@ -155,7 +170,7 @@ class PlannedSearch(Search):
     """A search whose points(box, evaluations=, seed=) ignore the scores: all returned by the first ask()."""
     planned = True
 
-    def __init__(self, box, *, seed, evaluations, init_points, points):
+    def __init__(self, box, *, seed, evaluations, init_points, epochs, points):
         self.points = points(box, evaluations=evaluations, seed=seed)
 
     def ask(self):
@@ -163,7 +178,75 @@ class PlannedSearch(Search):
         return points
 
 
-# The methods, in the order --help lists them: each makes a search from (box, seed=, evaluations=, init_points=)
+def hyperband_brackets(max_epochs, budget, reduction_factor):
+    """Synchronous Hyperband's brackets (Li et al., JMLR 2018) for networks of at most max_epochs epochs, until
+    `budget` model-epochs are spent: [[(configurations, epochs), ...], ...], each bracket's rungs in order. The
+    brackets run s = s_max ... 0 and repeat; bracket s starts n = ceil((s_max + 1) / (s + 1) * eta^s) configurations
+    for max_epochs / eta^s epochs (rounded, 1 or more), and each rung keeps the best floor(n_i / eta) for eta times the
+    epochs. A kept network continues from its weights, so a rung costs its networks' added epochs. The last bracket is
+    cut to the most configurations whose whole bracket the budget left pays for, each rung keeping at least one; the
+    search ends when not even one configuration trained for max_epochs fits."""
+    eta, s_max = reduction_factor, 0
+    while eta ** (s_max + 1) <= max_epochs:
+        s_max += 1
+
+    def rungs(s, count):
+        return [(max(count // eta ** i, 1), max(round(max_epochs / eta ** (s - i)), 1)) for i in range(s + 1)]
+
+    def cost(bracket):
+        return sum(kept * (epochs - before) for (kept, epochs), (_, before) in zip(bracket, [(0, 0), *bracket]))
+    brackets, left = [], budget
+    for s in itertools.cycle(range(s_max, -1, -1)):
+        full = -(-(s_max + 1) * eta ** s // (s + 1))
+        # the most configurations the budget left pays for (a bracket's cost grows with them)
+        count = bisect.bisect_right(range(1, full + 1), left, key=lambda count: cost(rungs(s, count)))
+        if count == 0:
+            return brackets
+        brackets.append(rungs(s, count))
+        left -= cost(brackets[-1])
+
+
+class HyperbandSearch(Search):
+    """Synchronous Hyperband at the same model-epochs as every other search (evaluations x epochs; see
+    hyperband_brackets). Each ask() returns one rung: its points name their 'bracket', 'configuration' (numbered in
+    the search from 1) and 'epochs', those to train the network to, continuing from its weights at its last rung.
+    Each bracket draws its configurations uniformly at random from the box, in order, from one generator seeded with
+    the search's seed (so the first are random search's). A rung keeps its best by validation loss, a diverged network
+    last, ties by the earlier row. Written here because Optuna's pruners and Ray Tune's schedulers decide
+    asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its networks are
+    scored, so it does not depend on how they are trained."""
+    multi_fidelity = True
+
+    def __init__(self, box, *, seed, evaluations, init_points, epochs, reduction_factor):
+        self.brackets = hyperband_brackets(epochs, evaluations * epochs, reduction_factor)
+        self.rounds = sum(map(len, self.brackets))  # its asks, one rung each
+        self.draws = iter(random_points(box, evaluations=sum(rungs[0][0] for rungs in self.brackets), seed=seed))
+        self.bracket, self.rung, self.points, self.configurations = 0, 0, [], 0
+
+    def ask(self):
+        if self.bracket == len(self.brackets):
+            return []
+        count, epochs = self.brackets[self.bracket][self.rung]
+        if self.rung == 0:
+            self.points = [{**next(self.draws), 'bracket': self.bracket + 1,
+                            'configuration': self.configurations + number} for number in range(1, count + 1)]
+            self.configurations += count
+        self.points = [{**point, 'epochs': epochs} for point in self.points]
+        return self.points
+
+    def tell(self, rows):
+        self.rung += 1
+        if self.rung == len(self.brackets[self.bracket]):
+            self.bracket, self.rung = self.bracket + 1, 0
+            return
+        ranked = sorted(zip(rows, self.points), key=lambda pair: (finite_or_inf(pair[0]['val_loss']),
+                                                                  pair[0]['iteration']))
+        kept = [point for _, point in ranked[:self.brackets[self.bracket][self.rung][0]]]
+        self.points = sorted(kept, key=lambda point: point['configuration'])
+
+
+# The methods, in the order --help lists them: each makes a search from (box, seed=, evaluations=, init_points=,
+# epochs=)
 METHODS = {
     'bayesian': functools.partial(BayesOptSearch, library=False),  # the authors' Gaussian process
     'bayesian-library': functools.partial(BayesOptSearch, library=True),  # bayes_opt 3.4's own
@@ -171,6 +254,7 @@ METHODS = {
     'gp': functools.partial(OptunaSearch, sampler=optuna.samplers.GPSampler),  # Matern 5/2 with ARD, log EI
     'sobol': functools.partial(PlannedSearch, points=sobol_points),  # optunity's, as the paper
     'random': functools.partial(PlannedSearch, points=random_points),  # uniform
+    'hyperband': functools.partial(HyperbandSearch, reduction_factor=HYPERBAND_REDUCTION_FACTOR),  # multi-fidelity
 }
 
 
@@ -186,6 +270,33 @@ def packages(methods):
 
 
 def is_guided(method):
-    """Whether a method's search is guided by the scores (Search.planned false): its first init_points evaluations
-    are random, and it may propose a point again."""
-    return not search_class(method).planned
+    """Whether a method's search is guided by a model of the scores (neither planned nor multi-fidelity): its first
+    init_points evaluations are random, and it may propose a point again."""
+    return not (search_class(method).planned or search_class(method).multi_fidelity)
+
+
+def hyperband_epochs_before(row, *, max_epochs, evaluations):
+    """The epochs a Hyperband row's network had trained at its configuration's previous rung (0 at its first)."""
+    rungs = [epochs for _, epochs in hyperband_brackets(max_epochs, evaluations * max_epochs,
+                                                        HYPERBAND_REDUCTION_FACTOR)[row['bracket'] - 1]]
+    index = rungs.index(row['epochs'])
+    return rungs[index - 1] if index else 0
+
+
+def rows_per_search(method, *, evaluations, epochs):
+    """The results rows of one search of a method: its evaluations, or Hyperband's scorings of its rungs."""
+    if not is_multi_fidelity(method):
+        return evaluations
+    return sum(count for rungs in hyperband_brackets(epochs, evaluations * epochs, HYPERBAND_REDUCTION_FACTOR)
+               for count, _ in rungs)
+
+
+def fixed_settings(methods):
+    """The constants of these methods' searches that decide their points, saved in the configuration (another value
+    is another configuration): Hyperband's reduction factor."""
+    return {'hyperband_reduction_factor': HYPERBAND_REDUCTION_FACTOR} if any(map(is_multi_fidelity, methods)) else {}
+
+
+def is_multi_fidelity(method):
+    """Whether a method's search trains networks for fewer epochs than --epochs (Hyperband)."""
+    return search_class(method).multi_fidelity

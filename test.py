@@ -15,6 +15,7 @@ if __name__ == '__main__':
     stopping.exit_while_starting('nothing was written')
 
 import argparse
+import itertools
 import math
 import os
 
@@ -26,19 +27,21 @@ import local_training
 import network
 import report
 import results
+import rung_weights
 import searches
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
 # The searches to run (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library'
-# (bayes_opt 3.4's own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random'; see searches.METHODS
+# (bayes_opt 3.4's own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'hyperband' (multi-fidelity,
+# its reduction factor searches.HYPERBAND_REDUCTION_FACTOR); see searches.METHODS
 METHODS = ('bayesian', 'sobol')
 LEARNING_RATE_BOUNDS = (0.0001, 0.1)  # the search box
 WEIGHT_DECAY_BOUNDS = (0, 0.001)
 LR_SCALE = 'linear'  # as in the paper; 'log': the searches see log10 of the learning rate
 EVALUATIONS = 25  # trained networks per search
 INIT_POINTS = 5  # guided searches (bayesian, bayesian-library, tpe, gp): random points before the model proposes
-EPOCHS = 50  # training epochs of every evaluated network
+EPOCHS = 50  # training epochs of every evaluated network (hyperband's most; each search spends EVALUATIONS x EPOCHS)
 REPETITIONS = 10  # independent repetitions of each search
 BATCH_SIZE = 64  # for training, validation and test
 VALIDATION_SIZE = None  # the last images of the training set; None: 10,000 (cifar10, mnist), 360 (digits)
@@ -92,8 +95,10 @@ def build_parser(*, raising=False):
     parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
                         help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
                              "process), bayesian-library (bayes_opt 3.4's own), tpe, gp (Optuna's TPE and Gaussian-"
-                             "process samplers), sobol, random (uniform), comma-separated; both: bayesian,sobol")
-    parser.add_argument('--evaluations', type=int, default=EVALUATIONS, help='trained networks per search')
+                             "process samplers), sobol, random (uniform), hyperband (multi-fidelity), comma-"
+                             "separated; both: bayesian,sobol")
+    parser.add_argument('--evaluations', type=int, default=EVALUATIONS,
+                        help='trained networks per search (hyperband: it spends evaluations x epochs model-epochs)')
     parser.add_argument('--init-points', type=int, default=INIT_POINTS,
                         help='guided searches (bayesian, bayesian-library, tpe, gp): random evaluations before '
                              'the model proposes')
@@ -156,13 +161,19 @@ def check_arguments(parser, args):
         parser.error("--ray '' is not an address: use auto, local or HOST:PORT")
     if args.ray_worker_cpus is not None and args.ray is None:
         parser.error(f'--ray-worker-cpus {args.ray_worker_cpus} needs --ray: without it the networks train here')
+    eta = searches.HYPERBAND_REDUCTION_FACTOR
+    if any(map(searches.is_multi_fidelity, args.method)) and args.epochs < eta:
+        parser.error(f'--epochs {args.epochs} is too few for hyperband: at least {eta}, its reduction factor (1 epoch, '
+                     f'then {eta})')
+    if any(map(searches.is_multi_fidelity, args.method)) and args.ray:
+        parser.error('--ray cannot train hyperband: its networks continue from weights saved on this machine')
     check_budget(parser, args)
 
 
 def check_budget(parser, args):
     """End with a one-line error for a budget the run cannot plan and hold (MOST_EVALUATIONS in all,
     MOST_GUIDED_EVALUATIONS per guided search), before anything is planned or written."""
-    total = len(args.method) * args.repetitions * args.evaluations
+    total = results_plan(args).total  # with hyperband, its scorings
     if total > MOST_EVALUATIONS:
         parser.error(f'{len(args.method)} methods x --repetitions {args.repetitions} x --evaluations '
                      f'{args.evaluations} is {total:,} evaluations: at most {MOST_EVALUATIONS:,} in one run (each is '
@@ -190,14 +201,16 @@ def search_box(args):
 
 def new_row(method, repetition, iteration, point, args):
     """A results row before training: which evaluation it is, its network's seed and the hyperparameters of its
-    point of search_box."""
+    point of search_box (with a Hyperband point's bracket, configuration and epochs)."""
     if 'log10_learning_rate' in point:  # kept inside the bounds, which 10 ** log10(bound) can overshoot
         low, high = args.learning_rate_bounds
         learning_rate = min(max(10 ** point['log10_learning_rate'], low), high)
     else:
         learning_rate = point['learning_rate']
     return dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None,
-                seed=searches.seed_for(args.seed, repetition, iteration),
+                bracket=point.get('bracket'), configuration=point.get('configuration'),
+                epochs=point.get('epochs', args.epochs),
+                seed=searches.seed_for(args.seed, repetition, point.get('configuration', iteration)),
                 learning_rate=float(learning_rate), weight_decay=float(point['weight_decay']))  # not numpy floats
 
 
@@ -215,7 +228,7 @@ def answered_from_cache(row, search_rows):
 def make_search(method, repetition, args):
     """The search of one repetition of a method (searches.METHODS), seeded by seed_for(seed, repetition)."""
     return searches.METHODS[method](search_box(args), seed=searches.seed_for(args.seed, repetition),
-                                    evaluations=args.evaluations, init_points=args.init_points)
+                                    evaluations=args.evaluations, init_points=args.init_points, epochs=args.epochs)
 
 
 def rows_of(method, repetition, points, args, first_iteration=1):
@@ -231,29 +244,34 @@ def planned_rows(method, args):
 
 
 def run_in_rounds(searches_to_run, training, args, results_file):
-    """The searches, (method, repetition) pairs, to the end of their budgets. The guided ones advance in lockstep
-    rounds: each round asks every one of them for its next point, trains the new points together with the next even
-    share of the planned rows (--schedule rounds: so that those add no round to the guided searches' critical
-    path), in populations, and tells each search its row. A repeated point is answered from its earlier row, as
-    bayes_opt 1.0.1's maximize() answered it from its cache, and uses up its evaluation. Planned rows not trained
-    alongside train after the rounds (--schedule after). Returns the guided searches' rows, then the planned ones."""
+    """The searches, (method, repetition) pairs, to the end of their budgets. The adaptive ones (guided and
+    multi-fidelity) advance in lockstep rounds: each round asks every one of them for its next points (a guided search's
+    one, a Hyperband rung), trains them together with the next even share of the planned rows (--schedule rounds: so
+    that those add no round to the guided searches' critical path), in populations, and tells each search its rows. A
+    repeated guided point is answered from its earlier row, as bayes_opt 1.0.1's maximize() answered it from its
+    cache, and uses up its evaluation. Planned rows not trained alongside train after the rounds (--schedule after).
+    Returns the adaptive searches' rows, then the planned ones."""
     made = [(method, repetition, make_search(method, repetition, args)) for method, repetition in searches_to_run]
-    guided = [(method, repetition, search) for method, repetition, search in made if not search.planned]
+    adaptive = [(method, repetition, search) for method, repetition, search in made if not search.planned]
     planned = [row for method, repetition, search in made if search.planned
                for row in rows_of(method, repetition, search.ask(), args)]
-    guided_rows = [[] for _ in guided]
-    for iteration in range(1, args.evaluations + 1) if guided else []:
-        proposed = [answered_from_cache(rows_of(method, repetition, search.ask(), args, iteration)[0], rows)
-                    for (method, repetition, search), rows in zip(guided, guided_rows)]
-        start, end = (len(planned) * count // args.evaluations for count in (iteration - 1, iteration))
-        share = planned[start:end] if args.schedule == 'rounds' else []
-        score_and_record(proposed + share, training, args, results_file)
-        for (_, _, search), rows, row in zip(guided, guided_rows, proposed):
-            rows.append(row)
-            search.tell([row])
-    if not guided or args.schedule == 'after':
-        score_and_record(planned, training, args, results_file)
-    return [row for rows in guided_rows for row in rows] + planned
+    adaptive_rows, shared = [[] for _ in adaptive], 0
+    total = max([search.rounds if search.multi_fidelity else args.evaluations for _, _, search in adaptive], default=1)
+    for rounds in itertools.count(1):  # the planned rows are shared over the `total` rounds of the longest search
+        asked = [[answered_from_cache(row, rows) if searches.is_guided(method) else row
+                  for row in rows_of(method, repetition, search.ask(), args, len(rows) + 1)]
+                 for (method, repetition, search), rows in zip(adaptive, adaptive_rows)]
+        if not any(asked):
+            break
+        end = len(planned) * min(rounds, total) // total if args.schedule == 'rounds' else 0
+        score_and_record([row for new in asked for row in new] + planned[shared:end], training, args, results_file)
+        shared = max(shared, end)
+        for (_, _, search), rows, new in zip(adaptive, adaptive_rows, asked):
+            rows += new
+            if new:
+                search.tell(new)
+    score_and_record(planned[shared:], training, args, results_file)
+    return [row for rows in adaptive_rows for row in rows] + planned
 
 
 def run_searches(training, args, results_file):
@@ -263,18 +281,26 @@ def run_searches(training, args, results_file):
     trained, so the searches are told exactly what they were told before."""
     every_search = [(method, repetition) for method in args.method for repetition in range(1, args.repetitions + 1)]
     if args.population == 1 and not args.ray:
-        return [row for search in every_search for row in run_in_rounds([search], training, args, results_file)]
-    return run_in_rounds(every_search, training, args, results_file)
+        rows = [row for search in every_search for row in run_in_rounds([search], training, args, results_file)]
+    else:
+        rows = run_in_rounds(every_search, training, args, results_file)
+    rung_weights.remove(args.output)  # the searches have ended: no network of theirs continues
+    return rows
 
 
 def score_and_record(rows, training, args, results_file):
     """Fill in the rows' scores, in populations of at most args.population networks: from the results file where
     it records them, else by training; and append each population's new rows to it, in order. Every population to
     train is started first (on a Ray cluster they then train at once; here each trains when its turn comes). A row
-    that comes with scores (a repeated guided point) is recorded, not trained. A population that the file holds
-    in part (the run was stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its
-    recorded rows kept."""
-    populations = [rows[start:start + args.population] for start in range(0, len(rows), args.population)]
+    that comes with scores (a repeated guided point) is recorded, not trained. A population's networks all train
+    for the same epochs: a Hyperband rung's apart from the others. A population that the file holds in part (the
+    run was stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its recorded rows
+    kept."""
+    rungs = {}
+    for row in rows:
+        rungs.setdefault((row['bracket'], row['epochs']), []).append(row)
+    populations = [rung[start:start + args.population] for rung in rungs.values()
+                   for start in range(0, len(rung), args.population)]
     recorded = [[results_file.recorded_scores(row) for row in population] for population in populations]
     started = []  # per population: the rows it trains (a repeat comes with its scores), and a wait for their scores
     for population, olds in zip(populations, recorded):
@@ -299,7 +325,9 @@ def run_settings(args):
 
 def results_plan(args):
     """What the results file checks its rows against."""
-    return results.Plan(methods=args.method, repetitions=args.repetitions, evaluations=args.evaluations,
+    return results.Plan(methods=args.method, repetitions=args.repetitions, epochs=args.epochs,
+                        search_rows={method: searches.rows_per_search(method, evaluations=args.evaluations,
+                                                                      epochs=args.epochs) for method in args.method},
                         learning_rate_bounds=args.learning_rate_bounds, weight_decay_bounds=args.weight_decay_bounds,
                         network_seed=lambda *evaluation: searches.seed_for(args.seed, *evaluation))
 
@@ -334,13 +362,13 @@ def report_file(parser, args):
     try:
         results.check_path(path, fresh=False)  # its summaries and plots are written beside it
         saved = results.read_configuration(results.configuration_path(path))
-        results.check_format(path, saved)
+        results_format = results.check_format(path, saved)
         args = saved_arguments(saved, path, os.path.dirname(path) or '.')  # it loads no data: any readable folder
     except (results.ResultsFileError, ValueError) as error:
         parser.error(f'--report: {error}')
     args.quiet = quiet
     try:
-        rows = list(results.read(path, results_plan(args))[0].values())
+        rows = list(results.read(path, results_plan(args), results_format)[0].values())
     except OSError as error:
         parser.error(f'--report {path} cannot be read ({error.strerror})')
     except ValueError as error:
@@ -375,7 +403,7 @@ def ray_training(parser, args):
 def check_planned_points(results_file, args):
     """ResumeMismatchError if the results file records a point of a planned search (Sobol, random) other than the
     search's: their points do not depend on the scores, so they are all checked before anything is trained."""
-    for method in [method for method in args.method if not searches.is_guided(method)]:
+    for method in [method for method in args.method if searches.search_class(method).planned]:
         for row in planned_rows(method, args):
             results_file.recorded_scores(row)
 
@@ -423,7 +451,7 @@ def main(argv=None, *, splits=None):
                 report.print_search_tables(rows, args)
         except (KeyboardInterrupt, files.WriteError) as error:
             end_run(parser, error, results_file, 'run the same command again to resume')
-        except results.ResumeMismatchError as error:
+        except (results.ResumeMismatchError, rung_weights.MissingWeightsError) as error:
             parser.fail(1, str(error))
         try:
             report.report_results(rows, args, results_file.configuration, args.output)

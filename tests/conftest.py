@@ -46,13 +46,14 @@ def read_rows(path):
 
 
 def typed_rows(path):
-    """A results CSV's rows with numbers as numbers, and repeat_of None where a row is not a repeat."""
+    """A results CSV's rows with numbers as numbers, and None where a row has no repeat_of, bracket or
+    configuration."""
     def typed(name, value):
         if name == 'method':
             return value
-        if name == 'repeat_of':
+        if name in ('repeat_of', 'bracket', 'configuration'):
             return int(value) if value else None
-        return int(value) if name in ('repetition', 'iteration', 'seed') else float(value)
+        return int(value) if name in ('repetition', 'iteration', 'seed', 'epochs') else float(value)
     return [{name: typed(name, value) for name, value in row.items()} for row in read_rows(path)]
 
 

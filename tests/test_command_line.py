@@ -59,9 +59,10 @@ BAD_INPUTS = [
 ]
 
 
-def test_an_unknown_method_is_one_line_naming_all_six(capsys):
-    stderr = refused(experiment.main, ['--method', 'sobol,hyperband'], capsys)
-    assert "invalid method 'hyperband' (choose from bayesian, bayesian-library, tpe, gp, sobol, random, " in stderr
+def test_an_unknown_method_is_one_line_naming_all_seven(capsys):
+    stderr = refused(experiment.main, ['--method', 'sobol,asha'], capsys)
+    assert ("invalid method 'asha' (choose from bayesian, bayesian-library, tpe, gp, sobol, random, hyperband, "
+            in stderr)
 
 
 @pytest.fixture

@@ -342,7 +342,7 @@ def test_a_repeat_whose_scores_differ_from_its_original_is_refused(proposes_the_
     lines = output.read_text().splitlines(keepends=True)
     assert lines[7].startswith('bayesian,1,4,3,')
     fields = lines[7].split(',')
-    fields[7] = '0.25'  # its validation loss
+    fields[results.COLUMNS.index('val_loss')] = '0.25'
     output.write_text(''.join(lines[:7] + [','.join(fields)] + lines[8:]))
     before = snapshot(tmp_path)
     stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)

@@ -18,7 +18,7 @@ import test as experiment
 
 RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '6', '--init-points', '2', '--repetitions', '3',
        '--method', 'bayesian,sobol,random', '--device', 'cpu']
-REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'points', 'sobol-vs-random']
+REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'convergence-model-epochs', 'points', 'sobol-vs-random']
 
 
 @pytest.fixture(scope='module')
@@ -31,12 +31,12 @@ def three_methods(tmp_path_factory):
 
 
 def test_table_one_uses_each_repetitions_best_finite_evaluation():
-    rows = [dict(method='sobol', repetition=repetition, iteration=i, val_loss=loss, val_accuracy=accuracy,
+    rows = [dict(method='sobol', repetition=repetition, iteration=i, epochs=1, val_loss=loss, val_accuracy=accuracy,
                  test_accuracy=accuracy / 2)
             for repetition, i, loss, accuracy in [(1, 1, 1.0, 0.5), (1, 2, math.nan, 0.1), (1, 3, 2.0, 0.4),
                                                   (2, 1, 3.0, 0.2), (2, 2, 1.5, 0.7), (3, 1, 1.25, 0.6)]]
     (method, runs, loss, loss_std, accuracy, accuracy_std, test_accuracy, test_std), = report.summary_rows(
-        rows, ['sobol'])
+        rows, ['sobol'], 1)
     assert (method, runs) == ('sobol', 3)
     assert loss == pytest.approx(1.25) and loss_std == pytest.approx(0.25)
     assert accuracy == pytest.approx(60) and accuracy_std == pytest.approx(10)
@@ -61,8 +61,9 @@ def test_mann_whitney_matches_scipy_and_exact_values():
 
 
 def rows_of(method, losses_by_repetition):
-    return [dict(method=method, repetition=repetition, iteration=iteration, val_loss=loss, val_accuracy=0.5,
-                 test_accuracy=0.5, learning_rate=0.01, weight_decay=0.0, seconds=1.0)
+    return [dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None, bracket=None,
+                 configuration=None, epochs=1, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5,
+                 learning_rate=0.01, weight_decay=0.0, seconds=1.0)
             for repetition, losses in enumerate(losses_by_repetition, 1)
             for iteration, loss in enumerate(losses, 1)]
 
@@ -91,7 +92,7 @@ def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
 
 def test_summary_json_is_strict_json_with_null_for_undefined_numbers(tmp_path):
     rows = rows_of('sobol', [[0.5, 0.4]])  # one repetition: no standard deviation
-    args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '2'])
+    args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '2', '--epochs', '1'])
     report.write_summaries(rows, args, {'versions': {}, 'devices': []}, [], str(tmp_path / 'results.csv'))
     summary = json.loads((tmp_path / 'results.summary.json').read_text(),
                          parse_constant=lambda name: pytest.fail(f'{name} in summary.json'))

@@ -161,13 +161,13 @@ def finished_run(uninterrupted, folder):
 
 def garbage(lines):
     """The uninterrupted file's lines with row 3 (line 4) replaced by garbage."""
-    return ''.join(lines[:3] + ['bayesian,1,1,,not-a-seed,0.01,0,1,0.5,1,0.5,0.1\n'] + lines[4:])
+    return ''.join(lines[:3] + ['bayesian,1,1,,,,1,not-a-seed,0.01,0,1,0.5,1,0.5,0.1\n'] + lines[4:])
 
 
 def swap_seeds(lines):
     """Two rows exchanged whole except for their seeds: every field is a valid number."""
     first, second = lines[1].split(','), lines[2].split(',')
-    first[4], second[4] = second[4], first[4]
+    first[7], second[7] = second[7], first[7]
     return ''.join(lines[:1] + [','.join(first), ','.join(second)] + lines[3:])
 
 
@@ -176,20 +176,24 @@ MALFORMED = [
     (swap_seeds, 'line 2: seed'),
     (lambda lines: ''.join(lines + lines[5:6]), 'is recorded twice'),
     (lambda lines: ''.join(['Method,Repetition\n'] + lines[1:]), 'line 1: the header is not'),
-    (lambda lines: ''.join(lines[:6] + ['\n'] + lines[6:]), 'line 7: 0 fields instead of 12'),
+    (lambda lines: ''.join(lines[:6] + ['\n'] + lines[6:]), 'line 7: 0 fields instead of 15'),
     (lambda lines: ''.join(lines[:6]) + 'Note: rerun later', "its last line, 'Note: rerun later'"),
     (lambda lines: 'an unrelated note', "its last line, 'an unrelated note'"),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,2,1', 'random,2,1'), "method 'random' is not one of"),
     (lambda lines: ''.join(lines[:6]).replace(',1,1,', ',1,7,'), 'line 2: iteration 7 is outside 1..4'),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,', 'bayesian,1,1,1,'),
      'line 2: repeat_of 1 is not an earlier iteration of a guided search'),
+    (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,,,', 'bayesian,1,1,,1,1,'),
+     'line 2: bracket 1, configuration 1 and epochs 1 are not those of a bayesian row'),
+    (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,,,1,', 'bayesian,1,1,,,,2,'),
+     'line 2: epochs 2 is outside 1..1'),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace('\n', '\r\n')] + lines[4:]), "line 4: seconds '"),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace(',', ', ')] + lines[4:]), "line 4: repetition ' 1'"),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace(',0.', ', 0.', 1)] + lines[4:]), 'line 4: learning_rate'),
     (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',0901243215,'), "line 2: seed '0901243215'"),
     (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',٩٠١٢٤٣٢١٥,'), "line 2: seed '٩٠١٢٤٣٢١٥'"),
     (lambda lines: ''.join(lines[:3]).replace(',901243215,', ',901_243_215,'), "line 2: seed '901_243_215'"),
-    (lambda lines: ''.join(lines[:6]) + 'sobol,2,4,1670527063,0.0489,zz', "its last line, 'sobol,2,4,1670527063"),
+    (lambda lines: ''.join(lines[:6]) + 'sobol,2,4,,,,1,1670527063,0.0489,zz', "its last line, 'sobol,2,4,,,,1,16"),
 ]
 
 
@@ -235,12 +239,12 @@ def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_ref
                                                                                      capsys):
     output, config = finished_run(uninterrupted, tmp_path)
     saved = json.loads(config.read_text())
-    assert saved.pop('results_format') == 2
+    assert saved.pop('results_format') == 3
     config.write_text(json.dumps(saved))  # as a run before format 2 saved it
     before = snapshot(tmp_path)
     for arguments in ([*RUN, '--output', str(output)], ['--report', str(output)]):
         stderr = refused(experiment.main, arguments, capsys)
-        assert f'{output} is in results format 1, this code reads format 2' in stderr and '--fresh' in stderr
+        assert f'{output} is in results format 1, this code reads formats 2 and 3' in stderr and '--fresh' in stderr
     assert snapshot(tmp_path) == before
 
 
@@ -258,7 +262,7 @@ def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume_and_nothi
     lines = output.read_text().splitlines(keepends=True)
     fields = lines[5].split(',')  # Bayesian repetition 1, iteration 3: proposed from the two init points' scores
     assert fields[:3] == ['bayesian', '1', '3']
-    fields[5] = '0.05'
+    fields[results.COLUMNS.index('learning_rate')] = '0.05'
     output.write_text(''.join(lines[:5] + [','.join(fields)] + lines[6:9]) + lines[9][:20])  # and a cut last row
     config.write_text(json.dumps({**json.loads(config.read_text()), 'devices': ['another device']}))
     before = snapshot(tmp_path)
@@ -280,8 +284,8 @@ def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path
     assert len(read_rows(output)) == 4 and json.loads(config.read_text())['epochs'] == 2
     experiment.main([*RUN, '--epochs', '2', '--method', 'sobol', '--repetitions', '1', '--output', str(output),
                      '--fresh'])
-    run_files = ['.csv', '.config.json', '.summary.json', '.summary.md', '.convergence.png', '.points.png',
-                 '.sobol-vs-random.png']  # the copied run had only the first two
+    run_files = ['.csv', '.config.json', '.summary.json', '.summary.md', '.convergence.png',
+                 '.convergence-model-epochs.png', '.points.png', '.sobol-vs-random.png']  # the copied run: 2
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ['results.old1.csv', 'results.old1.config.json'] + [f'results{old}{suffix}' for old in ('', '.old2')
                                                             for suffix in run_files])
@@ -355,7 +359,7 @@ def writes_failing(first, error=errno.ENOSPC, ending='.csv'):
 # The writes of RUN with --population 3: the configuration, the 7 populations' appends, summary.json, summary.md and
 # the 3 plots
 WRITES = {1: 'results.config.json', 2: 'results.csv', 5: 'results.csv', 8: 'results.csv', 9: 'results.summary.json',
-          10: 'results.summary.md', 13: 'results.sobol-vs-random.png'}
+          10: 'results.summary.md', 14: 'results.sobol-vs-random.png'}
 
 
 @pytest.mark.parametrize('first_failing, error', [*((write, errno.ENOSPC) for write in WRITES), (9, errno.EACCES)])
@@ -551,7 +555,7 @@ def test_a_recorded_planned_point_the_search_does_not_ask_for_is_refused_before_
     lines = output.read_text().splitlines(keepends=True)
     last = next(index for index, line in enumerate(lines) if line.startswith(f'{method},1,4,'))
     fields = lines[last].split(',')  # the last row of the file, changed
-    fields[5] = '0.05'
+    fields[results.COLUMNS.index('learning_rate')] = '0.05'
     output.write_text(''.join(lines[:last] + [','.join(fields)]))
     monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
     before = snapshot(tmp_path)
@@ -627,7 +631,7 @@ def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, name
     ({'seed': 0.0}, "--seed: invalid int value: '0.0'"),
     ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes 1"),
     ({'repetitions': True}, "--repetitions: invalid int value: 'True'"),
-    ({'results_format': '2'}, "is in results format '2', this code reads format 2"),
+    ({'results_format': '3'}, "is in results format '3', this code reads formats 2 and 3"),
 ])
 def test_resume_and_report_refuse_the_same_configurations(change, named, uninterrupted, tmp_path, capsys):
     output, config = finished_run(uninterrupted, tmp_path)

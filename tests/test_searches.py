@@ -161,26 +161,27 @@ def told_scores(search, evaluations, score=lambda point: sum(point.values())):
 
 @pytest.mark.parametrize('method', OPTUNA_METHODS)
 def test_an_optuna_search_starts_with_its_seeds_uniform_random_points_then_its_model_proposes(method):
-    search = searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3)
+    search = searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3, epochs=1)
     points = told_scores(search, 8)
     random_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=11))
     distributions = {name: optuna.distributions.FloatDistribution(*bounds) for name, bounds in BOUNDS.items()}
     assert points[:3] == [random_study.ask(distributions).params for _ in range(3)]  # n_startup_trials
-    other_scores = searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3)
+    other_scores = searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3, epochs=1)
     other_points = told_scores(other_scores, 8, score=lambda point: -sum(point.values()))
     assert other_points[:3] == points[:3] and other_points[3] != points[3]  # the model's: it depends on the scores
     trials = search.study.trials
     assert search.study.study_name == searches.STUDY_NAME and search.study.direction.name == 'MAXIMIZE'
     assert [trial.state.name for trial in trials] == ['COMPLETE'] * 8  # each told before the next was asked
     assert [trial.value for trial in trials] == [-sum(point.values()) for point in points]
-    assert searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3).ask() == [points[0]]
-    assert told_scores(searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3), 8) == points
-    assert told_scores(searches.METHODS[method](BOUNDS, seed=12, evaluations=8, init_points=3), 8)[0] != points[0]
+    assert searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3, epochs=1).ask() == [points[0]]
+    assert told_scores(searches.METHODS[method](BOUNDS, seed=11, evaluations=8, init_points=3, epochs=1), 8) == points
+    other_seed = searches.METHODS[method](BOUNDS, seed=12, evaluations=8, init_points=3, epochs=1)
+    assert told_scores(other_seed, 8)[0] != points[0]
 
 
 def test_tpe_and_gp_use_optuna_5s_samplers_with_their_defaults():
-    tpe = searches.METHODS['tpe'](BOUNDS, seed=1, evaluations=8, init_points=4).study.sampler
-    gp = searches.METHODS['gp'](BOUNDS, seed=1, evaluations=8, init_points=4).study.sampler
+    tpe = searches.METHODS['tpe'](BOUNDS, seed=1, evaluations=8, init_points=4, epochs=1).study.sampler
+    gp = searches.METHODS['gp'](BOUNDS, seed=1, evaluations=8, init_points=4, epochs=1).study.sampler
     assert isinstance(tpe, optuna.samplers.TPESampler) and isinstance(gp, optuna.samplers.GPSampler)
     assert tpe._n_startup_trials == gp._n_startup_trials == 4  # the pinned version's names: the protocol's init points
     assert tpe._constant_liar and tpe._multivariate is None  # 5.0's defaults: constant liar, multivariate
@@ -193,7 +194,7 @@ def test_a_gaussian_process_fit_leaves_torchs_threads_and_the_next_trainings_num
     config = dict(seed=3, learning_rate=0.05, weight_decay=0.0001, epochs=1, batch_size=64)
     threads, openblas = torch.get_num_threads(), os.environ.get('OPENBLAS_NUM_THREADS')
     before = network.train_and_evaluate(splits, **config)
-    told_scores(searches.METHODS['gp'](BOUNDS, seed=5, evaluations=6, init_points=2), 6)  # 4 fits
+    told_scores(searches.METHODS['gp'](BOUNDS, seed=5, evaluations=6, init_points=2, epochs=1), 6)  # 4 fits
     assert torch.get_num_threads() == threads and os.environ.get('OPENBLAS_NUM_THREADS') == openblas
     assert {**network.train_and_evaluate(splits, **config), 'seconds': 0} == {**before, 'seconds': 0}
 
