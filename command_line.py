@@ -59,15 +59,17 @@ def check_positive_integers(parser, args, *names):
                 parser.error(f'{flag(name)} {number} must be a positive integer')
 
 
-def add_data_arguments(parser, *, dataset, data_dir, validation_size, batch_size, device):
-    """The data flags, with the calling script's defaults."""
+def add_data_arguments(parser, *, dataset, data_dir, validation_size, batch_size, device, computation=None,
+                       files=None):
+    """The data flags, with the calling script's defaults: --device in argument group `computation` and --data-dir in
+    `files` where the script groups its flags (else in `parser`, as the others)."""
     parser.add_argument('--dataset', choices=dataset_management.DATASETS, default=dataset, help='the images')
-    parser.add_argument('--data-dir', default=data_dir, help='where the dataset is, or is downloaded to')
     parser.add_argument('--validation-size', type=int, default=validation_size,
                         help='images at the end of the training set kept for validation (None: 10000 for '
                              'cifar10 and mnist, 360 for digits)')
     parser.add_argument('--batch-size', type=int, default=batch_size, help='for training, validation and test')
-    add_device_argument(parser, device)
+    add_device_argument(computation or parser, device)
+    (files or parser).add_argument('--data-dir', default=data_dir, help='where the dataset is, or is downloaded to')
 
 
 def add_device_argument(parser, device):

@@ -65,6 +65,17 @@ class Plan(NamedTuple):
         return self.repetitions * sum(self.search_rows[method] for method in self.methods)
 
 
+def answered_from_cache(row, search_rows):
+    """The row as bayes_opt 1.0.1's maximize() answered a point it had already evaluated, from its cache: the
+    scores (and network seed) of the search's earlier row at that point, `repeat_of` its iteration, no training
+    time. The row unchanged if the point is new."""
+    for earlier in search_rows:
+        if (earlier['learning_rate'], earlier['weight_decay']) == (row['learning_rate'], row['weight_decay']):
+            return {**row, 'repeat_of': earlier['iteration'], 'seed': earlier['seed'],
+                    **{name: earlier[name] for name in SCORE_COLUMNS}, 'seconds': 0.0}
+    return row
+
+
 def configuration(settings):
     """What is saved beside the CSV: the format, the settings that decide the results and the library versions (the
     devices that trained its rows are added as they write)."""

@@ -32,9 +32,8 @@ import searches
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
-# The searches to run (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library'
-# (bayes_opt 3.4's own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'hyperband' (multi-fidelity,
-# its reduction factor searches.HYPERBAND_REDUCTION_FACTOR); see searches.METHODS
+# The searches (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library' (bayes_opt 3.4's
+# own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'hyperband' (multi-fidelity): searches.METHODS
 METHODS = ('bayesian', 'sobol')
 LEARNING_RATE_BOUNDS = (0.0001, 0.1)  # the search box
 WEIGHT_DECAY_BOUNDS = (0, 0.001)
@@ -49,24 +48,18 @@ SEED = 0  # seeds every search and every network (see searches.seed_for)
 # Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
 # Sobol points of the experiment at once), 10 on CPU (as fast as 20 there, with half the memory; 5 and 50 are slower).
 POPULATION = None
-# When the Sobol and random points train, with populations (their points do not depend on the scores): 'after' the
-# guided searches, in populations of up to POPULATION; or in 'rounds', a share alongside each round of the guided
-# searches (faster only where a population's step costs little more for more members: see README, Speed)
+# With populations, when the Sobol and random points train: 'after' the guided searches, or in 'rounds', a share with
+# each guided round (faster only where a step costs little more for more members: docs/speed.md)
 SCHEDULE = 'after'
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
-# Train the populations on a Ray cluster: 'auto' (the one running here), 'local' (start one on this machine) or
-# HOST:PORT (its head); None: on this machine, without Ray
-RAY = None
-# With --ray on CPU: the CPUs (torch threads) of each worker that trains a population; None: 4 (a node's CPUs where it
-# has fewer)
-RAY_WORKER_CPUS = None
+RAY = None  # train on a Ray cluster: 'auto' (the one running here), 'local' (start one here), 'HOST:PORT'; None: here
+RAY_WORKER_CPUS = None  # with RAY on CPU: torch threads per worker; None: 4 (a node's CPUs where it has fewer)
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
 LARGEST_BOUND = network.LARGEST_HYPERPARAMETER  # of either range: float32's largest, the networks' arithmetic
 # A run plans every evaluation and holds its rows in memory before the first trains (the paper's run has 500)
 MOST_EVALUATIONS = 100_000  # in all: methods x repetitions x evaluations
-# A guided search fits its model on all its evaluations: a Gaussian process's n x n matrices, about 32 n^2 bytes
-# with the kernel's gradient (800 MB at 5,000)
+# A guided search fits its model on all its evaluations: n x n matrices, about 32 n^2 bytes (800 MB at 5,000)
 MOST_GUIDED_EVALUATIONS = 5_000
 
 SCHEDULE_NAMES = ('after', 'rounds')
@@ -88,50 +81,55 @@ def parse_methods(text):
 
 
 def build_parser(*, raising=False):
+    """The flags, in three groups: what the experiment is, how it is computed, and its files."""
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter,
                                          raising=raising)
-    command_line.add_data_arguments(parser, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
-                                    batch_size=BATCH_SIZE, device=DEVICE)
-    parser.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
-                        help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
-                             "process), bayesian-library (bayes_opt 3.4's own), tpe, gp (Optuna's TPE and Gaussian-"
-                             "process samplers), sobol, random (uniform), hyperband (multi-fidelity), comma-"
-                             "separated; both: bayesian,sobol")
-    parser.add_argument('--evaluations', type=int, default=EVALUATIONS,
-                        help='trained networks per search (hyperband: it spends evaluations x epochs model-epochs)')
-    parser.add_argument('--init-points', type=int, default=INIT_POINTS,
-                        help='guided searches (bayesian, bayesian-library, tpe, gp): random evaluations before '
-                             'the model proposes')
-    parser.add_argument('--epochs', type=int, default=EPOCHS, help='training epochs per evaluation')
-    parser.add_argument('--repetitions', type=int, default=REPETITIONS, help='independent runs of each search')
-    parser.add_argument('--learning-rate-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
-                        default=LEARNING_RATE_BOUNDS, help='the learning-rate range searched')
-    parser.add_argument('--weight-decay-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
-                        default=WEIGHT_DECAY_BOUNDS, help='the weight-decay range searched')
-    parser.add_argument('--lr-scale', choices=('linear', 'log'), default=LR_SCALE,
-                        help='the scale the searches see the learning rate on')
-    parser.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
-    parser.add_argument('--population', type=int, default=POPULATION,
-                        help='most networks trained at once as one population (None: 250 on a GPU, 10 on CPU); '
-                             '1 trains one network at a time, search after search')
-    parser.add_argument('--schedule', choices=SCHEDULE_NAMES, default=SCHEDULE,
-                        help='with populations, when the Sobol and random points train: after the guided searches, '
-                             'or a share alongside each of their rounds')
-    parser.add_argument('--ray', default=RAY, metavar='ADDRESS',
-                        help="train on a Ray cluster: auto (the one running here), local (start one here), HOST:PORT")
-    parser.add_argument('--ray-worker-cpus', type=int, default=RAY_WORKER_CPUS,
-                        help="with --ray on CPU: the CPUs of each worker that trains a population (None: 4, or a "
-                             "node's CPUs where it has fewer)")
-    parser.add_argument('--output', default=OUTPUT,
-                        help='the results CSV, one row per evaluation; if it exists, the run resumes it')
-    parser.add_argument('--fresh', action='store_true',
-                        help='start over: move an existing results file, its configuration, summaries and plots aside '
-                             '(never deleted)')
-    parser.add_argument('--quiet', action='store_true',
-                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
-    parser.add_argument('--report', metavar='FILE',
-                        help='train nothing: print the tables of results file FILE and write its summaries and plots '
-                             '(its settings come from its configuration file; other flags but --quiet are ignored)')
+    experiment = parser.add_argument_group('the experiment (saved beside the results, and checked on resume)')
+    computation = parser.add_argument_group('how it is computed')
+    files = parser.add_argument_group('the files')
+    command_line.add_data_arguments(experiment, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
+                                    batch_size=BATCH_SIZE, device=DEVICE, computation=computation, files=files)
+    experiment.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
+                            help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
+                                 "process), bayesian-library (bayes_opt 3.4's own), tpe, gp (Optuna's TPE and "
+                                 "Gaussian-process samplers), sobol, random (uniform), hyperband (multi-fidelity), "
+                                 "comma-separated; both: bayesian,sobol")
+    experiment.add_argument('--evaluations', type=int, default=EVALUATIONS,
+                            help='trained networks per search (hyperband: it spends evaluations x epochs model-epochs)')
+    experiment.add_argument('--init-points', type=int, default=INIT_POINTS,
+                            help='guided searches (bayesian, bayesian-library, tpe, gp): random evaluations before '
+                                 'the model proposes')
+    experiment.add_argument('--epochs', type=int, default=EPOCHS, help='training epochs per evaluation')
+    experiment.add_argument('--repetitions', type=int, default=REPETITIONS, help='independent runs of each search')
+    experiment.add_argument('--learning-rate-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
+                            default=LEARNING_RATE_BOUNDS, help='the learning-rate range searched')
+    experiment.add_argument('--weight-decay-bounds', type=float, nargs=2, metavar=('LOW', 'HIGH'),
+                            default=WEIGHT_DECAY_BOUNDS, help='the weight-decay range searched')
+    experiment.add_argument('--lr-scale', choices=('linear', 'log'), default=LR_SCALE,
+                            help='the scale the searches see the learning rate on')
+    experiment.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
+    computation.add_argument('--population', type=int, default=POPULATION,
+                             help='most networks trained at once as one population (None: 250 on a GPU, 10 on '
+                                  'CPU); 1 trains one network at a time, search after search')
+    computation.add_argument('--schedule', choices=SCHEDULE_NAMES, default=SCHEDULE,
+                             help='with populations, when the Sobol and random points train: after the guided '
+                                  'searches, or a share alongside each of their rounds')
+    computation.add_argument('--ray', default=RAY, metavar='ADDRESS',
+                             help='train on a Ray cluster: auto (the one running here), local (start one here), '
+                                  'HOST:PORT')
+    computation.add_argument('--ray-worker-cpus', type=int, default=RAY_WORKER_CPUS,
+                             help="with --ray on CPU: the CPUs of each worker that trains a population (None: 4, or a "
+                                  "node's CPUs where it has fewer)")
+    files.add_argument('--output', default=OUTPUT,
+                       help='the results CSV, one row per evaluation; if it exists, the run resumes it')
+    files.add_argument('--fresh', action='store_true',
+                       help='start over: move an existing results file, its configuration, summaries and plots aside '
+                            '(never deleted)')
+    files.add_argument('--report', metavar='FILE',
+                       help='train nothing: print the tables of results file FILE and write its summaries and plots '
+                            '(its settings come from its configuration file; other flags but --quiet are ignored)')
+    files.add_argument('--quiet', action='store_true',
+                       help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
     return parser
 
 
@@ -214,17 +212,6 @@ def new_row(method, repetition, iteration, point, args):
                 learning_rate=float(learning_rate), weight_decay=float(point['weight_decay']))  # not numpy floats
 
 
-def answered_from_cache(row, search_rows):
-    """The row as bayes_opt 1.0.1's maximize() answered a point it had already evaluated, from its cache: the
-    scores (and network seed) of the search's earlier row at that point, `repeat_of` its iteration, no training
-    time. The row unchanged if the point is new."""
-    for earlier in search_rows:
-        if (earlier['learning_rate'], earlier['weight_decay']) == (row['learning_rate'], row['weight_decay']):
-            return {**row, 'repeat_of': earlier['iteration'], 'seed': earlier['seed'],
-                    **{name: earlier[name] for name in results.SCORE_COLUMNS}, 'seconds': 0.0}
-    return row
-
-
 def make_search(method, repetition, args):
     """The search of one repetition of a method (searches.METHODS), seeded by seed_for(seed, repetition)."""
     return searches.METHODS[method](search_box(args), seed=searches.seed_for(args.seed, repetition),
@@ -237,20 +224,11 @@ def rows_of(method, repetition, points, args, first_iteration=1):
             for iteration, point in enumerate(points, first_iteration)]
 
 
-def planned_rows(method, args):
-    """Every repetition's rows of a planned search (Sobol, random), before training: their points ignore the scores."""
-    return [row for repetition in range(1, args.repetitions + 1)
-            for row in rows_of(method, repetition, make_search(method, repetition, args).ask(), args)]
-
-
 def run_in_rounds(searches_to_run, training, args, results_file):
-    """The searches, (method, repetition) pairs, to the end of their budgets. The adaptive ones (guided and
-    multi-fidelity) advance in lockstep rounds: each round asks every one of them for its next points (a guided search's
-    one, a Hyperband rung), trains them together with the next even share of the planned rows (--schedule rounds: so
-    that those add no round to the guided searches' critical path), in populations, and tells each search its rows. A
-    repeated guided point is answered from its earlier row, as bayes_opt 1.0.1's maximize() answered it from its
-    cache, and uses up its evaluation. Planned rows not trained alongside train after the rounds (--schedule after).
-    Returns the adaptive searches' rows, then the planned ones."""
+    """The searches, (method, repetition) pairs, to the end of their budgets. The adaptive ones (guided, multi-fidelity)
+    advance in lockstep rounds: each asks every one for its next points (a guided search's one, a Hyperband rung),
+    trains them in populations with an even share of the planned rows (--schedule rounds; else those train after the
+    rounds), and tells each search its rows. Returns the adaptive searches' rows, then the planned ones."""
     made = [(method, repetition, make_search(method, repetition, args)) for method, repetition in searches_to_run]
     adaptive = [(method, repetition, search) for method, repetition, search in made if not search.planned]
     planned = [row for method, repetition, search in made if search.planned
@@ -258,7 +236,7 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     adaptive_rows, shared = [[] for _ in adaptive], 0
     total = max([search.rounds if search.multi_fidelity else args.evaluations for _, _, search in adaptive], default=1)
     for rounds in itertools.count(1):  # the planned rows are shared over the `total` rounds of the longest search
-        asked = [[answered_from_cache(row, rows) if searches.is_guided(method) else row
+        asked = [[results.answered_from_cache(row, rows) if searches.is_guided(method) else row
                   for row in rows_of(method, repetition, search.ask(), args, len(rows) + 1)]
                  for (method, repetition, search), rows in zip(adaptive, adaptive_rows)]
         if not any(asked):
@@ -275,10 +253,8 @@ def run_in_rounds(searches_to_run, training, args, results_file):
 
 
 def run_searches(training, args, results_file):
-    """Every repetition of every method's search. With --population 1 one network at a time, search after search,
-    as the authors ran them (with --ray, in rounds). Otherwise all of them in one run_in_rounds, in populations. On
-    resume, the searches run again from their seeds and the evaluations the results file records are read, not
-    trained, so the searches are told exactly what they were told before."""
+    """Every repetition of every method's search: with --population 1 search after search, as the authors ran them
+    (with --ray, in rounds), else all in one run_in_rounds. On resume the recorded rows are read, not trained."""
     every_search = [(method, repetition) for method in args.method for repetition in range(1, args.repetitions + 1)]
     if args.population == 1 and not args.ray:
         rows = [row for search in every_search for row in run_in_rounds([search], training, args, results_file)]
@@ -289,13 +265,9 @@ def run_searches(training, args, results_file):
 
 
 def score_and_record(rows, training, args, results_file):
-    """Fill in the rows' scores, in populations of at most args.population networks: from the results file where
-    it records them, else by training; and append each population's new rows to it, in order. Every population to
-    train is started first (on a Ray cluster they then train at once; here each trains when its turn comes). A row
-    that comes with scores (a repeated guided point) is recorded, not trained. A population's networks all train
-    for the same epochs: a Hyperband rung's apart from the others. A population that the file holds in part (the
-    run was stopped while writing it) is retrained whole, as an uninterrupted run trains it, and its recorded rows
-    kept."""
+    """Fill in the rows' scores in populations of at most args.population networks of the same epochs, from the
+    results file where it records them, else by training (all started first: on a Ray cluster they train at once),
+    and append each population's new rows, in order. A population the file holds in part is retrained whole."""
     rungs = {}
     for row in rows:
         rungs.setdefault((row['bracket'], row['epochs']), []).append(row)
@@ -333,9 +305,8 @@ def results_plan(args):
 
 
 def saved_arguments(saved, path, data_dir):
-    """The arguments of the run that saved configuration `saved` beside results file `path`, with its data in
-    `data_dir`: its settings parsed and checked as their flags are, so that --report and a resume accept the same
-    configurations. ValueError (one line) naming the first setting that is missing or not allowed."""
+    """The arguments of the run that saved configuration `saved` beside results file `path` (data in `data_dir`),
+    parsed and checked as flags; ValueError (one line) naming the first setting missing or not allowed."""
     missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
     if missing:
         raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')
@@ -386,8 +357,8 @@ def report_file(parser, args):
 
 
 def ray_training(parser, args):
-    """--ray: join the cluster (Ray is imported only then) to train there. One line and exit status 2 if it cannot
-    be reached or has no worker that fits, 1 if a worker cannot load the dataset or training there fails."""
+    """--ray: join the cluster (Ray imported only then). One line and exit status 2 if it cannot be reached or has
+    no worker that fits, 1 if a worker cannot load the dataset or training there fails."""
     try:
         import cluster
         training = cluster.connect(args.ray, local_training.train_networks, args,
@@ -404,8 +375,9 @@ def check_planned_points(results_file, args):
     """ResumeMismatchError if the results file records a point of a planned search (Sobol, random) other than the
     search's: their points do not depend on the scores, so they are all checked before anything is trained."""
     for method in [method for method in args.method if searches.search_class(method).planned]:
-        for row in planned_rows(method, args):
-            results_file.recorded_scores(row)
+        for repetition in range(1, args.repetitions + 1):
+            for row in rows_of(method, repetition, make_search(method, repetition, args).ask(), args):
+                results_file.recorded_scores(row)
 
 
 def main(argv=None, *, splits=None):

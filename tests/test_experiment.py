@@ -195,7 +195,7 @@ def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_network
 
 def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
     run = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
-           '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates: README
+           '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates: docs/authors-setup.md
     for name, flags in [('1', ['--population', '1']), ('3', ['--population', '3']),
                         ('rounds', ['--population', '3', '--schedule', 'rounds'])]:
         experiment.main([*run, *flags, '--output', str(tmp_path / f'{name}.csv')])
@@ -364,7 +364,7 @@ def test_a_population_of_repeats_and_new_points_trains_the_new_points_only(recor
     def row(iteration, learning_rate):
         return experiment.new_row('bayesian', 1, iteration, {'learning_rate': learning_rate, 'weight_decay': 0}, args)
     original = {**row(1, 0.01), **pretend_scores(0.01, 0, 7)}
-    rows = [row(2, 0.02), experiment.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
+    rows = [row(2, 0.02), results.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
     file = FakeResultsFile({iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
     experiment.score_and_record(rows, local_training.LocalTraining(None, args), args, file)
     assert [learning_rate for learning_rate, _, _ in pretend_training] == [{2: 0.02, 4: 0.04}[i] for i in trained]
