@@ -283,9 +283,9 @@ def test_the_reports_show_the_optuna_methods_as_the_others(pretend_training, tmp
     assert list(summary['mean_best_so_far']) == ['tpe', 'gp', 'sobol'] and 'optuna' in summary['versions']
 
 
-def test_the_readmes_example_method_runs_as_every_other_method(pretend_training, monkeypatch, tmp_path, capsys):
-    readme = (ROOT / 'README.md').read_text()
-    example = readme[readme.index('**Adding a method**'):]
+def test_the_documented_example_method_runs_as_every_other_method(pretend_training, monkeypatch, tmp_path, capsys):
+    methods = (ROOT / 'docs' / 'methods.md').read_text()
+    example = methods[methods.index('**Adding a method**'):]
     example = example[example.index('```python\n') + len('```python\n'):example.index('\n```\n')]
     monkeypatch.setattr(searches, 'METHODS', dict(searches.METHODS))  # the example's line adds to this copy
     exec(example, dict(vars(searches)))
