@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 DATASETS = ('cifar10', 'mnist', 'digits')
 INPUT_SHAPES = {'cifar10': (3, 32, 32), 'mnist': (1, 28, 28), 'digits': (1, 28, 28)}
@@ -68,6 +67,9 @@ def load_official_sets(dataset, data_dir):
             raise DatasetError(f'{folder} cannot be read ({error.strerror}), so {dataset} cannot be loaded from it')
     made = [str(folder) for folder in [*reversed(Path(data_dir).absolute().parents), *map(Path, chain)]
             if not folder.exists()]  # by a download, which fails offline
+    # imported here, not at the top: torchvision's import takes seconds (its models import torch._dynamo), and the
+    # digits, which the quick start and the tests use, need none of it
+    import torchvision
     dataset_class = {'cifar10': torchvision.datasets.CIFAR10, 'mnist': torchvision.datasets.MNIST}[dataset]
     try:
         official = [dataset_class(data_dir, train=train, download=True) for train in (True, False)]
