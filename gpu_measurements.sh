@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements the README's Speed section still lacks, in one run of about 7 minutes on an H100 (FP32,
+# The GPU measurements docs/speed.md still lacks, in one run of about 7 minutes on an H100 (FP32,
 # deterministic cuDNN): the kernel table of one training step at K = 10 and 20, step times at K = 10, 20 and 250
 # with both --schedule estimates, the experiment end to end at 5 epochs with the schedule they favour (and at 50,
 # up to 5 minutes more, if that is estimated under 5 minutes), two GPU runs of one command compared row for row,
