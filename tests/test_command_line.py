@@ -233,6 +233,23 @@ def test_help_lists_every_flag_with_its_default(capsys):
         assert re.search(re.escape(flag) + r' .*?\(default: ' + re.escape(default) + r'\)', text), flag
 
 
+
+def test_help_groups_the_flags_into_the_experiment_its_computation_and_its_files():
+    sections = re.split(r'\n(?=\S.*:\n)', experiment.build_parser().format_help())
+    groups = {section.split(':\n')[0]: re.findall(r'^  (--[a-z-]+)', section, flags=re.M) for section in sections}
+    assert groups['the experiment (saved beside the results, and checked on resume)'] == [
+        '--dataset', '--validation-size', '--batch-size', '--method', '--evaluations', '--init-points', '--epochs',
+        '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale', '--seed']
+    assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--ray', '--ray-worker-cpus']
+    assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--quiet']
+    assert {'--device', '--data-dir'} <= set(re.findall(r'^  (--[a-z-]+)', network_help(), flags=re.M))
+
+
+def network_help():
+    with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):
+        network.main(['--help'])
+    return out.getvalue()
+
 @pytest.mark.parametrize('arguments, named', [
     (['--learning-rate', '0.01'], '--learning-rate and --weight-decay go together'),
     (['--learning-rate', '-0.01', '--weight-decay', '0'], '--learning-rate -0.01 and --weight-decay 0.0 must both'),

@@ -2,6 +2,8 @@
 inconsistent dataset."""
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import write_mnist
+from conftest import ROOT, write_mnist
 from torchvision.transforms import ToTensor
 
 import dataset_management
@@ -131,3 +133,12 @@ def test_to_device_keeps_the_values_and_lays_images_out_channels_last_on_cpu_onl
     assert moved.images.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(moved.images, images) and moved.labels.tolist() == [0, 1, 2, 3]
     assert dataset_management.memory_format('cuda:0') == torch.contiguous_format
+
+
+def test_the_digits_load_without_importing_torchvision():
+    """torchvision's import takes seconds; only CIFAR-10 and MNIST need it (their tests above load it)."""
+    loaded = subprocess.run([sys.executable, '-c', 'import sys, test, dataset_management; '
+                             'splits = dataset_management.load_splits("digits", "data", validation_size=360); '
+                             'print(len(splits.train.images), "torchvision" in sys.modules)'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert loaded.stdout == '1077 False\n', loaded.stderr

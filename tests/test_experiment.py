@@ -195,7 +195,7 @@ def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_network
 
 def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
     run = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
-           '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates: docs/authors-setup.md
+           '--repetitions', '2', '--learning-rate-bounds', '0.001', '0.03']  # rounding grows at high rates (docs)
     for name, flags in [('1', ['--population', '1']), ('3', ['--population', '3']),
                         ('rounds', ['--population', '3', '--schedule', 'rounds'])]:
         experiment.main([*run, *flags, '--output', str(tmp_path / f'{name}.csv')])
