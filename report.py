@@ -27,6 +27,7 @@ FIGURE_INCHES = {'convergence': (8, 5), 'convergence-model-epochs': (8, 5), 'poi
 UNIT_SQUARE_POINTS = 25  # the paper's Figs. 1 and 2
 
 Table = collections.namedtuple('Table', 'title columns rows')  # columns: (header, format) pairs; rows: value tuples
+NO_FIGURE = 'n<2'  # printed where a table has no figure (None): a deviation or a test needs two repetitions or more
 
 
 def path_beside(output, suffix):
@@ -35,14 +36,16 @@ def path_beside(output, suffix):
 
 
 def settings_of(configuration):
-    """A saved configuration without its library versions and devices: the settings that decide the numbers."""
-    return {name: value for name, value in configuration.items() if name not in ('versions', 'devices')}
+    """A saved configuration without its library versions, devices and machines: the settings that decide the
+    numbers."""
+    return {name: value for name, value in configuration.items() if name not in ('versions', 'devices', 'machines')}
 
 
 def format_table(table, *, markdown=False):
     """The table as lines: aligned text (text left, numbers right), or Markdown."""
     cells = [[header for header, _ in table.columns]]
-    cells += [[style.format(value) for (_, style), value in zip(table.columns, row)] for row in table.rows]
+    cells += [[NO_FIGURE if value is None else style.format(value) for (_, style), value in zip(table.columns, row)]
+              for row in table.rows]
     numeric = [style != '{}' for _, style in table.columns]
     if markdown:
         rule = ['---:' if right else '---' for right in numeric]
@@ -97,6 +100,13 @@ def mean_std(values, axis=None):
     mean = values.mean(axis=axis)
     count = values.size if axis is None else values.shape[axis]
     return mean, values.std(axis=axis, ddof=1) if count > 1 else mean * math.nan
+
+
+def mean_and_deviation(values):
+    """(mean, sample standard deviation) of the values as floats for the tables: None where there is no figure (no
+    value; a deviation of one value)."""
+    mean, std = mean_std(values) if len(values) else (None, None)
+    return (None if mean is None else float(mean)), (float(std) if len(values) > 1 else None)
 
 
 def full_rows(search_rows, epochs):
@@ -189,9 +199,9 @@ def summary_rows(rows, methods, epochs):
         bests = best_rows(rows, method, epochs)
         if not bests:
             continue
-        table.append((method, len(bests), *mean_std([best['val_loss'] for best in bests]),
-                      *mean_std([100 * best['val_accuracy'] for best in bests]),
-                      *mean_std([100 * best['test_accuracy'] for best in bests])))
+        table.append((method, len(bests), *mean_and_deviation([best['val_loss'] for best in bests]),
+                      *mean_and_deviation([100 * best['val_accuracy'] for best in bests]),
+                      *mean_and_deviation([100 * best['test_accuracy'] for best in bests])))
     return table
 
 
@@ -211,10 +221,13 @@ def summary_table(rows, methods, epochs):
 
 def mann_whitney(first, second, *, names):
     """The two-sided Mann-Whitney U test of two methods' best losses: U (of `first`), the p-value and a plain
-    sentence saying which method has the lower losses, or that the difference is not significant."""
-    u, p_value = stats.mannwhitneyu(first, second, alternative='two-sided')
+    sentence saying which method has the lower losses, or that the difference is not significant; no U and p-value
+    (None) where a method has fewer than two repetitions, which no test can tell apart."""
     counts = f'{len(first)}' if len(first) == len(second) else f'{len(first)} and {len(second)}'
     counts += ' repetition' if counts == '1' else ' repetitions'
+    if min(len(first), len(second)) < 2:
+        return dict(methods=list(names), u=None, p_value=None, verdict=f'not tested: {counts} (at least 2 each)')
+    u, p_value = stats.mannwhitneyu(first, second, alternative='two-sided')
     if not p_value < SIGNIFICANCE:
         verdict = f'no significant difference at {SIGNIFICANCE:.0%} over {counts}'
     else:  # U counts the pairs where `first` is the larger: below half of all pairs, `first` tends lower
@@ -274,14 +287,14 @@ def best_so_far_curves(rows, method, epochs=None):
 
 def best_so_far_summary(rows, methods, evaluations, epochs=None):
     """{method: {count: (mean, std) of best_losses after `count` evaluations (with `epochs`: model-epochs)}}, of the
-    compared_methods: over the repetitions that have made that many, as method_comparisons compares them (NaN if
-    none has)."""
+    compared_methods: over the repetitions that have made that many, as method_comparisons compares them (None where
+    there is no figure: mean_and_deviation)."""
     summary = {}
     for method in methods_present(rows, compared_methods(methods, epochs)):
         summary[method] = {}
         for count in checkpoints(evaluations, epochs):
             losses = best_losses(rows, method, count, epochs)
-            summary[method][count] = tuple(map(float, mean_std(losses))) if losses else (math.nan, math.nan)
+            summary[method][count] = mean_and_deviation(losses)
     return summary
 
 
@@ -297,8 +310,8 @@ def best_so_far_table(summary, evaluations, epochs=None):
 
 def summary(rows, args, configuration):
     """What summary.json holds: Table I per method, the best configuration of every repetition, the statistics
-    (along evaluations and along model-epochs), the configuration, library versions, devices and the training wall
-    time (the sum of the rows' seconds)."""
+    (along evaluations and along model-epochs), the configuration, library versions, devices, machines and the
+    training wall time (the sum of the rows' seconds)."""
     table_one = {row[0]: dict(zip(('repetitions', 'mean_val_loss', 'std_val_loss', 'mean_val_accuracy_percent',
                                    'std_val_accuracy_percent', 'mean_test_accuracy_percent',
                                    'std_test_accuracy_percent'), row[1:]))
@@ -316,7 +329,7 @@ def summary(rows, args, configuration):
                 mean_best_so_far_by_model_epochs=by_checkpoint(best_so_far_summary(rows, args.method, args.evaluations,
                                                                                    args.epochs)),
                 configuration=settings_of(configuration), versions=configuration.get('versions'),
-                devices=configuration.get('devices', []),
+                devices=configuration.get('devices', []), machines=configuration.get('machines', []),
                 training_wall_seconds=sum(row['seconds'] for row in rows))
 
 

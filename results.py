@@ -9,6 +9,7 @@ import csv
 import fcntl
 import importlib.metadata
 import io
+import itertools
 import json
 import math
 import os
@@ -16,6 +17,8 @@ import platform
 import re
 import tempfile
 from typing import Callable, NamedTuple
+
+import threadpoolctl
 
 import files
 import report
@@ -30,6 +33,8 @@ COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'bracket', 'configu
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'bracket', 'configuration', 'epochs', 'seed')
 OPTIONAL_COLUMNS = ('repeat_of', 'bracket', 'configuration')  # empty where they do not apply
+# What the plan decides of a row (a guided search's point is its model's: a resume checks it as it replays the search)
+PLANNED_COLUMNS = ('bracket', 'configuration', 'epochs', 'seed', 'learning_rate', 'weight_decay')
 # 3: the epochs, bracket and configuration columns (multi-fidelity searches); 2: 'bayesian' fits the authors'
 # Gaussian process and the CSV has repeat_of. Files of format 2 still resume (in format 2: their rows' epochs are the
 # run's --epochs) and report; files of format 1 do neither.
@@ -39,6 +44,9 @@ COLUMNS_OF_FORMAT = {3: COLUMNS, 2: tuple(name for name in COLUMNS if name not i
 # Their versions are saved in the configuration, with those of the methods' own packages (searches.packages): another
 # version is another configuration
 PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
+# A point a resumed search asks for that is this close to the recorded one (relatively, or absolutely near 0) differs
+# only in the last digits of its model's fits: another machine's arithmetic, not another search
+LAST_DIGITS = 1e-6
 
 
 class ResultsFileError(ValueError):
@@ -57,7 +65,9 @@ class Plan(NamedTuple):
     epochs: int
     learning_rate_bounds: tuple
     weight_decay_bounds: tuple
-    network_seed: Callable  # (repetition, iteration or configuration) -> the seed of that network
+    # (method, repetition, that search's recorded rows in iteration order) -> the rows the run makes of them before
+    # training, as far as the plan decides them (see test.expected_rows)
+    expected_rows: Callable
 
     @property
     def total(self):
@@ -78,12 +88,31 @@ def answered_from_cache(row, search_rows):
 
 def configuration(settings):
     """What is saved beside the CSV: the format, the settings that decide the results and the library versions (the
-    devices that trained its rows are added as they write)."""
+    devices that trained its rows and the machines that ran its searches are added as they write)."""
     versions = {'python': platform.python_version(),
                 **{package: installed_version(package)
                    for package in (*PACKAGES, *searches.packages(settings['method']))}}
     return {'results_format': FORMAT, **as_saved(settings), **searches.fixed_settings(settings['method']),
             'versions': versions}
+
+
+def machine():
+    """This machine as a model fit's arithmetic goes: the CPU's model and vector instruction sets, and the BLAS cores
+    that threadpoolctl reports (numpy's and scipy's, loaded by then): another of either can change a Gaussian-process
+    fit, and so a guided search's next point, in its last digits."""
+    fields = {}
+    with contextlib.suppress(OSError):
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:  # the first processor's fields
+                name, _, value = line.partition(':')
+                fields.setdefault(name.strip(), value.strip())
+    cpu = fields.get('model name') or platform.processor() or platform.machine()
+    if 'cpu family' in fields:  # one model name can cover several families and models
+        cpu += f', family {fields["cpu family"]} model {fields.get("model", "?")}'
+    extensions = sorted(flag for flag in fields.get('flags', '').split() if flag.startswith(('avx', 'amx', 'fma')))
+    blas = sorted({f'{library["internal_api"]} {library["version"]} {library.get("architecture") or ""}'.strip()
+                   for library in threadpoolctl.threadpool_info() if library['user_api'] == 'blas'})
+    return f'{cpu} ({" ".join(extensions) or "no AVX"}); BLAS {", ".join(blas) or "unknown"}'
 
 
 def installed_version(package):
@@ -113,11 +142,13 @@ def read_configuration(path):
         raise ResultsFileError(f'{path} cannot be read as a configuration ({error})') from None
     if not isinstance(saved, dict):
         raise ResultsFileError(f'{path} cannot be read as a configuration (it holds no JSON object)')
-    versions, devices = saved.get('versions', {}), saved.get('devices', [])
+    versions = saved.get('versions', {})
     if not (isinstance(versions, dict) and all(isinstance(value, str) for value in versions.values())):
         raise ResultsFileError(f'{path}: its versions {versions!r} are not package names with version texts')
-    if not (isinstance(devices, list) and all(isinstance(device, str) for device in devices)):
-        raise ResultsFileError(f'{path}: its devices {devices!r} are not a list of device names')
+    for name in ('devices', 'machines'):
+        names = saved.get(name, [])
+        if not (isinstance(names, list) and all(isinstance(item, str) for item in names)):
+            raise ResultsFileError(f'{path}: its {name} {names!r} are not a list of {name[:-1]} names')
     return saved
 
 
@@ -154,7 +185,8 @@ def same_value(first, second):
 
 def parse_row(fields, plan, columns=COLUMNS):
     """A results row from its CSV fields in `columns` (those of its file's format), typed, with every column (a
-    format-2 row's epochs are the plan's); ValueError (one line) unless the plan's run could write it."""
+    format-2 row's epochs are the plan's); ValueError (one line) unless each value is one the plan's run could write
+    (check_plan then checks the rows against the plan's own)."""
     if len(fields) != len(columns):
         raise ValueError(f'{len(fields)} fields instead of {len(columns)}')
     row = {'bracket': None, 'configuration': None, 'epochs': str(plan.epochs), **dict(zip(columns, fields))}
@@ -177,19 +209,6 @@ def parse_row(fields, plan, columns=COLUMNS):
     if row['repeat_of'] is not None and not (searches.is_guided(row['method'])
                                              and 1 <= row['repeat_of'] < row['iteration']):
         raise ValueError(f'repeat_of {row["repeat_of"]} is not an earlier iteration of a guided search')
-    multi_fidelity = searches.is_multi_fidelity(row['method'])
-    if (None in (row['bracket'], row['configuration']) if multi_fidelity
-            else (row['bracket'], row['configuration']) != (None, None) or row['epochs'] != plan.epochs):
-        raise ValueError(f'bracket {row["bracket"]}, configuration {row["configuration"]} and epochs {row["epochs"]} '
-                         f'are not those of a {row["method"]} row')
-    for name in ('bracket', 'configuration'):
-        if row[name] is not None and row[name] < 1:
-            raise ValueError(f'{name} {row[name]} is not 1 or more')
-    trained = next(value for value in (row['repeat_of'], row['configuration'], row['iteration'])
-                   if value is not None)  # whose network gave the scores
-    if row['seed'] != plan.network_seed(row['repetition'], trained):
-        raise ValueError(f'seed {row["seed"]} is not the seed of repetition {row["repetition"]} '
-                         f'{"configuration" if multi_fidelity else "iteration"} {trained}')
     return row
 
 
@@ -240,7 +259,7 @@ def read(path, plan, results_format=FORMAT):
         raise ValueError(f'{path}: not a text file ({error.reason} at byte {error.start})') from None
     if lines and lines[0] != ','.join(columns):
         raise ValueError(f'{path} line 1: the header is not {",".join(columns)}')
-    recorded = {}
+    recorded, line_numbers = {}, {}
     for number, line in enumerate(lines[1:], 2):
         fields = line.split(',') if line else []  # as append() writes them: no quoting, no carriage return
         try:
@@ -253,9 +272,32 @@ def read(path, plan, results_format=FORMAT):
         if row['repeat_of'] is not None and not same_evaluation(row, recorded.get(key[:2] + (row['repeat_of'],))):
             raise ValueError(f'{path} line {number}: a repeat of iteration {row["repeat_of"]}, which the file does '
                              'not record at the same point with the same scores')
-        recorded[key] = row
+        recorded[key], line_numbers[key] = row, number
     check_no_row_missing(path, recorded)
+    check_plan(path, recorded, line_numbers, plan)
     return recorded, keep
+
+
+def check_plan(path, recorded, line_numbers, plan):
+    """ValueError (one line) naming the first line whose row is not the one the plan makes of it (its bracket,
+    configuration, epochs, seed, or point where the plan decides them: plan.expected_rows): resume and --report
+    refuse alike what a run could not have written."""
+    mismatches = []
+    for (method, repetition), keys in itertools.groupby(sorted(recorded), key=lambda key: key[:2]):
+        rows = [recorded[key] for key in keys]
+        for row, expected in zip(rows, plan.expected_rows(method, repetition, rows)):
+            wrong = [name for name in PLANNED_COLUMNS if row[name] != expected[name]]
+            if wrong:
+                mismatches.append((line_numbers[method, repetition, row['iteration']], wrong[0], row, expected))
+                break
+    if mismatches:
+        number, name, row, expected = min(mismatches, key=lambda mismatch: mismatch[0])
+
+        def shown(value):
+            return 'empty' if value is None else repr(value)
+        raise ValueError(f'{path} line {number} ({row["method"]} repetition {row["repetition"]} iteration '
+                         f'{row["iteration"]}): {name} is {shown(row[name])}, where the plan makes it '
+                         f'{shown(expected[name])}')
 
 
 def check_no_row_missing(path, recorded):
@@ -325,7 +367,7 @@ def check_path(path, *, fresh):
         if os.path.lexists(name) and not kind(name):  # a folder, a FIFO, a link to nothing
             raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a '
                                    + ('folder' if kind is os.path.isdir else 'file'))
-    names = [*run_files(path), *map(files.partial_path, run_files(path)), lock_path(path)]
+    names = [*run_files(path), *map(files.longest_partial_path, run_files(path)), lock_path(path)]
     names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
     if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
@@ -387,6 +429,7 @@ class ResultsFile:
 
     def __init__(self, path, configuration, recorded, keep_bytes, plan, device, lock):
         self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
+        self.machine = machine()
         self.recorded, self.keep_bytes = recorded, keep_bytes
         self.on_append = None
         self.fd = None  # the CSV, open for appending from the first append on
@@ -415,9 +458,20 @@ class ResultsFile:
                                                         'configuration', 'epochs')):
             raise ResumeMismatchError(
                 f'{self.path} records {row["method"]} repetition {row["repetition"]} iteration {row["iteration"]} '
-                f'at {point(recorded)}, but the search now asks for {point(row)}: the file comes from other code or '
-                'libraries; --fresh starts over')
+                f'at {point(recorded)}, but the search now asks for {point(row)}: {self.why_points_differ(recorded, row)}'
+                '; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
+
+    def why_points_differ(self, recorded, asked):
+        """Why a resumed search asks for another point than the file records: only in the last digits (another
+        machine's arithmetic), or outright."""
+        if (all(recorded[name] == asked[name] for name in ('bracket', 'configuration', 'epochs'))
+                and all(math.isclose(recorded[name], asked[name], rel_tol=LAST_DIGITS, abs_tol=LAST_DIGITS)
+                        for name in ('learning_rate', 'weight_decay'))):
+            machines = ' and '.join(self.configuration.get('machines', [])) or 'a machine it does not record'
+            return (f'the two differ only in their last digits, as when another CPU or BLAS core computes the model '
+                    f'fits: the file was written on {machines}, this is {self.machine} (resume it there)')
+        return 'the two differ outright: the file comes from another version of the code or a library, or was edited'
 
     def rows_saved(self):
         """How many whole rows the file holds now (read from disk: an interrupted append may have written them)."""
@@ -453,14 +507,16 @@ class ResultsFile:
             self.on_append(rows)
 
     def _open(self):
-        """Save the configuration with this device in its list, open the CSV and drop a cut last line."""
-        devices = self.configuration.setdefault('devices', [])  # every device that has trained rows of the file
-        if self.device not in devices:
+        """Save the configuration with this device and machine in its lists (every device that has trained rows of
+        the file, every machine whose searches proposed them), open the CSV and drop a cut last line."""
+        configuration = {**self.configuration}
+        for name, value in (('devices', self.device), ('machines', self.machine)):
+            if value not in configuration.get(name, []):
+                configuration[name] = [*configuration.get(name, []), value]
+        if configuration != self.configuration:
             files.write_whole(configuration_path(self.path),
-                              lambda file: file.write(json.dumps({**self.configuration,
-                                                                  'devices': [*devices, self.device]}, indent=1)
-                                                      + '\n'))
-            devices.append(self.device)
+                              lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
+            self.configuration = configuration
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.ftruncate(self.fd, self.keep_bytes)
 

@@ -301,7 +301,24 @@ def results_plan(args):
                         search_rows={method: searches.rows_per_search(method, evaluations=args.evaluations,
                                                                       epochs=args.epochs) for method in args.method},
                         learning_rate_bounds=args.learning_rate_bounds, weight_decay_bounds=args.weight_decay_bounds,
-                        network_seed=lambda *evaluation: searches.seed_for(args.seed, *evaluation))
+                        expected_rows=lambda method, repetition, recorded: expected_rows(method, repetition,
+                                                                                          recorded, args))
+
+
+def expected_rows(method, repetition, recorded, args):
+    """The rows, before training, that a run makes of a search whose recorded rows are `recorded` (in iteration
+    order), as far as its plan decides them: a planned or multi-fidelity search is replayed, told the recorded rows; a
+    guided search's points are its model's (a resume replays that, fitting it), so of its rows only the bracket,
+    configuration, epochs and seeds are planned (a repeat's seed is that of the row it repeats)."""
+    if searches.is_guided(method):
+        return [{**row, 'bracket': None, 'configuration': None, 'epochs': args.epochs,
+                 'seed': searches.seed_for(args.seed, repetition, row['repeat_of'] or row['iteration'])}
+                for row in recorded]
+    search, rows = make_search(method, repetition, args), []
+    while len(rows) < len(recorded) and (points := search.ask()):
+        rows += rows_of(method, repetition, points, args, len(rows) + 1)
+        search.tell(recorded[len(rows) - len(points):len(rows)])
+    return rows
 
 
 def saved_arguments(saved, path, data_dir):
@@ -371,15 +388,6 @@ def ray_training(parser, args):
     return training
 
 
-def check_planned_points(results_file, args):
-    """ResumeMismatchError if the results file records a point of a planned search (Sobol, random) other than the
-    search's: their points do not depend on the scores, so they are all checked before anything is trained."""
-    for method in [method for method in args.method if searches.search_class(method).planned]:
-        for repetition in range(1, args.repetitions + 1):
-            for row in rows_of(method, repetition, make_search(method, repetition, args).ask(), args):
-                results_file.recorded_scores(row)
-
-
 def main(argv=None, *, splits=None):
     """Run the experiment the flags in `argv` describe (sys.argv's by default); `splits`: train on these instead of
     loading --dataset (bench.py --experiment's synthetic images)."""
@@ -400,12 +408,6 @@ def main(argv=None, *, splits=None):
     except KeyboardInterrupt:
         parser.fail(stopping.exit_status(), 'nothing was written', kind='interrupted')
     with results_file:  # locked until the run ends
-        try:
-            check_planned_points(results_file, args)
-        except results.ResumeMismatchError as error:
-            parser.error(str(error))
-        except KeyboardInterrupt as error:
-            end_run(parser, error, results_file, 'run the same command again to resume')
         print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
         if results_file.recorded:
             print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '

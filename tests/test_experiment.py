@@ -220,7 +220,7 @@ def test_a_really_diverging_search_finishes_and_reports_diverged(tmp_path, capsy
     assert len(rows) == 6 and all(row['val_loss'] == 'nan' for row in rows)
     stdout = capsys.readouterr().out
     assert stdout.count('diverged') >= 6
-    assert re.search(r'^bayesian\s+1\s+nan\s+nan', stdout, re.MULTILINE)
+    assert re.search(r'^bayesian\s+1\s+nan\s+n<2', stdout, re.MULTILINE)  # every loss diverged; one run
 
 
 def test_seeds_are_fixed_distinct_and_independent_of_the_budgets():

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from conftest import read_rows, typed_rows, without_seconds
+from conftest import read_rows, refused, snapshot, typed_rows, without_seconds
 
 import dataset_management
 import network
@@ -122,6 +122,7 @@ def uninterrupted(tmp_path_factory):
             files[population] = tmp_path_factory.mktemp('uninterrupted') / 'results.csv'
             experiment.main([*RUN, '--population', str(population), '--output', str(files[population])])
         return without_seconds(read_rows(files[population]))
+    rows.files = files
     return rows
 
 
@@ -241,3 +242,32 @@ def test_what_hyperband_cannot_run_is_refused_in_one_line(arguments, named, tmp_
     stderr = capsys.readouterr().err
     assert exit.value.code == 2 and stderr.count('\n') == 1 and named in stderr, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# Edits of repetition 1's rows (iteration: column, value) that leave every value one a run could write
+EDITS = [((4, 'epochs', '1'), 'epochs is 1, where the plan makes it 3'),  # bracket 1's second rung
+         ((5, 'bracket', '3'), 'bracket is 3, where the plan makes it 2'),
+         ((8, 'configuration', '6'), 'configuration is 6, where the plan makes it 7'),  # bracket 3's first rung
+         ((2, 'learning_rate', '0.05'), 'learning_rate is 0.05, where the plan makes it 0.0')]
+
+
+@pytest.mark.parametrize('edit, named', EDITS, ids=[edit[1] for edit, _ in EDITS])
+def test_an_edited_hyperband_row_is_refused_alike_by_resume_and_report_naming_the_line(edit, named, uninterrupted,
+                                                                                       tmp_path, capsys):
+    uninterrupted(10)
+    shutil.copy(uninterrupted.files[10], tmp_path / 'results.csv')
+    shutil.copy(results.configuration_path(str(uninterrupted.files[10])), tmp_path / 'results.config.json')
+    iteration, column, value = edit
+    lines = (tmp_path / 'results.csv').read_text().splitlines(keepends=True)
+    number = next(number for number, line in enumerate(lines, 1) if line.startswith(f'hyperband,1,{iteration},'))
+    fields = lines[number - 1].split(',')
+    fields[results.COLUMNS.index(column)] = value
+    lines[number - 1] = ','.join(fields)
+    (tmp_path / 'results.csv').write_text(''.join(lines))
+    before = snapshot(tmp_path)
+    for arguments in ([*RUN, '--population', '10'], ['--report']):
+        stderr = refused(experiment.main, [*arguments, str(tmp_path / 'results.csv')] if arguments == ['--report']
+                         else [*arguments, '--output', str(tmp_path / 'results.csv')], capsys)
+        assert f'results.csv line {number} (hyperband repetition 1 iteration {iteration}): ' in stderr
+        assert named.split(', where')[0] in stderr and named.split(', where')[1] in stderr
+    assert snapshot(tmp_path) == before

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
-from conftest import refused, run_script, snapshot, typed_rows
+from conftest import ROOT, refused, run_script, snapshot, typed_rows
 
 import network
 import report
@@ -57,7 +57,37 @@ def test_mann_whitney_matches_scipy_and_exact_values():
         expected = stats.mannwhitneyu(first, second, alternative='two-sided')
         result = report.mann_whitney(list(first), list(second), names=('x', 'y'))
         assert (result['u'], result['p_value']) == (expected.statistic, expected.pvalue)
-    assert report.mann_whitney([1.0, 2.0], [3.0], names=('x', 'y'))['verdict'].endswith('over 2 and 1 repetitions')
+    assert report.mann_whitney([1.0, 2.0], [3.0, 4.0], names=('x', 'y'))['verdict'].endswith('over 2 repetitions')
+    assert report.mann_whitney([1.0, 2.0], [3.0, 4.0, 5.0], names=('x', 'y'))['verdict'].endswith(
+        'over 2 and 3 repetitions')
+
+
+def test_fewer_than_two_repetitions_get_no_deviation_and_no_test_printed_as_numbers(tmp_path, capsys):
+    rows = rows_of('sobol', [[0.5, 0.4]]) + rows_of('random', [[0.3, 0.6]])
+    args = experiment.build_parser().parse_args(['--method', 'sobol,random', '--evaluations', '2', '--epochs', '1',
+                                                 '--repetitions', '1', '--quiet'])
+    report.report_results(rows, args, {'versions': {}, 'devices': []}, str(tmp_path / 'results.csv'))
+    printed = capsys.readouterr().out
+    assert 'nan' not in printed and '1.0000' not in printed  # no deviation, no p-value of 1
+    table_one = printed[printed.index('Table I'):].splitlines()
+    assert table_one[4].split() == ['sobol', '1', '0.4000', 'n<2', '50.0000%', 'n<2', '50.0000%', 'n<2']
+    assert 'sobol vs random      2  n<2      n<2  not tested: 1 repetition (at least 2 each)' in printed
+    summary = json.loads((tmp_path / 'results.summary.json').read_text())
+    assert summary['mann_whitney_u'] == [{'after': 2, 'methods': ['sobol', 'random'], 'u': None, 'p_value': None,
+                                          'verdict': 'not tested: 1 repetition (at least 2 each)'}]
+    assert summary['table_1']['sobol']['std_val_loss'] is None
+
+
+STUDIES = sorted((ROOT / 'studies').glob('*.csv'))
+
+
+@pytest.mark.parametrize('study', STUDIES, ids=lambda path: path.stem)
+def test_report_on_a_copy_of_a_committed_study_gives_its_committed_summaries(study, tmp_path):
+    for suffix in ('.csv', '.config.json'):
+        shutil.copy(study.with_suffix(suffix), tmp_path / f'study{suffix}')
+    experiment.main(['--report', str(tmp_path / 'study.csv'), '--quiet'])
+    for suffix in ('.summary.json', '.summary.md'):
+        assert (tmp_path / f'study{suffix}').read_text() == study.with_suffix(suffix).read_text(), suffix
 
 
 def rows_of(method, losses_by_repetition):
@@ -72,9 +102,9 @@ def test_the_best_so_far_means_and_the_tests_count_the_same_repetitions_of_a_fil
     rows = rows_of('sobol', [[0.5] * 10, [0.4] * 6]) + rows_of('random', [[0.3] * 10, [0.2] * 10])  # sobol 2: at 6
     summary = report.best_so_far_summary(rows, ['sobol', 'random'], 10)
     assert summary['sobol'][5] == pytest.approx((0.45, np.std([0.5, 0.4], ddof=1)))
-    assert summary['sobol'][10][0] == 0.5 and math.isnan(summary['sobol'][10][1])  # repetition 1 alone
+    assert summary['sobol'][10] == (0.5, None)  # repetition 1 alone
     after_10 = report.method_comparisons(rows, ['sobol', 'random'], 10)[1]
-    assert after_10['after'] == 10 and after_10['verdict'].endswith('over 1 and 2 repetitions')
+    assert after_10['after'] == 10 and after_10['verdict'] == 'not tested: 1 and 2 repetitions (at least 2 each)'
 
 
 def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
@@ -152,8 +182,9 @@ def test_a_run_writes_summaries_with_table_one_the_best_configurations_and_the_s
         (methods, after) for methods in (['bayesian', 'sobol'], ['bayesian', 'random'], ['sobol', 'random'])
         for after in (5, 6)]
     assert summary['configuration'] == {name: value for name, value in configuration.items()
-                                        if name not in ('versions', 'devices')}
+                                        if name not in ('versions', 'devices', 'machines')}
     assert summary['versions'] == configuration['versions'] and summary['devices'] == configuration['devices']
+    assert summary['machines'] == configuration['machines'] == [results.machine()]
     assert summary['training_wall_seconds'] == pytest.approx(sum(row['seconds'] for row in rows))
     below_table_one = stdout[stdout.index('Table I:'):]
     assert below_table_one.index('Mean best validation loss so far') < below_table_one.index('Mann-Whitney')

@@ -173,7 +173,7 @@ def swap_seeds(lines):
 
 MALFORMED = [
     (garbage, "line 4: seed 'not-a-seed' is not a number"),
-    (swap_seeds, 'line 2: seed'),
+    (swap_seeds, 'line 2 (bayesian repetition 1 iteration 1): seed is '),
     (lambda lines: ''.join(lines + lines[5:6]), 'is recorded twice'),
     (lambda lines: ''.join(['Method,Repetition\n'] + lines[1:]), 'line 1: the header is not'),
     (lambda lines: ''.join(lines[:6] + ['\n'] + lines[6:]), 'line 7: 0 fields instead of 15'),
@@ -184,7 +184,7 @@ MALFORMED = [
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,', 'bayesian,1,1,1,'),
      'line 2: repeat_of 1 is not an earlier iteration of a guided search'),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,,,', 'bayesian,1,1,,1,1,'),
-     'line 2: bracket 1, configuration 1 and epochs 1 are not those of a bayesian row'),
+     'line 2 (bayesian repetition 1 iteration 1): bracket is 1, where the plan makes it empty'),
     (lambda lines: ''.join(lines[:6]).replace('bayesian,1,1,,,,1,', 'bayesian,1,1,,,,2,'),
      'line 2: epochs 2 is outside 1..1'),
     (lambda lines: ''.join(lines[:3] + [lines[3].replace('\n', '\r\n')] + lines[4:]), "line 4: seconds '"),
@@ -271,7 +271,42 @@ def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume_and_nothi
     stderr = capsys.readouterr().err
     assert exit.value.code == 1 and stderr.count('\n') == 1
     assert 'records bayesian repetition 1 iteration 3 at learning rate 0.05' in stderr and '--fresh' in stderr
+    assert ('the two differ outright: the file comes from another version of the code or a library, or was edited'
+            in stderr)
     assert snapshot(tmp_path) == before  # neither the cut row dropped nor this device added
+
+
+def test_a_recorded_point_that_differs_in_its_last_digits_is_put_down_to_the_machine_that_wrote_it(
+        uninterrupted, tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    saved = json.loads(config.read_text())
+    assert saved['machines'] == [results.machine()]
+    lines = output.read_text().splitlines(keepends=True)
+    fields = lines[5].split(',')  # Bayesian repetition 1, iteration 3: the model's first proposal
+    learning_rate = float(fields[results.COLUMNS.index('learning_rate')])
+    fields[results.COLUMNS.index('learning_rate')] = repr(learning_rate * (1 + 3e-8))  # as on another CPU
+    output.write_text(''.join(lines[:5] + [','.join(fields)] + lines[6:]))
+    config.write_text(json.dumps({**saved, 'machines': ['Another CPU (avx2 fma); BLAS openblas 0.3.30 Haswell']}))
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        experiment.main([*RUN, '--population', '3', '--output', str(output)])
+    stderr = capsys.readouterr().err
+    assert exit.value.code == 1 and stderr.count('\n') == 1
+    assert (f'the two differ only in their last digits, as when another CPU or BLAS core computes the model fits: '
+            f'the file was written on Another CPU (avx2 fma); BLAS openblas 0.3.30 Haswell, this is '
+            f'{results.machine()} (resume it there); --fresh starts over') in stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_the_machine_names_the_cpu_its_vector_instructions_and_the_blas_cores_threadpoolctl_reports():
+    import threadpoolctl
+    described = results.machine()
+    cores = [library for library in threadpoolctl.threadpool_info() if library['user_api'] == 'blas']
+    assert cores and all(f'{core["internal_api"]} {core["version"]}' in described for core in cores)
+    assert all(core['architecture'] in described for core in cores if core.get('architecture'))
+    with open('/proc/cpuinfo') as cpuinfo:
+        model = next(line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name'))
+    assert described.startswith(model) and ('avx' in described) == ('avx' in open('/proc/cpuinfo').read())
 
 
 def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path, capsys):
@@ -440,7 +475,7 @@ def test_a_stop_while_rows_are_synced_keeps_them(stop_signal, stop_handlers, pre
     assert len(read_rows(output)) == rows_in(output) > 0 and output.read_bytes().endswith(b'\n')
 
 
-@pytest.mark.parametrize('stopped_in', ['results.open_results', 'experiment.check_planned_points',
+@pytest.mark.parametrize('stopped_in', ['results.open_results', 'command_line.load_data',
                                         'report.report_results'])
 def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_training, tmp_path, monkeypatch, capsys):
     arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
@@ -452,13 +487,14 @@ def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_tra
 
     def stopped(*_, **__):
         raise KeyboardInterrupt
-    monkeypatch.setattr({'results': results, 'experiment': experiment, 'report': report}[module], name, stopped)
+    monkeypatch.setattr({'results': results, 'command_line': experiment.command_line, 'report': report}[module], name,
+                        stopped)
     with pytest.raises(SystemExit) as exit:
         experiment.main(arguments)
     stderr = capsys.readouterr().err
     assert exit.value.code == 130 and stderr.count('\n') == 1 and ': interrupted: ' in stderr
     assert stderr.endswith({'results.open_results': 'nothing was written\n',
-                            'experiment.check_planned_points': 'run the same command again to resume\n',
+                            'command_line.load_data': 'run the same command again to resume\n',
                             'report.report_results': 'the others as they were\n'}[stopped_in])
     assert snapshot(tmp_path) == before
 
@@ -559,8 +595,10 @@ def test_a_recorded_planned_point_the_search_does_not_ask_for_is_refused_before_
     output.write_text(''.join(lines[:last] + [','.join(fields)]))
     monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
     before = snapshot(tmp_path)
-    stderr = refused(experiment.main, run, capsys)
-    assert f'records {method} repetition 1 iteration 4 at learning rate 0.05' in stderr
+    for arguments in (run, ['--report', str(output)]):
+        stderr = refused(experiment.main, arguments, capsys)
+        assert (f'results.csv line {last + 1} ({method} repetition 1 iteration 4): learning_rate is 0.05, where the '
+                'plan makes it 0.') in stderr
     assert snapshot(tmp_path) == before
 
 
