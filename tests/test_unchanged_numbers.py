@@ -1,27 +1,34 @@
 """A refactor changes no number: test.py's commands below write, every column but `seconds`, the CSVs that earlier
 code wrote on this project's development machines, one folder each: tests/data/unchanged/ (commit de4a52b, an Intel
-Xeon) and tests/data/unchanged-amd-epyc/ (commit 9cc947c, before Hyperband, an AMD EPYC). The CPU decides the last
-digits, so a machine of neither kind skips them."""
+Xeon), tests/data/unchanged-amd-epyc/ (commit 9cc947c, before Hyperband, an AMD EPYC) and
+tests/data/unchanged-amd-epyc-7-methods/ (commit 2ecbc9c, every method, before the datasets became records). The CPU
+decides the last digits, so a machine of another kind skips them; where a folder also names the machine as the
+searches' model fits see it (results.machine: the BLAS cores too, on which the guided searches' points depend), that
+must match as well."""
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+import results
 import test as experiment
 from conftest import read_rows, without_seconds, write_cifar10
 
-REFERENCES = sorted((Path(__file__).parent / 'data').glob('unchanged*'))
 THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
-DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--method', 'bayesian,bayesian-library,sobol,random',
-          '--evaluations', '6', '--init-points', '2', '--epochs', '2', '--repetitions', '2', '--lr-scale', 'log',
-          '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some networks diverge, some learn
-COMMANDS = {'digits-after-10': DIGITS + ['--schedule', 'after', '--population', '10'],
-            'digits-rounds-10': DIGITS + ['--schedule', 'rounds', '--population', '10'],
-            'digits-after-1': DIGITS + ['--population', '1'],
+DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--evaluations', '6', '--init-points', '2', '--repetitions',
+          '2', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some diverge, some learn
+FOUR_METHODS = DIGITS + ['--method', 'bayesian,bayesian-library,sobol,random', '--epochs', '2']
+SEVEN_METHODS = DIGITS + ['--method', 'bayesian,bayesian-library,tpe,gp,sobol,random,hyperband', '--epochs', '3']
+COMMANDS = {'digits-after-10': FOUR_METHODS + ['--schedule', 'after', '--population', '10'],
+            'digits-rounds-10': FOUR_METHODS + ['--schedule', 'rounds', '--population', '10'],
+            'digits-after-1': FOUR_METHODS + ['--population', '1'],
+            'digits-7-methods-after-10': SEVEN_METHODS + ['--population', '10'],
+            'digits-7-methods-after-1': SEVEN_METHODS + ['--population', '1'],
             'cifar10-after-10': ['--dataset', 'cifar10', '--validation-size', '48', '--method', 'bayesian,sobol',
                                  '--evaluations', '4', '--init-points', '2', '--epochs', '2', '--repetitions', '2',
                                  '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000', '--quiet']}
+REFERENCES = sorted(path for path in (Path(__file__).parent / 'data').glob('unchanged*/*.csv'))
 
 
 def machine():
@@ -46,16 +53,19 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize('name', COMMANDS)
-def test_the_same_command_writes_the_csv_of_the_code_before(name, tmp_path, monkeypatch, two_threads):
-    written_on = {json.loads((folder / 'machine.json').read_text())['machine']: folder for folder in REFERENCES}
-    if machine() not in written_on:
-        pytest.skip(f'the reference CSVs were written on {" and ".join(written_on)}, this is {machine()}')
-    reference = written_on[machine()]
-    if name.startswith('cifar10'):
+@pytest.mark.parametrize('reference', REFERENCES, ids=lambda path: f'{path.parent.name}/{path.stem}')
+def test_the_same_command_writes_the_csv_of_the_code_before(reference, tmp_path, monkeypatch, two_threads):
+    written_on = json.loads((reference.parent / 'machine.json').read_text())
+    here = {'machine': machine(), 'models': results.machine()}
+    if any(written_on[name] != here[name] for name in here if name in written_on):
+        pytest.skip(f'{reference.parent.name} was written on {written_on["machine"]}, this is {machine()}')
+    command = COMMANDS[reference.stem]
+    if reference.stem.startswith('cifar10'):
         write_cifar10(tmp_path, monkeypatch, batch_size=48, test_size=64)
-    experiment.main(COMMANDS[name] + ['--data-dir', str(tmp_path), '--output', str(tmp_path / 'results.csv')])
-    rows = without_seconds(read_rows(tmp_path / 'results.csv'))
-    epochs = COMMANDS[name][COMMANDS[name].index('--epochs') + 1]
-    assert all((row.pop('bracket'), row.pop('configuration'), row.pop('epochs')) == ('', '', epochs) for row in rows)
-    assert rows == without_seconds(read_rows(reference / f'{name}.csv'))  # results format 3 adds those three columns
+    experiment.main(command + ['--data-dir', str(tmp_path), '--output', str(tmp_path / 'results.csv')])
+    rows, expected = without_seconds(read_rows(tmp_path / 'results.csv')), without_seconds(read_rows(reference))
+    if 'epochs' not in expected[0]:  # written in results format 2, before the bracket, configuration, epochs columns
+        epochs = command[command.index('--epochs') + 1]
+        assert all((row.pop('bracket'), row.pop('configuration'), row.pop('epochs')) == ('', '', epochs)
+                   for row in rows)
+    assert rows == expected
