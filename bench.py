@@ -1,5 +1,6 @@
-"""How fast the paper's CIFAR-10 network trains here, in model-epochs per second (one network trained for one
-epoch is one model-epoch), three ways on the same synthetic CIFAR-shaped data:
+"""How fast the paper's CIFAR-10 network (or with --dataset the 1x28x28 network of MNIST, Fashion-MNIST and digits)
+trains here, in model-epochs per second (one network trained for one epoch is one model-epoch), three ways on the same
+synthetic images of the dataset's shape:
 
   (a) the authors' pipeline: a Dataset that turns each image into a tensor with ToTensor when it is read,
       through a DataLoader, one network at a time;
@@ -9,14 +10,14 @@ epoch is one model-epoch), three ways on the same synthetic CIFAR-shaped data:
 It prints each figure, the floating-point rate it reaches (GFLOP/s) and its fraction of the device's float32
 matrix-product rate (a 2048 x 2048 torch.mm, measured in the same run: the ceiling of convolutions), its ratio to
 (a), and the wall time that rate gives the paper's full experiment (2 methods x 10 repetitions x 25 evaluations x
-50 epochs = 25,000 model-epochs of 40,000 images, scaled from the --images measured), and that of the searches as
-test.py runs them on a GPU. (a) runs in a process of its own, with the C library's memory allocator as the
+50 epochs = 25,000 model-epochs of the dataset's training split, 40,000 CIFAR-10 images, scaled from the --images
+measured), and that of the searches as test.py runs them on a GPU. (a) runs in a process of its own, with the C library's memory allocator as the
 authors had it (network.keep_freed_memory changes it for the whole process). --json adds, as the last line, one
 JSON object with the same figures.
 
 --experiment instead runs the paper's experiment end to end, exactly as test.py runs it (both searches, their
-budgets, the results file, the Gaussian-process fits), on synthetic CIFAR-10-shaped images (--images for
-training, a quarter as many each for validation and test: 40,000 / 10,000 / 10,000 by default) in a temporary
+budgets, the results file, the Gaussian-process fits), on synthetic images of the dataset's shape (--images for
+training, a quarter as many each for validation and test: 40,000 / 10,000 / 10,000 for CIFAR-10) in a temporary
 folder, and prints its wall time split into training, scoring, the optimizers' proposals and the rest. The
 networks learn nothing from random labels, but each costs what a real one costs. --epochs and --repetitions
 shrink it.
@@ -62,9 +63,8 @@ import results
 import searches
 import test  # the experiment whose training time is estimated
 
-PAPER_IMAGES = 40_000  # CIFAR-10's training split in the paper: one model-epoch of the full experiment
-INPUT_SHAPE = dataset_management.INPUT_SHAPES['cifar10']  # the synthetic images' (3, 32, 32)
-IMAGES = PAPER_IMAGES  # synthetic images per measured epoch (--images)
+DATASET = 'cifar10'  # the network and the synthetic images' shape: the dataset's (--dataset)
+IMAGES = None  # synthetic images per measured epoch (--images); None: the dataset's training split, 40,000 for CIFAR-10
 # Population sizes measured (--populations), by device: on CPU around test.py's default, on a GPU test.py's (SCHEDULES)
 POPULATIONS = {'cpu': (1, 5, 10, 20, 50), 'cuda': (10, 20, 250)}
 MATMUL_SIDE = 2048  # the matrix product that gives the device's float32 rate, the best of MATMUL_REPEATS
@@ -85,14 +85,14 @@ REPETITIONS = test.REPETITIONS  # --experiment: repetitions of each search (test
 LEARNING_RATE_RANGE = test.LEARNING_RATE_BOUNDS  # the population's members spread over it
 WEIGHT_DECAY = 0.0005
 # The flags each mode uses besides --batch-size, --device and --seed: any other given is refused
-MODE_FLAGS = {'rates': ('images', 'populations', 'json'), 'profile': ('profile',),
-              'experiment': ('experiment', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
+MODE_FLAGS = {'rates': ('dataset', 'images', 'populations', 'json'), 'profile': ('dataset', 'profile'),
+              'experiment': ('experiment', 'dataset', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
               'proposals': ('proposals', 'json')}
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
-    """Images as torchvision's CIFAR10 keeps them (uint8, H x W x C), made a PIL image and then a tensor by
-    ToTensor each time one is read."""
+    """Images as torchvision's CIFAR10 and MNIST keep them (uint8, H x W x C or H x W), made a PIL image and then a
+    tensor by ToTensor each time one is read."""
 
     def __init__(self, images, labels):
         self.images, self.labels, self.to_tensor = images, labels, transforms.ToTensor()
@@ -104,11 +104,19 @@ class AuthorsDataset(torch.utils.data.Dataset):
         return self.to_tensor(Image.fromarray(self.images[index])), self.labels[index]
 
 
+def training_split_size(dataset):
+    """The images one model-epoch of the paper's experiment trains on: the dataset's training split (40,000 for
+    CIFAR-10, 50,000 for MNIST and Fashion-MNIST)."""
+    return dataset_management.DATASETS[dataset].training_set_size - dataset_management.DATASETS[dataset].validation_size
+
+
 def authors_pipeline(images, labels, *, batch_size, device):
     """(a): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
+    input_shape = AuthorsDataset(images, labels)[0][0].shape
+
     def train_epoch(count):
         loader = torch.utils.data.DataLoader(AuthorsDataset(images[:count], labels[:count]), batch_size=batch_size)
-        model = network.build_network(input_shape=INPUT_SHAPE, seed=0, device=device)
+        model = network.build_network(input_shape=input_shape, seed=0, device=device)
         model = model.to(memory_format=torch.contiguous_format)  # their tensors are N x C x H x W in memory
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, weight_decay=WEIGHT_DECAY)
         for batch_images, batch_labels in loader:
@@ -124,7 +132,7 @@ def authors_pipeline(images, labels, *, batch_size, device):
 def one_model_path(split, *, batch_size):
     """(b): a function that trains a fresh network for one epoch on the first `count` images and returns it."""
     def train_epoch(count):
-        model = network.build_network(input_shape=INPUT_SHAPE, seed=0, device=split.images.device)
+        model = network.build_network(input_shape=split.images.shape[1:], seed=0, device=split.images.device)
         network.train(model, split.images[:count], split.labels[:count], learning_rate=0.01,
                       weight_decay=WEIGHT_DECAY, epochs=1, batch_size=batch_size)
         return model
@@ -137,7 +145,7 @@ def population_path(split, members, *, batch_size):
     learning_rates = np.linspace(*LEARNING_RATE_RANGE, members).tolist()
 
     def train_epoch(count):
-        parameters = network.build_population(input_shape=INPUT_SHAPE, seeds=range(members),
+        parameters = network.build_population(input_shape=split.images.shape[1:], seeds=range(members),
                                               device=split.images.device)
         network.train_population(parameters, split.images[:count], split.labels[:count],
                                  learning_rates=learning_rates, weight_decays=[WEIGHT_DECAY] * members, epochs=1,
@@ -146,9 +154,9 @@ def population_path(split, members, *, batch_size):
     return train_epoch
 
 
-def authors_rate(count, *, seed, batch_size, device):
-    """(a)'s model-epochs per second on `count` synthetic images made from `seed`, in this process."""
-    images, labels = synthetic_images(count, np.random.default_rng(seed))
+def authors_rate(count, *, input_shape, seed, batch_size, device):
+    """(a)'s model-epochs per second on `count` synthetic images of `input_shape` made from `seed`, in this process."""
+    images, labels = synthetic_images(count, input_shape, np.random.default_rng(seed))
     return model_epochs_per_second(authors_pipeline(images, labels, batch_size=batch_size, device=device),
                                    images=count, members=1, batch_size=batch_size, device=device)
 
@@ -203,10 +211,12 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def synthetic_images(count, generator):
-    """`count` random CIFAR-10-shaped images (uint8, H x W x C, as torchvision keeps them) and random labels."""
-    return (generator.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8),
-            generator.integers(0, 10, size=count).tolist())
+def synthetic_images(count, input_shape, generator):
+    """`count` random images of `input_shape` (C x H x W) as torchvision keeps them (uint8, H x W x C, or H x W for
+    one channel) and random labels."""
+    channels, height, width = input_shape
+    size = (count, height, width) + ((channels,) if channels > 1 else ())
+    return (generator.integers(0, 256, size=size, dtype=np.uint8), generator.integers(0, 10, size=count).tolist())
 
 
 def as_split(images, labels, device):
@@ -218,15 +228,18 @@ def as_split(images, labels, device):
 def measure_rates(args, device, name):
     """The three paths' model-epochs per second, how close each comes to the matrix-product rate, and the full
     experiment's training time they give."""
-    print(f'{args.images} synthetic CIFAR-shaped images, batch {args.batch_size}, on {name}', flush=True)
-    images, labels = synthetic_images(args.images, np.random.default_rng(args.seed))
+    input_shape = dataset_management.DATASETS[args.dataset].input_shape
+    print(f'{args.images} synthetic {args.dataset}-shaped images ({" x ".join(map(str, input_shape))}), batch '
+          f'{args.batch_size}, on {name}', flush=True)
+    images, labels = synthetic_images(args.images, input_shape, np.random.default_rng(args.seed))
     split = as_split(images, labels, device)
 
     def here(train_epoch, members):
         return lambda: model_epochs_per_second(train_epoch, images=args.images, members=members,
                                                batch_size=args.batch_size, device=device)
-    paths = [('authors_pipeline', 1, lambda: in_own_process(authors_rate, args.images, seed=args.seed,
-                                                            batch_size=args.batch_size, device=device)),
+    paths = [('authors_pipeline', 1, lambda: in_own_process(authors_rate, args.images, input_shape=input_shape,
+                                                            seed=args.seed, batch_size=args.batch_size,
+                                                            device=device)),
              ('one_model', 1, here(one_model_path(split, batch_size=args.batch_size), 1))]
     paths += [('population', members, here(population_path(split, members, batch_size=args.batch_size), members))
               for members in args.populations]
@@ -237,19 +250,21 @@ def measure_rates(args, device, name):
     matmul = matmul_gflops(device)
     print(f'matrix product ({MATMUL_SIDE} x {MATMUL_SIDE}): {matmul:.1f} GFLOP/s', flush=True)
 
-    seconds = [FULL_EXPERIMENT * PAPER_IMAGES / args.images / rate for rate in rates]  # the paper's experiment
+    paper_images = training_split_size(args.dataset)
+    seconds = [FULL_EXPERIMENT * paper_images / args.images / rate for rate in rates]  # the paper's experiment
     steps = network.batch_count(range(args.images), args.batch_size)  # per epoch
     step_milliseconds = [1000 * members / rate / steps for (_, members, _), rate in zip(paths, rates)]
-    flops_per_epoch = args.images * training_flops_per_image(INPUT_SHAPE)
+    flops_per_epoch = args.images * training_flops_per_image(input_shape)
     gflops = [rate * flops_per_epoch / 1e9 for rate in rates]
     columns = [('Path', '{}'), ('K', '{:d}'), ('Model-epochs/s', '{:.3f}'), ('ms/step', '{:.3f}'),
                ('GFLOP/s', '{:.1f}'), ('Of matmul', '{:.0%}'), ('x Authors', '{:.1f}'),
                ('Full experiment (h)', '{:.2f}')]
     figures = [(path, members, rate, step, flops, flops / matmul, rate / rates[0], time / 3600)
                for (path, members, _), rate, step, flops, time in zip(paths, rates, step_milliseconds, gflops, seconds)]
-    report.print_table(report.Table(f'Training speed on {name}: {args.images} images per epoch, batch '
-                                    f'{args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} model-epochs of '
-                                    f'{PAPER_IMAGES:,} images; matmul {matmul:.1f} GFLOP/s', columns, figures))
+    report.print_table(report.Table(f'Training speed on {name}: {args.images} {args.dataset}-shaped images per '
+                                    f'epoch, batch {args.batch_size}; the full experiment is {FULL_EXPERIMENT:,} '
+                                    f'model-epochs of {paper_images:,} images; matmul {matmul:.1f} GFLOP/s', columns,
+                                    figures))
     sizes = [str(members) for _, members, _ in paths[2:]]
 
     def by_path(values):
@@ -265,7 +280,7 @@ def measure_rates(args, device, name):
             print(f'The full experiment as test.py --schedule {schedule} runs it on a GPU: '
                   f'{training_seconds / 3600:.2f} h of training, plus the Gaussian-process proposals')
     if args.json:
-        print(json.dumps({'device': name, 'images': args.images, **by_path(rates),
+        print(json.dumps({'device': name, 'dataset': args.dataset, 'images': args.images, **by_path(rates),
                           'population_step_milliseconds': dict(zip(sizes, step_milliseconds[2:])),
                           'full_experiment_seconds': full_experiment_seconds, 'matmul_gflops': matmul,
                           'utilisation': by_path([flops / matmul for flops in gflops])}))
@@ -275,9 +290,10 @@ def profile_step(args, device, name):
     """--profile K: torch.profiler's table of one SGD step of a population of K, run as plain PyTorch after three
     warm-up steps (on a GPU, training replays the same kernels as one CUDA graph)."""
     members = args.profile
-    images, labels = synthetic_images(args.batch_size, np.random.default_rng(args.seed))
+    input_shape = dataset_management.DATASETS[args.dataset].input_shape
+    images, labels = synthetic_images(args.batch_size, input_shape, np.random.default_rng(args.seed))
     batch = as_split(images, labels, device)
-    parameters = network.build_population(input_shape=INPUT_SHAPE, seeds=range(members), device=device)
+    parameters = network.build_population(input_shape=input_shape, seeds=range(members), device=device)
     optimizer = network.PopulationSGD(parameters, learning_rates=np.linspace(*LEARNING_RATE_RANGE, members).tolist(),
                                       weight_decays=[WEIGHT_DECAY] * members)
 
@@ -292,7 +308,7 @@ def profile_step(args, device, name):
     with torch.profiler.profile(activities=activities) as profiler:
         step()
         synchronize(device)
-    print(f'One SGD step of a population of {members} on {name}, batch {args.batch_size}:')
+    print(f'One SGD step of a population of {members} {args.dataset} networks on {name}, batch {args.batch_size}:')
     print(profiler.key_averages().table(sort_by=f'{device.type}_time_total', row_limit=30))
 
 
@@ -320,13 +336,15 @@ class ExperimentStopped(BaseException):
 
 
 def run_experiment(args, device, name):
-    """--experiment: test.py's experiment end to end on synthetic CIFAR-10-shaped splits, in a temporary folder;
+    """--experiment: test.py's experiment end to end on synthetic splits of the dataset's shape, in a temporary folder;
     print its wall time split into training, scoring (the validation and test passes), the optimizers' proposals
     (Gaussian-process fits and acquisition) and the rest, and each part at test.py's epochs (only training grows
     with them)."""
     generator = np.random.default_rng(args.seed)
-    sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 as in the paper
-    splits = dataset_management.Splits(*(as_split(*synthetic_images(size, generator), device) for size in sizes))
+    sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 for CIFAR-10, as the paper
+    input_shape = dataset_management.DATASETS[args.dataset].input_shape
+    splits = dataset_management.Splits(*(as_split(*synthetic_images(size, input_shape, generator), device)
+                                         for size in sizes))
     seconds = {'training': 0.0, 'scoring': 0.0, 'proposals': 0.0}
     with stopping.handlers_kept(), tempfile.TemporaryDirectory() as folder, \
             timed(local_training, 'train_networks', seconds, 'training'), \
@@ -335,7 +353,8 @@ def run_experiment(args, device, name):
             timed(searches.OptunaSearch, 'ask', seconds, 'proposals'):
         stopping.raise_when_stopped(ExperimentStopped)
         start = time.perf_counter()
-        test.main(['--epochs', str(args.epochs), '--repetitions', str(args.repetitions), '--device', args.device,
+        test.main(['--dataset', args.dataset, '--epochs', str(args.epochs), '--repetitions', str(args.repetitions),
+                   '--device', args.device,
                    '--batch-size', str(args.batch_size), '--schedule', args.schedule,
                    '--output', os.path.join(folder, 'results.csv')], splits=splits)
         seconds['total'] = time.perf_counter() - start
@@ -346,11 +365,12 @@ def run_experiment(args, device, name):
     at_paper_epochs['total'] = sum(at_paper_epochs.values())
     parts = ('training', 'scoring', 'proposals', 'rest', 'total')
     title = (f'End to end on {name}: test.py with --epochs {args.epochs} --repetitions {args.repetitions} '
-             f'--schedule {args.schedule} on {" / ".join(f"{size:,}" for size in sizes)} synthetic images')
+             f'--schedule {args.schedule} on {" / ".join(f"{size:,}" for size in sizes)} synthetic {args.dataset}-'
+             'shaped images')
     columns = [('Part', '{}'), ('Seconds', '{:.1f}'), (f'At {test.EPOCHS} epochs', '{:.1f}')]
     report.print_table(report.Table(title, columns, [(part, seconds[part], at_paper_epochs[part]) for part in parts]))
     if args.json:
-        print(json.dumps({'device': name, 'split_images': sizes, 'epochs': args.epochs,
+        print(json.dumps({'device': name, 'dataset': args.dataset, 'split_images': sizes, 'epochs': args.epochs,
                           'repetitions': args.repetitions, 'schedule': args.schedule,
                           'seconds': {part: seconds[part] for part in parts}, 'paper_epochs': test.EPOCHS,
                           'seconds_at_paper_epochs': at_paper_epochs}))
@@ -400,7 +420,10 @@ def time_proposals(parser, args):
 
 def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
-    parser.add_argument('--images', type=int, help=f'synthetic training images per epoch (None: {IMAGES})')
+    parser.add_argument('--dataset', choices=dataset_management.DATASETS,
+                        help=f"the network and the synthetic images' shape: the dataset's (None: {DATASET})")
+    parser.add_argument('--images', type=int, help='synthetic training images per epoch (None: the training split of '
+                                                   'the dataset, 40000 for cifar10)')
     parser.add_argument('--batch-size', type=int, default=BATCH_SIZE, help='as in the paper')
     parser.add_argument('--populations', type=int, nargs='+', metavar='K',
                         help=f'population sizes to measure (None: {POPULATIONS["cpu"]} on CPU, '
@@ -433,8 +456,9 @@ def check_flags_of_mode(parser, args):
             without = {'profile': 'with --profile', 'experiment': 'with --experiment',
                        'proposals': 'with --proposals', 'rates': 'without --experiment'}[mode]
             parser.error(f'{command_line.flag(name)} has no effect {without}')
-    defaults = dict(images=IMAGES, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
+    defaults = dict(dataset=DATASET, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
                     repetitions=REPETITIONS, schedule=test.SCHEDULE)
+    defaults['images'] = IMAGES or training_split_size(args.dataset or DATASET)
     for name, default in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, default)

@@ -107,10 +107,10 @@ class Worker:
         for the validation size); return this worker's device as results name it."""
         if self.splits is None:
             try:
-                self.splits = dataset_management.load_splits(*self.data)
+                self.splits = dataset_management.load_splits(**self.data)
             except (ValueError, dataset_management.DatasetError) as error:
                 raise dataset_management.DatasetError(f'on node {os.uname().nodename}: {error}') from None
-        return network.device_name(self.data[-1])
+        return network.device_name(self.data['device'])
 
     def train(self, train, rows, args):
         """train(rows, splits, args, progress=False): the rows' scores."""
@@ -137,7 +137,8 @@ def connect(address, train, args, fail):
         missing = f'no GPU for --device {args.device}' if cuda else f'no node with the {fits} of a worker'
         raise ClusterError(f'--ray {address}: the cluster has {missing}')
     # Inside a worker its GPU is the only one it sees: cuda, whatever cuda:N the driver was given
-    data = (args.dataset, os.path.abspath(args.data_dir), args.validation_size, 'cuda' if cuda else 'cpu')
+    data = dict(dataset=args.dataset, data_dir=os.path.abspath(args.data_dir), validation_size=args.validation_size,
+                device='cuda' if cuda else 'cpu', training_size=args.training_size)
     workers = [Worker.options(**resources).remote(data, None if cuda else resources['num_cpus'])
                for _ in range(sum(per_node))]
     device_name = ', '.join(sorted(set(wait([worker.load.remote() for worker in workers], fail))))

@@ -32,6 +32,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     pass
 
 
+def int_or_none(text):
+    """A flag's integer, or None as the text None (the value of a setting that a saved configuration holds as null)."""
+    return None if text == 'None' else int(text)
+
+
 def flag(name):
     """The flag of an argparse destination: 'batch_size' -> '--batch-size'."""
     return '--' + name.replace('_', '-')
@@ -59,14 +64,18 @@ def check_positive_integers(parser, args, *names):
                 parser.error(f'{flag(name)} {number} must be a positive integer')
 
 
-def add_data_arguments(parser, *, dataset, data_dir, validation_size, batch_size, device, computation=None,
-                       files=None):
+def add_data_arguments(parser, *, dataset, data_dir, validation_size, training_size, batch_size, device,
+                       computation=None, files=None):
     """The data flags, with the calling script's defaults: --device in argument group `computation` and --data-dir in
     `files` where the script groups its flags (else in `parser`, as the others)."""
     parser.add_argument('--dataset', choices=dataset_management.DATASETS, default=dataset, help='the images')
+    defaults = ', '.join(f'{size} for {name}' for name, size in
+                         [(name, data.validation_size) for name, data in dataset_management.DATASETS.items()])
     parser.add_argument('--validation-size', type=int, default=validation_size,
-                        help='images at the end of the training set kept for validation (None: 10000 for '
-                             'cifar10 and mnist, 360 for digits)')
+                        help=f'images at the end of the training set kept for validation (None: {defaults})')
+    parser.add_argument('--training-size', type=int_or_none, default=training_size, metavar='N',
+                        help='train on the first N images of the training set, before the validation images (None: '
+                             'all of them)')
     parser.add_argument('--batch-size', type=int, default=batch_size, help='for training, validation and test')
     add_device_argument(computation or parser, device)
     (files or parser).add_argument('--data-dir', default=data_dir, help='where the dataset is, or is downloaded to')
@@ -82,16 +91,18 @@ def check_data_arguments(parser, args, *, device_here=True):
     the device must exist on this machine (not where another machine trains)."""
     if args.dataset not in dataset_management.DATASETS:
         parser.error(f'unknown dataset {args.dataset!r}: choose from {", ".join(dataset_management.DATASETS)}')
+    dataset = dataset_management.DATASETS[args.dataset]
     if args.validation_size is None:
-        args.validation_size = dataset_management.DEFAULT_VALIDATION_SIZES[args.dataset]
+        args.validation_size = dataset.validation_size
     try:
-        dataset_management.check_validation_size(args.dataset, args.validation_size,
-                                                 dataset_management.TRAINING_SET_SIZES[args.dataset])
+        dataset_management.check_validation_size(args.dataset, args.validation_size, dataset.training_set_size)
+        dataset_management.check_training_size(args.dataset, args.training_size, args.validation_size,
+                                               dataset.training_set_size)
     except ValueError as error:
         parser.error(str(error))
     check_positive_integers(parser, args, 'batch_size')
     check_device(parser, args.device, here=device_here)
-    if args.dataset != 'digits' and os.path.exists(args.data_dir):  # digits come with scikit-learn
+    if dataset.files and os.path.exists(args.data_dir):  # the digits come with scikit-learn
         try:
             os.listdir(args.data_dir)
         except OSError as error:
@@ -112,11 +123,12 @@ def check_device(parser, name, *, here=True):
 
 
 def load_data(parser, args):
-    """The splits, loaded once onto args.device; a dataset missing, unreadable or inconsistent ends the run with one
-    line (exit status 1)."""
+    """The splits, loaded once onto args.device; a dataset missing ends the run with one line and exit status 2, one
+    unreadable or inconsistent with exit status 1."""
     try:
-        return dataset_management.load_splits(args.dataset, args.data_dir, args.validation_size, args.device)
-    except ValueError as error:  # a validation size too large for the dataset found in the data folder
+        return dataset_management.load_splits(args.dataset, args.data_dir, args.validation_size, args.device,
+                                              args.training_size)
+    except (ValueError, dataset_management.DatasetNotFoundError) as error:  # sizes too large for the data found
         parser.error(str(error))
     except dataset_management.DatasetError as error:
         parser.fail(1, str(error))

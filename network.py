@@ -31,6 +31,7 @@ import dataset_management
 DATASET = 'cifar10'
 DATA_DIR = 'data'
 VALIDATION_SIZE = None  # None: the dataset's default (10,000; 360 for digits)
+TRAINING_SIZE = None  # the first N training images; None: all
 EPOCHS = 50
 BATCH_SIZE = 64
 SEED = 0  # the network's seed: a results row's seed column
@@ -332,12 +333,12 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=SEED, help="the network's seed: a results row's seed column")
     parser.add_argument('--epochs', type=int, default=EPOCHS, help='training epochs')
     command_line.add_data_arguments(parser, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
-                                    batch_size=BATCH_SIZE, device=DEVICE)
+                                    training_size=TRAINING_SIZE, batch_size=BATCH_SIZE, device=DEVICE)
     args = parser.parse_args(argv)
     command_line.check_data_arguments(parser, args)
     if not 0 <= args.seed < 2 ** 64:
         parser.error(f'--seed {args.seed} must be between 0 and 2**64 - 1 (torch.manual_seed takes no other)')
-    input_shape = dataset_management.INPUT_SHAPES[args.dataset]
+    input_shape = dataset_management.DATASETS[args.dataset].input_shape
     if args.learning_rate is None and args.weight_decay is None:
         summary(build_network(input_shape=input_shape, seed=args.seed), input_shape, device='cpu')
         return

@@ -31,7 +31,7 @@ import rung_weights
 import searches
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
-DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'digits' is the offline quick-start
+DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'fashion-mnist'; 'digits' is the offline quick start
 # The searches (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library' (bayes_opt 3.4's
 # own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'hyperband' (multi-fidelity): searches.METHODS
 METHODS = ('bayesian', 'sobol')
@@ -43,7 +43,8 @@ INIT_POINTS = 5  # guided searches (bayesian, bayesian-library, tpe, gp): random
 EPOCHS = 50  # training epochs of every evaluated network (hyperband's most; each search spends EVALUATIONS x EPOCHS)
 REPETITIONS = 10  # independent repetitions of each search
 BATCH_SIZE = 64  # for training, validation and test
-VALIDATION_SIZE = None  # the last images of the training set; None: 10,000 (cifar10, mnist), 360 (digits)
+VALIDATION_SIZE = None  # the last images of the training set; None: the dataset's (10,000; 360 for digits)
+TRAINING_SIZE = None  # train on the first N images before them; None: all
 SEED = 0  # seeds every search and every network (see searches.seed_for)
 # Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
 # Sobol points of the experiment at once), 10 on CPU (as fast as 20 there, with half the memory; 5 and 50 are slower).
@@ -64,8 +65,11 @@ MOST_GUIDED_EVALUATIONS = 5_000
 
 SCHEDULE_NAMES = ('after', 'rounds')
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
-CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'method', 'learning_rate_bounds', 'weight_decay_bounds',
-                          'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions', 'batch_size', 'seed')
+CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'training_size', 'method', 'learning_rate_bounds',
+                          'weight_decay_bounds', 'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions',
+                          'batch_size', 'seed')
+# Settings added since results format 3, with the value that the runs of files saved without them had
+LATER_SETTINGS = {'training_size': None}
 
 
 def parse_methods(text):
@@ -88,7 +92,8 @@ def build_parser(*, raising=False):
     computation = parser.add_argument_group('how it is computed')
     files = parser.add_argument_group('the files')
     command_line.add_data_arguments(experiment, dataset=DATASET, data_dir=DATA_DIR, validation_size=VALIDATION_SIZE,
-                                    batch_size=BATCH_SIZE, device=DEVICE, computation=computation, files=files)
+                                    training_size=TRAINING_SIZE, batch_size=BATCH_SIZE, device=DEVICE,
+                                    computation=computation, files=files)
     experiment.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
                             help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
                                  "process), bayesian-library (bayes_opt 3.4's own), tpe, gp (Optuna's TPE and "
@@ -324,6 +329,7 @@ def expected_rows(method, repetition, recorded, args):
 def saved_arguments(saved, path, data_dir):
     """The arguments of the run that saved configuration `saved` beside results file `path` (data in `data_dir`),
     parsed and checked as flags; ValueError (one line) naming the first setting missing or not allowed."""
+    saved = {**LATER_SETTINGS, **saved}
     missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
     if missing:
         raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')

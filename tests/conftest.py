@@ -22,6 +22,7 @@ import torchvision
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # before the standard library's own `test` package
 MNIST_T10K = ROOT.parent / 'shared' / 'data' / 'mnist-t10k'
+FASHION_MNIST = ROOT.parent / 'shared' / 'data' / 'fashion-mnist'  # the whole of it, as Debian's package has it
 
 
 def run_script(script, *args, cwd):
@@ -238,10 +239,26 @@ def cifar_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def no_downloads(monkeypatch):
-    """Point torchvision's download addresses at a closed local port, so a missing dataset fails fast."""
+def no_downloads(monkeypatch, tmp_path_factory):
+    """Point torchvision's download addresses at a closed local port, so a missing dataset fails fast, and Debian's
+    Fashion-MNIST folder at an empty one."""
+    import dataset_management
+    monkeypatch.setattr(dataset_management, 'DEBIAN_FASHION_MNIST', str(tmp_path_factory.mktemp('no-debian-package')))
     monkeypatch.setattr(torchvision.datasets.MNIST, 'mirrors', ['http://127.0.0.1:9/'])
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, 'mirrors', ['http://127.0.0.1:9/'])
     monkeypatch.setattr(torchvision.datasets.CIFAR10, 'url', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_dir(tmp_path_factory):
+    """A data folder holding the real Fashion-MNIST's four .gz files where test.py looks first: FashionMNIST/raw/."""
+    if not FASHION_MNIST.is_dir():
+        pytest.skip(f'the real Fashion-MNIST is not at {FASHION_MNIST} (only the shared development data has it)')
+    root = tmp_path_factory.mktemp('fashion-mnist')
+    (root / 'FashionMNIST' / 'raw').mkdir(parents=True)
+    for path in FASHION_MNIST.glob('*.gz'):
+        (root / 'FashionMNIST' / 'raw' / path.name).symlink_to(path)
+    return root
 
 
 @pytest.fixture(scope='session')

@@ -47,20 +47,26 @@ def test_every_path_trains_its_networks_and_the_two_one_model_paths_train_the_sa
             assert not torch.equal(parameters[member], start[name][member]), (name, member)
 
 
-def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
-    result = run_script('bench.py', '--images', '192', '--batch-size', '32', '--populations', '2', '3',
+# (the flags, the dataset, its training split: one model-epoch of the paper's experiment, FLOP per image and step)
+DATASETS = [([], 'cifar10', 40_000, 5_382_000), (['--dataset', 'fashion-mnist'], 'fashion-mnist', 50_000, 2_515_200)]
+
+
+@pytest.mark.parametrize('flags, dataset, split_images, flops_per_image', DATASETS, ids=[d[1] for d in DATASETS])
+def test_bench_prints_every_path_and_ends_with_its_figures_as_json(flags, dataset, split_images, flops_per_image,
+                                                                   tmp_path):
+    result = run_script('bench.py', *flags, '--images', '192', '--batch-size', '32', '--populations', '2', '3',
                         '--device', 'cpu', '--json', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.splitlines()[-1])
-    assert figures.keys() == {'device', 'images', 'authors_pipeline', 'one_model', 'population',
+    assert figures.keys() == {'device', 'dataset', 'images', 'authors_pipeline', 'one_model', 'population',
                               'population_step_milliseconds', 'full_experiment_seconds', 'matmul_gflops',
                               'utilisation'}
-    assert figures['device'].startswith('cpu') and figures['images'] == 192
+    assert figures['device'].startswith('cpu') and figures['images'] == 192 and figures['dataset'] == dataset
     assert figures['population'].keys() == {'2', '3'}
     rates = [figures['authors_pipeline'], figures['one_model'], figures['population']['2'],
              figures['population']['3']]
     assert all(rate > 0 for rate in rates)
-    scale = 25_000 * 40_000 / 192  # the paper's experiment in model-epochs of 192 images
+    scale = 25_000 * split_images / 192  # the paper's experiment in model-epochs of 192 images
     estimates = figures['full_experiment_seconds']
     assert estimates.keys() == {'authors_pipeline', 'one_model', 'population'}  # no GPU 'searches' line on CPU
     assert [estimates['authors_pipeline'], estimates['one_model'], estimates['population']['2'],
@@ -71,7 +77,7 @@ def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
         ('authors_pipeline', 1), ('one_model', 1), ('population', 2), ('population', 3)]
     matmul = figures['matmul_gflops']
     assert 1 < matmul < 1e5 and f'matmul {matmul:.1f} GFLOP/s' in result.stdout
-    gflops = [rate * 192 * 5_382_000 / 1e9 for rate in rates]  # 5.382 MFLOP per image and step
+    gflops = [rate * 192 * flops_per_image / 1e9 for rate in rates]
     for (_, members, rate, step, flops, fraction, ratio, hours), want, want_flops in zip(table, rates, gflops):
         assert float(rate) == pytest.approx(want, abs=1e-3)
         assert float(step) == pytest.approx(1000 * int(members) / want / 6, abs=1e-3)  # 6 batches of 32 an epoch
@@ -108,8 +114,8 @@ def authors_rate_and_allocator(*args, **kwargs):
 
 def test_the_authors_pipeline_is_timed_in_a_fresh_process_with_the_allocator_as_they_had_it(monkeypatch, capsys):
     network.keep_freed_memory()  # as after the other paths in this process
-    rate, allocator_changed = bench.in_own_process(authors_rate_and_allocator, 64, seed=0, batch_size=32,
-                                                   device=torch.device('cpu'))
+    rate, allocator_changed = bench.in_own_process(authors_rate_and_allocator, 64, input_shape=(1, 28, 28), seed=0,
+                                                   batch_size=32, device=torch.device('cpu'))
     assert rate > 0 and allocator_changed == 0
     calls = []
     monkeypatch.setattr(bench, 'in_own_process', lambda function, *args, **kwargs: calls.append(function) or 1.0)
@@ -121,7 +127,7 @@ def test_the_authors_pipeline_is_timed_in_a_fresh_process_with_the_allocator_as_
 def test_the_profile_tables_one_training_step_of_the_population(tmp_path):
     result = run_script('bench.py', '--profile', '3', '--batch-size', '8', '--device', 'cpu', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('One SGD step of a population of 3 on cpu')
+    assert result.stdout.startswith('One SGD step of a population of 3 cifar10 networks on cpu')
     calls = {line.split()[0]: int(line.split()[-1]) for line in result.stdout.splitlines()
              if line.strip().startswith('aten::')}
     assert calls['aten::conv2d'] == 2 and calls['aten::convolution_backward'] == 2  # both layers, once each

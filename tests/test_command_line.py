@@ -1,5 +1,5 @@
 """The command line of test.py, network.py and bench.py: every bad value is refused in one line naming it, with exit
-status 2 (a missing dataset: 1) and no traceback, before anything is trained or written; help shows every default."""
+status 2 (a missing dataset too) and no traceback, before anything is trained or written; help shows every default."""
 import contextlib
 import io
 import os
@@ -45,6 +45,11 @@ BAD_INPUTS = [
     (['--method', 'bayesian-library', '--init-points', '0'], '--init-points 0'),
     (['--validation-size', '50000'], '--validation-size 50000'),
     (['--dataset', 'digits', '--validation-size', '1437'], '--validation-size 1437'),
+    (['--training-size', '40001'], '--training-size 40001 is out of range for cifar10: it must be between 1 and 40000'),
+    (['--dataset', 'fashion-mnist', '--validation-size', '20000', '--training-size', '40001'],
+     '--training-size 40001 is out of range for fashion-mnist: it must be between 1 and 40000'),
+    (['--training-size', '0'], '--training-size 0 is out of range'),
+    (['--training-size', 'all'], "invalid int_or_none value: 'all'"),
     (['--batch-size', '0'], '--batch-size 0'),
     (['--seed', '-1'], '--seed -1'),
     (['--device', 'tpu'], "--device 'tpu'"),
@@ -105,17 +110,16 @@ def test_a_validation_size_too_large_for_the_data_found_is_refused_before_anythi
     assert snapshot(folder) == before
 
 
-def test_a_missing_dataset_says_which_files_to_put_where_and_nothing_is_written(results_folder, tmp_path_factory,
-                                                                                  no_downloads, capsys):
+@pytest.mark.parametrize('dataset, folder', [('mnist', 'MNIST'), ('fashion-mnist', 'FashionMNIST')])
+def test_a_missing_dataset_says_which_files_to_put_where_and_nothing_is_written(dataset, folder, results_folder,
+                                                                                  tmp_path_factory, no_downloads,
+                                                                                  capsys):
     data = tmp_path_factory.mktemp('data')  # where torchvision makes the folders it would download into
     before = snapshot(results_folder)
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(['--dataset', 'mnist', '--data-dir', str(data), '--fresh',
-                         '--output', str(results_folder / 'results.csv')])
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 1 and stderr.count('\n') == 1
-    assert 'train-images-idx3-ubyte' in stderr and f'{data}/MNIST/raw/' in stderr
-    assert snapshot(results_folder) == before
+    stderr = refused(experiment.main, ['--dataset', dataset, '--data-dir', str(data), '--fresh',
+                                       '--output', str(results_folder / 'results.csv')], capsys)
+    assert 'train-images-idx3-ubyte' in stderr and f'{data}/{folder}/raw/' in stderr
+    assert snapshot(results_folder) == before and list(data.iterdir()) == []
 
 
 def test_the_population_defaults_to_10_on_cpu():
@@ -238,7 +242,8 @@ def test_help_groups_the_flags_into_the_experiment_its_computation_and_its_files
     sections = re.split(r'\n(?=\S.*:\n)', experiment.build_parser().format_help())
     groups = {section.split(':\n')[0]: re.findall(r'^  (--[a-z-]+)', section, flags=re.M) for section in sections}
     assert groups['the experiment (saved beside the results, and checked on resume)'] == [
-        '--dataset', '--validation-size', '--batch-size', '--method', '--evaluations', '--init-points', '--epochs',
+        '--dataset', '--validation-size', '--training-size', '--batch-size', '--method', '--evaluations', '--init-points',
+        '--epochs',
         '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale', '--seed']
     assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--ray', '--ray-worker-cpus']
     assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--quiet']
@@ -287,6 +292,9 @@ def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
                                               (['--profile', '3', '--json'], '--json has no effect with --profile'),
                                               (['--proposals', 'r.csv', '--epochs', '2'],
                                                '--epochs has no effect with --proposals'),
+                                              (['--proposals', 'r.csv', '--dataset', 'mnist'],
+                                               '--dataset has no effect with --proposals'),
+                                              (['--dataset', 'svhn'], "invalid choice: 'svhn'"),
                                               (['--proposals', 'missing.csv'], 'missing.config.json'),
                                               (['--proposals', 'r.csv', '--experiment'], 'not allowed with')])
 def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):

@@ -1,20 +1,27 @@
-"""The data: real torchvision loading of MNIST / CIFAR-10 files, digits, splits, and a missing, unreadable or
-inconsistent dataset."""
+"""The data: real torchvision loading of MNIST / CIFAR-10 files, Fashion-MNIST from its three places, digits, splits,
+the datasets as records, and a missing, unreadable or inconsistent dataset."""
+import functools
+import gzip
+import hashlib
+import http.server
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import ROOT, write_mnist
+from conftest import FASHION_MNIST, ROOT, refused, write_idx, write_mnist
 from torchvision.transforms import ToTensor
 
 import dataset_management
+import network
+import test as experiment
 
 
 def test_mnist_files_load_through_torchvision_as_totensor_gives(mnist_dir):
@@ -142,3 +149,176 @@ def test_the_digits_load_without_importing_torchvision():
                              'print(len(splits.train.images), "torchvision" in sys.modules)'],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert loaded.stdout == '1077 False\n', loaded.stderr
+
+
+# Fashion-MNIST: its folder, Debian's package's, torchvision's download; the IDX files uncompressed or gzipped
+
+def small_idx_arrays(seed=0, training=30, test=10):
+    """Random (training images, labels, test images, labels) in MNIST's shapes, as uint8 arrays."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (training, 28, 28), dtype=np.uint8), rng.integers(0, 10, training, dtype=np.uint8),
+            rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), rng.integers(0, 10, test, dtype=np.uint8))
+
+
+def write_idx_folder(folder, arrays, *, gzipped):
+    """The four IDX files of `arrays` in `folder`, uncompressed or as .gz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in zip(dataset_management.IDX_FILES, arrays):
+        write_idx(folder / name, array)
+        if gzipped:
+            (folder / f'{name}.gz').write_bytes(gzip.compress((folder / name).read_bytes()))
+            (folder / name).unlink()
+
+
+def assert_splits_hold(splits, arrays, validation_size):
+    """The splits are the arrays' images as ToTensor gives them, validation the last of the training set."""
+    images, labels, test_images, test_labels = (torch.as_tensor(array) for array in arrays)
+    cut = len(images) - validation_size
+    for split, (expected_images, expected_labels) in zip(
+            splits, [(images[:cut], labels[:cut]), (images[cut:], labels[cut:]), (test_images, test_labels)]):
+        assert torch.equal(split.images, expected_images.unsqueeze(1).float() / 255)
+        assert split.labels.tolist() == expected_labels.tolist() and split.labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize('gzipped', [False, True], ids=['uncompressed', 'gzipped'])
+def test_fashion_mnist_is_read_from_its_folder_as_it_is(gzipped, tmp_path, no_downloads):
+    arrays = small_idx_arrays()
+    write_idx_folder(tmp_path / 'FashionMNIST' / 'raw', arrays, gzipped=gzipped)
+    assert_splits_hold(dataset_management.load_splits('fashion-mnist', str(tmp_path), validation_size=10), arrays, 10)
+
+
+def test_fashion_mnist_is_read_from_debians_folder_when_the_data_folder_has_none(tmp_path, monkeypatch):
+    arrays = small_idx_arrays(seed=1)
+    write_idx_folder(tmp_path / 'debian', arrays, gzipped=True)
+    monkeypatch.setattr(dataset_management, 'DEBIAN_FASHION_MNIST', str(tmp_path / 'debian'))
+    splits = dataset_management.load_splits('fashion-mnist', str(tmp_path / 'data'), validation_size=5)
+    assert_splits_hold(splits, arrays, 5)
+    assert not (tmp_path / 'data').exists()  # nothing made in the data folder
+
+
+@pytest.fixture
+def fashion_mnist_server(tmp_path, monkeypatch):
+    """torchvision's Fashion-MNIST download pointed at a local web server of small .gz files (their own MD5 sums
+    replacing the official ones): the arrays it serves."""
+    arrays = small_idx_arrays(seed=2)
+    served = tmp_path / 'served'
+    write_idx_folder(served, arrays, gzipped=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(dataset_management, 'DEBIAN_FASHION_MNIST', str(tmp_path / 'no-package'))
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, 'mirrors', [f'http://127.0.0.1:{server.server_port}/'])
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, 'resources', [
+        (f'{name}.gz', hashlib.md5((served / f'{name}.gz').read_bytes()).hexdigest())
+        for name in dataset_management.IDX_FILES])
+    yield arrays
+    server.shutdown()
+
+
+def test_fashion_mnist_is_downloaded_by_torchvision_when_it_is_in_neither_folder(fashion_mnist_server, tmp_path):
+    splits = dataset_management.load_splits('fashion-mnist', str(tmp_path / 'data'), validation_size=10)
+    assert_splits_hold(splits, fashion_mnist_server, 10)
+    assert (tmp_path / 'data' / 'FashionMNIST' / 'raw' / 'train-images-idx3-ubyte').is_file()
+
+
+def test_fashion_mnist_in_no_place_is_one_line_naming_the_three_and_the_package_with_exit_status_2(
+        tmp_path, no_downloads, capsys):
+    stderr = refused(experiment.main, ['--dataset', 'fashion-mnist', '--data-dir', str(tmp_path / 'data'),
+                                       '--output', str(tmp_path / 'results.csv')], capsys)
+    assert f'fashion-mnist is not in {tmp_path / "data"}/ and could not be downloaded (' in stderr
+    assert f'in {tmp_path / "data"}/FashionMNIST/raw/, or install Debian\'s package (apt-get install ' \
+           f'dataset-fashion-mnist puts them in {dataset_management.DEBIAN_FASHION_MNIST}/' in stderr
+    assert 'train-images-idx3-ubyte' in stderr and '(or the same names ending in .gz)' in stderr
+    assert list(tmp_path.iterdir()) == []  # neither a data folder nor a results file
+
+
+@pytest.mark.parametrize('damage, named', [
+    (lambda folder: (folder / 'train-labels-idx1-ubyte').write_bytes(
+        (folder / 'train-labels-idx1-ubyte').read_bytes()[:-1]),
+     'train-labels-idx1-ubyte holds 29 bytes of data, not the 30 its header gives: it is cut short or damaged'),
+    (lambda folder: write_idx(folder / 't10k-labels-idx1-ubyte', np.zeros(9, np.uint8)),
+     "fashion-mnist's test set in {folder} has 10 images but 9 labels: its files do not belong together"),
+    (lambda folder: (folder / 't10k-images-idx3-ubyte').write_bytes(b'PK\x03\x04 a zip file'),
+     't10k-images-idx3-ubyte is not an IDX file of unsigned bytes (its first bytes are 504b0304)'),
+])
+def test_fashion_mnist_files_cut_short_or_not_belonging_together_are_refused(damage, named, tmp_path, no_downloads):
+    folder = tmp_path / 'FashionMNIST' / 'raw'
+    write_idx_folder(folder, small_idx_arrays(), gzipped=False)
+    damage(folder)
+    with pytest.raises(dataset_management.DatasetError) as error:
+        dataset_management.load_splits('fashion-mnist', str(tmp_path), validation_size=5)
+    assert named.format(folder=folder) in str(error.value) and '\n' not in str(error.value)
+
+
+def test_a_gzip_file_cut_short_is_refused_in_one_line(tmp_path, no_downloads):
+    folder = tmp_path / 'FashionMNIST' / 'raw'
+    write_idx_folder(folder, small_idx_arrays(), gzipped=True)
+    gzipped = folder / 'train-images-idx3-ubyte.gz'
+    gzipped.write_bytes(gzipped.read_bytes()[:100])
+    with pytest.raises(dataset_management.DatasetError, match='train-images-idx3-ubyte.gz cannot be read .Compressed'):
+        dataset_management.load_splits('fashion-mnist', str(tmp_path), validation_size=5)
+
+
+def test_the_real_fashion_mnist_loads_as_its_readme_describes_it(fashion_mnist_dir):
+    splits = dataset_management.load_splits('fashion-mnist', str(fashion_mnist_dir))
+    assert [tuple(split.images.shape) for split in splits] == [(50000, 1, 28, 28), (10000, 1, 28, 28),
+                                                               (10000, 1, 28, 28)]
+    labels = torch.cat([splits.train.labels, splits.validation.labels])
+    assert torch.bincount(labels).tolist() == [6000] * 10 and torch.bincount(splits.test.labels).tolist() == [1000] * 10
+    raw = gzip.decompress((FASHION_MNIST / 'train-images-idx3-ubyte.gz').read_bytes())
+    # the uncompressed training images (the shared folder's README gives this MD5 to the test images: swapped)
+    assert hashlib.md5(raw).hexdigest() == 'f4a8712d7a061bf5bd6d2ca38dc4d50a'
+    first = torch.frombuffer(bytearray(raw[16:16 + 784]), dtype=torch.uint8).reshape(28, 28)
+    assert torch.equal(splits.train.images[0, 0], first.float() / 255)
+
+
+def test_a_fashion_mnist_network_trained_on_10000_real_images_is_above_75_percent(fashion_mnist_dir, capsys):
+    network.main(['--dataset', 'fashion-mnist', '--data-dir', str(fashion_mnist_dir), '--training-size', '10000',
+                  '--epochs', '5', '--learning-rate', '0.1', '--weight-decay', '0', '--device', 'cpu'])
+    scores = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert float(scores['val_accuracy']) > 0.75 and float(scores['test_accuracy']) > 0.75
+
+
+# --training-size: the first N images of the training split
+
+def test_the_training_size_takes_the_first_images_before_the_validation_split():
+    whole = dataset_management.load_splits('digits')
+    first = dataset_management.load_splits('digits', training_size=100)
+    assert torch.equal(first.train.images, whole.train.images[:100])
+    assert torch.equal(first.train.labels, whole.train.labels[:100])
+    assert torch.equal(first.validation.images, whole.validation.images)
+    assert torch.equal(first.test.images, whole.test.images)
+    assert len(dataset_management.load_splits('digits', training_size=1077).train.images) == 1077
+    with pytest.raises(ValueError, match=r'--training-size 1078 is out of range for digits: it must be between 1 and '
+                                         r'1077 \(its training set has 1437 images, 360 of them for validation\)'):
+        dataset_management.load_splits('digits', training_size=1078)
+
+
+def test_a_training_size_larger_than_the_data_found_is_refused_before_anything_is_written(mnist_dir, capsys):
+    folder, _ = mnist_dir  # 30 training images
+    stderr = refused(experiment.main, ['--dataset', 'mnist', '--data-dir', str(folder), '--validation-size', '10',
+                                       '--training-size', '21', '--device', 'cpu',
+                                       '--output', str(folder / 'results.csv')], capsys)
+    assert '--training-size 21 is out of range for mnist: it must be between 1 and 20' in stderr
+    assert not (folder / 'results.csv').exists()
+
+
+# Every dataset one entry
+
+def test_a_dataset_added_as_one_entry_is_a_choice_of_every_script_and_runs(tmp_path, monkeypatch, capsys):
+    def load(name, data_dir):
+        generator = torch.Generator().manual_seed(0)
+        sets = [dataset_management.Split(torch.rand(size, 1, 20, 20, generator=generator),
+                                         torch.randint(0, 10, (size,), generator=generator)) for size in (40, 8)]
+        return (*sets, 'memory')
+    monkeypatch.setitem(dataset_management.DATASETS, 'tiny', dataset_management.Dataset(
+        (1, 20, 20), 40, 8, folder=(), files='', load=load))
+    help_text = experiment.build_parser().format_help()
+    assert '{cifar10,mnist,fashion-mnist,digits,tiny}' in help_text and '8 for tiny' in ' '.join(help_text.split())
+    stderr = refused(experiment.main, ['--dataset', 'tiny', '--training-size', '33', '--output',
+                                       str(tmp_path / 'results.csv')], capsys)
+    assert '--training-size 33 is out of range for tiny: it must be between 1 and 32' in stderr
+    experiment.main(['--dataset', 'tiny', '--method', 'random', '--evaluations', '2', '--repetitions', '1',
+                     '--epochs', '1', '--device', 'cpu', '--quiet', '--output', str(tmp_path / 'results.csv')])
+    assert '"dataset": "tiny"' in (tmp_path / 'results.config.json').read_text()

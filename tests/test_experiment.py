@@ -122,6 +122,23 @@ def test_network_py_retrains_a_csv_row_to_the_same_numbers(digits_run, tmp_path)
     assert [float(printed[key]) for key in SCORES] == pytest.approx([float(row[key]) for key in SCORES], rel=1e-5)
 
 
+def test_a_fashion_mnist_population_row_retrains_alone_to_float_rounding(fashion_mnist_dir, tmp_path):
+    data = ['--dataset', 'fashion-mnist', '--data-dir', str(fashion_mnist_dir), '--training-size', '2000',
+            '--validation-size', '2000', '--epochs', '2', '--device', 'cpu']
+    experiment.main([*data, '--method', 'random', '--evaluations', '3', '--repetitions', '1', '--quiet',
+                     '--learning-rate-bounds', '0.001', '0.03',  # rounding grows at high rates (docs)
+                     '--output', str(tmp_path / 'results.csv')])
+    assert json.loads((tmp_path / 'results.config.json').read_text())['training_size'] == 2000
+    rows = read_rows(tmp_path / 'results.csv')
+    row = min(rows, key=lambda row: float(row['val_loss']))  # trained in a population of 3
+    result = run_script('network.py', *data, '--seed', row['seed'], '--learning-rate', row['learning_rate'],
+                        '--weight-decay', row['weight_decay'], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = dict(line.split() for line in result.stdout.splitlines())
+    assert [float(printed[key]) for key in SCORES] == pytest.approx([float(row[key]) for key in SCORES], rel=1e-5)
+    assert float(row['val_accuracy']) > 0.2  # it learnt (chance is 0.1): 2,000 real images, 2 epochs
+
+
 def fake_scores(learning_rate):
     loss = math.nan if learning_rate > 0.05 else 1 + 100 * learning_rate
     return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=0.0)

@@ -213,6 +213,7 @@ def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_l
     (['--learning-rate-bounds', '0.001', '0.1'], 'learning_rate_bounds [0.0001, 0.1] (now [0.001, 0.1])'),
     (['--repetitions', '3', '--seed', '4'], 'repetitions 2 (now 3); seed 0 (now 4)'),
     (['--method', 'sobol'], "method ['bayesian', 'sobol'] (now ['sobol'])"),
+    (['--training-size', '500'], 'training_size None (now 500)'),
 ])
 def test_resuming_with_another_configuration_is_refused_naming_the_differences(uninterrupted, tmp_path, capsys,
                                                                                arguments, named):
@@ -233,6 +234,22 @@ def test_another_library_version_is_another_configuration(uninterrupted, tmp_pat
     stderr = refused(experiment.main, [*RUN, '--output', str(output)], capsys)
     assert "bayesian-optimization version '1.4.3' (now '3.4.0')" in stderr
     assert snapshot(tmp_path) == before
+
+
+def test_a_file_saved_before_the_training_size_was_a_setting_resumes_and_reports_as_one_of_all_images(
+        uninterrupted, tmp_path, capsys):
+    output, config = finished_run(uninterrupted, tmp_path)
+    saved = json.loads(config.read_text())
+    assert saved.pop('training_size') is None
+    config.write_text(json.dumps(saved))
+    lines = output.read_text().splitlines(keepends=True)
+    output.write_text(''.join(lines[:-3]))  # three rows to train again
+    experiment.main([*RUN, '--population', '3', '--output', str(output)])
+    assert same_rows(output, uninterrupted[3])
+    experiment.main(['--report', str(output)])
+    assert 'training_size' not in json.loads(config.read_text())  # the configuration is kept as it was saved
+    stderr = refused(experiment.main, [*RUN, '--training-size', '500', '--output', str(output)], capsys)
+    assert 'training_size None (now 500)' in stderr
 
 
 def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_refused(uninterrupted, tmp_path,
