@@ -11,13 +11,15 @@ It prints each figure, the floating-point rate it reaches (GFLOP/s) and its frac
 matrix-product rate (a 2048 x 2048 torch.mm, measured in the same run: the ceiling of convolutions), its ratio to
 (a), and the wall time that rate gives the paper's full experiment (2 methods x 10 repetitions x 25 evaluations x
 50 epochs = 25,000 model-epochs of the dataset's training split, 40,000 CIFAR-10 images, scaled from the --images
-measured), and that of the searches as test.py runs them on a GPU. (a) runs in a process of its own, with the C library's memory allocator as the
+measured), and that of the searches as test.py runs them on a GPU. (a) runs in a process of its own, with the C
+library's memory allocator as the
 authors had it (network.keep_freed_memory changes it for the whole process). --json adds, as the last line, one
 JSON object with the same figures.
 
 --experiment instead runs the paper's experiment end to end, exactly as test.py runs it (both searches, their
 budgets, the results file, the Gaussian-process fits), on synthetic images of the dataset's shape (--images for
-training, a quarter as many each for validation and test: 40,000 / 10,000 / 10,000 for CIFAR-10) in a temporary
+training, and for validation and test each as many as the dataset's validation split in that proportion: 40,000 /
+10,000 / 10,000 for CIFAR-10) in a temporary
 folder, and prints its wall time split into training, scoring, the optimizers' proposals and the rest. The
 networks learn nothing from random labels, but each costs what a real one costs. --epochs and --repetitions
 shrink it.
@@ -59,7 +61,6 @@ import dataset_management
 import local_training
 import network
 import report
-import results
 import searches
 import test  # the experiment whose training time is estimated
 
@@ -108,6 +109,12 @@ def training_split_size(dataset):
     """The images one model-epoch of the paper's experiment trains on: the dataset's training split (40,000 for
     CIFAR-10, 50,000 for MNIST and Fashion-MNIST)."""
     return dataset_management.DATASETS[dataset].training_set_size - dataset_management.DATASETS[dataset].validation_size
+
+
+def held_out_images(args):
+    """--experiment's validation and test images, each: the dataset's validation split in proportion to --images
+    (10,000 for 40,000 CIFAR-10 images, as in the paper)."""
+    return args.images * dataset_management.DATASETS[args.dataset].validation_size // training_split_size(args.dataset)
 
 
 def authors_pipeline(images, labels, *, batch_size, device):
@@ -341,7 +348,7 @@ def run_experiment(args, device, name):
     (Gaussian-process fits and acquisition) and the rest, and each part at test.py's epochs (only training grows
     with them)."""
     generator = np.random.default_rng(args.seed)
-    sizes = (args.images, args.images // 4, args.images // 4)  # 40,000 / 10,000 / 10,000 for CIFAR-10, as the paper
+    sizes = (args.images, held_out_images(args), held_out_images(args))  # 40,000 / 10,000 / 10,000 for CIFAR-10
     input_shape = dataset_management.DATASETS[args.dataset].input_shape
     splits = dataset_management.Splits(*(as_split(*synthetic_images(size, input_shape, generator), device)
                                          for size in sizes))
@@ -381,13 +388,8 @@ def time_proposals(parser, args):
     recorded rows as a resume tells them; print the seconds its asks took, in all and per ask."""
     path = args.proposals
     try:
-        saved = results.read_configuration(results.configuration_path(path))
-        results_format = results.check_format(path, saved)
-        run = test.saved_arguments(saved, path, os.path.dirname(path) or '.')
-        recorded = results.read(path, test.results_plan(run), results_format)[0]
-    except OSError as error:
-        parser.error(f'--proposals {path} cannot be read ({error.strerror})')
-    except (results.ResultsFileError, ValueError) as error:
+        run, _, recorded = test.read_results(path)
+    except ValueError as error:
         parser.error(f'--proposals: {error}')
     guided = list(filter(searches.is_guided, run.method))
     if not guided:
@@ -475,9 +477,9 @@ def main(argv=None):
         command_line.check_positive_integers(parser, args, 'profile')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
-    if args.experiment and args.images < 4:
-        parser.error(f'--images {args.images} is too few for --experiment: it needs at least 4 (a quarter each for '
-                     'validation and test)')
+    if args.experiment and held_out_images(args) < 1:
+        parser.error(f'--images {args.images} is too few for --experiment on {args.dataset}: validation and test '
+                     'take none of them in proportion')
     try:
         if args.proposals is not None:
             return time_proposals(parser, args)

@@ -32,9 +32,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     pass
 
 
-def int_or_none(text):
-    """A flag's integer, or None as the text None (the value of a setting that a saved configuration holds as null)."""
-    return None if text == 'None' else int(text)
+def or_none(kind):
+    """An argparse type: kind(text), or None for the text None (how a saved configuration's null reads as a flag)."""
+    def parse(text):
+        return None if text == 'None' else kind(text)
+    parse.__name__ = f'{kind.__name__} or None'  # argparse's error: invalid int or None value: 'x'
+    return parse
 
 
 def flag(name):
@@ -42,12 +45,15 @@ def flag(name):
     return '--' + name.replace('_', '-')
 
 
-def arguments_for(settings, *, two_values=()):
-    """The command-line arguments that give these settings: --name=value (a value may start with '-'), and
-    --name A B for the names in `two_values` whose value is a list."""
+def arguments_for(settings, *, two_values=(), switches=()):
+    """The command-line arguments that give these settings: --name=value (a value may start with '-'), --name A B
+    for the names in `two_values` whose value is a list, and --name or --no-name for the names in `switches` whose
+    value is a truth value."""
     arguments = []
     for name, value in settings.items():
-        if name in two_values and isinstance(value, list):
+        if name in switches and isinstance(value, bool):
+            arguments.append(flag(name) if value else '--no-' + flag(name)[2:])
+        elif name in two_values and isinstance(value, list):
             arguments += [flag(name), *map(str, value)]
         else:
             arguments.append(f'{flag(name)}={value}')
@@ -73,7 +79,7 @@ def add_data_arguments(parser, *, dataset, data_dir, validation_size, training_s
                          [(name, data.validation_size) for name, data in dataset_management.DATASETS.items()])
     parser.add_argument('--validation-size', type=int, default=validation_size,
                         help=f'images at the end of the training set kept for validation (None: {defaults})')
-    parser.add_argument('--training-size', type=int_or_none, default=training_size, metavar='N',
+    parser.add_argument('--training-size', type=or_none(int), default=training_size, metavar='N',
                         help='train on the first N images of the training set, before the validation images (None: '
                              'all of them)')
     parser.add_argument('--batch-size', type=int, default=batch_size, help='for training, validation and test')

@@ -140,15 +140,18 @@ def read_idx(path):
     return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * dimensions).reshape(shape).copy())
 
 
-def load_idx_folder(dataset, data_dir):
-    """MNIST-format sets from the first place that holds all four IDX files (uncompressed or .gz): the dataset's
-    folder under data_dir, else Debian's package folder; else torchvision's download."""
+def load_fashion_mnist(dataset, data_dir):
+    """Fashion-MNIST's sets from the first place that holds its four IDX files (uncompressed or .gz): its folder
+    under data_dir, else Debian's package folder; else torchvision's download."""
     places = data_folders(dataset, data_dir)
     check_readable(dataset, places)
     for folder in (places[-1], DEBIAN_FASHION_MNIST):
         paths = [idx_path(folder, name) for name in IDX_FILES]
         if None not in paths:
             images, labels, test_images, test_labels = map(read_idx, paths)
+            for path, array, dimensions in zip(paths, (images, labels, test_images, test_labels), (3, 1, 3, 1)):
+                if array.dim() != dimensions:
+                    raise DatasetError(f'{path} holds {array.dim()}-dimensional data, not the {dimensions} of its name')
             return to_split(images, labels), to_split(test_images, test_labels), folder
     return load_with_torchvision(dataset, data_dir, class_name='FashionMNIST')
 
@@ -179,7 +182,7 @@ DATASETS = {
                              files=MNIST_FILES + ' in {data_dir}/FashionMNIST/raw/, or install Debian\'s package '
                                    '(apt-get install dataset-fashion-mnist puts them in {debian}/, '
                                    'where they are looked for next)',
-                             load=load_idx_folder),
+                             load=load_fashion_mnist),
     'digits': Dataset((1, 28, 28), 1_437, 360, folder=(), files='', load=load_digits),  # comes with scikit-learn
 }
 

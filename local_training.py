@@ -7,16 +7,17 @@ import searches
 
 
 def train_networks(rows, splits, args, *, progress):
-    """The scores of the rows' networks: trained alone (--population 1) or as one population; `progress`: show a
-    bar over the epochs of a long training."""
+    """The scores of the rows' networks (with --curves, each with its curve): trained alone (--population 1) or as one
+    population; `progress`: show a bar over the epochs of a long training."""
     if args.population == 1:
         return [network.train_and_evaluate(splits, seed=row['seed'], learning_rate=row['learning_rate'],
                                            weight_decay=row['weight_decay'], epochs=args.epochs,
-                                           batch_size=args.batch_size, progress=progress) for row in rows]
+                                           batch_size=args.batch_size, progress=progress, curves=args.curves)
+                for row in rows]
     return network.train_and_evaluate_population(
         splits, seeds=[row['seed'] for row in rows], learning_rates=[row['learning_rate'] for row in rows],
         weight_decays=[row['weight_decay'] for row in rows], epochs=args.epochs, batch_size=args.batch_size,
-        progress=progress)
+        progress=progress, curves=args.curves)
 
 
 def continue_networks(rows, splits, args, *, progress):
@@ -24,12 +25,13 @@ def continue_networks(rows, splits, args, *, progress):
     epochs, each from its configuration's weights at its last rung (saved beside args.output; a fresh network at its
     first rung), whose weights after are saved there before the scores return. The rows are of one rung: their
     networks have all trained the same epochs before it."""
-    before = searches.hyperband_epochs_before(rows[0], max_epochs=args.epochs, evaluations=args.evaluations)
+    before = searches.search_class(rows[0]['method']).epochs_before(rows[0], evaluations=args.evaluations,
+                                                                    epochs=args.epochs)
     scores, parameters = network.continue_population(
         splits, seeds=[row['seed'] for row in rows],
         weights=[rung_weights.load(args.output, row, before) if before else None for row in rows],
         learning_rates=[row['learning_rate'] for row in rows], weight_decays=[row['weight_decay'] for row in rows],
-        epochs=rows[0]['epochs'] - before, batch_size=args.batch_size, progress=progress)
+        epochs=rows[0]['epochs'] - before, batch_size=args.batch_size, progress=progress, curves=args.curves)
     for member, row in enumerate(rows):
         rung_weights.save(args.output, row, {name: tensor[member].clone().cpu()
                                              for name, tensor in parameters.items()})
@@ -44,5 +46,5 @@ class LocalTraining:
 
     def start(self, rows):
         """A function that trains the rows' networks when called and returns their scores."""
-        train = continue_networks if rows[0]['configuration'] is not None else train_networks
+        train = continue_networks if searches.search_class(rows[0]['method']).multi_fidelity else train_networks
         return lambda: train(rows, self.splits, self.args, progress=report.bars_shown(self.args))

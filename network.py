@@ -119,13 +119,15 @@ def epoch_range(epochs, *, progress):
     return tqdm(range(epochs), desc='epochs', unit='epoch', leave=False, delay=EPOCH_BAR_DELAY, disable=not progress)
 
 
-def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch_size, progress=False):
-    """Train with plain SGD; return the mean training loss of each epoch, stopping after a non-finite one."""
+def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch_size, progress=False,
+          after_epoch=None):
+    """Train with plain SGD; return the mean training loss of each epoch, stopping after a non-finite one;
+    after_epoch(), if given, is called after each epoch trained."""
     keep_freed_memory()
     optimizer = torch.optim.SGD(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    network.train()
     epoch_losses = []
     for _ in epoch_range(epochs, progress=progress):
+        network.train()  # after_epoch may have evaluated it
         loss_sum = torch.zeros((), device=images.device)
         for batch_images, batch_labels in batches(images, labels, batch_size):
             loss = F.nll_loss(network(batch_images), batch_labels)
@@ -134,6 +136,8 @@ def train(network, images, labels, *, learning_rate, weight_decay, epochs, batch
             optimizer.step()
             loss_sum += loss.detach()
         epoch_losses.append(loss_sum.item() / batch_count(images, batch_size))
+        if after_epoch:
+            after_epoch()
         if not math.isfinite(epoch_losses[-1]):
             break  # diverged: the weights are no longer numbers, more epochs change nothing
     return epoch_losses
@@ -152,15 +156,29 @@ def evaluate(network, images, labels, *, batch_size):
     return loss_sum.item() / batch_count(images, batch_size), correct.item() / len(images)
 
 
-def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size, progress=False):
-    """Train a fresh network on splits.train; return its validation and test scores and the seconds taken."""
+def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, batch_size, progress=False,
+                       curves=False):
+    """Train a fresh network on splits.train; return its validation and test scores and the seconds taken (with
+    curves, also 'curve': see curve_of)."""
     start = time.perf_counter()
     images = splits.train.images
     network = build_network(input_shape=tuple(images.shape[1:]), seed=seed, device=images.device)
+    curve = []
+
+    def score_epoch():
+        curve.append([*evaluate(network, *splits.validation, batch_size=batch_size),
+                      *evaluate(network, *splits.test, batch_size=batch_size)])
     train(network, *splits.train, learning_rate=learning_rate, weight_decay=weight_decay,
-          epochs=epochs, batch_size=batch_size, progress=progress)
-    return scores(evaluate(network, *splits.validation, batch_size=batch_size),
-                  evaluate(network, *splits.test, batch_size=batch_size), seconds=time.perf_counter() - start)
+          epochs=epochs, batch_size=batch_size, progress=progress, after_epoch=score_epoch if curves else None)
+    row = scores(evaluate(network, *splits.validation, batch_size=batch_size),
+                 evaluate(network, *splits.test, batch_size=batch_size), seconds=time.perf_counter() - start)
+    return {**row, 'curve': curve_of(curve, epochs)} if curves else row
+
+
+def curve_of(scored_epochs, epochs):
+    """A network's curve: [val_loss, val_accuracy, test_loss, test_accuracy] after each of `epochs` epochs, those
+    after it diverged and stopped (its weights no longer change) its last scores again."""
+    return scored_epochs + scored_epochs[-1:] * (epochs - len(scored_epochs))
 
 
 def scores(validation, test, *, seconds):
@@ -254,9 +272,10 @@ def _cuda_graph(step, state, *example_inputs):
 
 
 def train_population(parameters, images, labels, *, learning_rates, weight_decays, epochs, batch_size,
-                     progress=False):
+                     progress=False, after_epoch=None):
     """Train every member as train() trains one network, all on the same batches; return each member's epoch
-    losses. A member stops after its first non-finite epoch, as train() does, and the others go on."""
+    losses. A member stops after its first non-finite epoch, as train() does, and the others go on. after_epoch(),
+    if given, is called after each epoch trained."""
     optimizer = PopulationSGD(parameters, learning_rates=learning_rates, weight_decays=weight_decays)
     step, training, loss_sums = optimizer.step, optimizer.training, optimizer.loss_sums
     if images.device.type == 'cuda':
@@ -269,6 +288,8 @@ def train_population(parameters, images, labels, *, learning_rates, weight_decay
         sums = loss_sums.tolist()
         for member in training.nonzero().flatten().tolist():
             epoch_losses[member].append(sums[member] / batch_count(images, batch_size))
+        if after_epoch:
+            after_epoch()
         training &= torch.isfinite(loss_sums)
         if not training.any():
             break
@@ -290,18 +311,20 @@ def evaluate_population(parameters, images, labels, *, batch_size):
 
 
 def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size,
-                                  progress=False):
+                                  progress=False, curves=False):
     """train_and_evaluate for len(seeds) configurations at once; `seconds` is each member's share of the time."""
     return continue_population(splits, seeds=seeds, weights=[None] * len(seeds), learning_rates=learning_rates,
-                               weight_decays=weight_decays, epochs=epochs, batch_size=batch_size, progress=progress)[0]
+                               weight_decays=weight_decays, epochs=epochs, batch_size=batch_size, progress=progress,
+                               curves=curves)[0]
 
 
 def continue_population(splits, *, seeds, weights, learning_rates, weight_decays, epochs, batch_size,
-                        progress=False):
+                        progress=False, curves=False):
     """train_and_evaluate_population for networks that may continue: member k starts from weights[k] (a network's
     parameters, {name: tensor}, as this returns them) or, where that is None, fresh from seeds[k], and trains
     `epochs` more epochs (plain SGD keeps no other state, and the batches come in the same order every epoch). Returns
-    the members' scores and their parameters after training, stacked as build_population stacks them."""
+    the members' scores (with curves, each with its 'curve' over those epochs: curve_of) and their parameters after
+    training, stacked as build_population stacks them."""
     start = time.perf_counter()
     images = splits.train.images
     parameters = build_population(input_shape=tuple(images.shape[1:]), seeds=seeds, device=images.device)
@@ -309,13 +332,24 @@ def continue_population(splits, *, seeds, weights, learning_rates, weight_decays
         for member, member_weights in enumerate(weights):
             for name, tensor in (member_weights or {}).items():
                 parameters[name][member] = tensor
+    scored_epochs = []  # per epoch, each member's scores
+
+    def score_epoch():
+        scored_epochs.append([[*validation, *test] for validation, test in
+                              zip(evaluate_population(parameters, *splits.validation, batch_size=batch_size),
+                                  evaluate_population(parameters, *splits.test, batch_size=batch_size))])
     train_population(parameters, *splits.train, learning_rates=learning_rates, weight_decays=weight_decays,
-                     epochs=epochs, batch_size=batch_size, progress=progress)
+                     epochs=epochs, batch_size=batch_size, progress=progress,
+                     after_epoch=score_epoch if curves else None)
     validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
     test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
     seconds = (time.perf_counter() - start) / len(seeds)
-    return [scores(member_validation, member_test, seconds=seconds)
-            for member_validation, member_test in zip(validation, test_scores)], parameters
+    rows = [scores(member_validation, member_test, seconds=seconds)
+            for member_validation, member_test in zip(validation, test_scores)]
+    if curves:
+        for member, row in enumerate(rows):
+            row['curve'] = curve_of([epoch[member] for epoch in scored_epochs], epochs)
+    return rows, parameters
 
 
 def device_name(device):

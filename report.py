@@ -148,11 +148,6 @@ def compared_methods(methods, epochs=None):
     return [method for method in methods if epochs or not searches.is_multi_fidelity(method)]
 
 
-def has_guided(methods):
-    """Whether any of the methods is guided by the scores, and so starts with random init points."""
-    return any(map(searches.is_guided, methods))
-
-
 def methods_present(rows, methods):
     """The methods, in the given order, that have at least one row."""
     return [method for method in methods if any(row['method'] == method for row in rows)]
@@ -374,7 +369,7 @@ def plot_convergence(rows, args, path, epochs=None):
         start = min(CHECKPOINTS[0] * (epochs or 1), len(mean)) - 1
         shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
                   if math.isfinite(value)]
-    if has_guided(args.method):
+    if searches.has_guided(args.method):
         axes.axvspan(0.5, args.init_points * (epochs or 1) + 0.5, color='grey', alpha=0.15,
                      label=f'init points of the guided searches ({args.init_points}, uniform random)')
     axes.set(xlabel='model-epochs spent (networks trained x epochs)' if epochs else 'evaluation',
@@ -502,7 +497,8 @@ class Progress:
     def __init__(self, args, recorded_rows):
         self.args, self.best = args, {method: math.inf for method in args.method}  # the lowest finite loss so far
         self.note_best(recorded_rows)
-        self.rows = {method: searches.rows_per_search(method, evaluations=args.evaluations, epochs=args.epochs)
+        self.rows = {method: searches.search_class(method).rows_per_search(evaluations=args.evaluations,
+                                                                           epochs=args.epochs)
                      for method in args.method}  # of each search
         self.bar = tqdm(total=args.repetitions * sum(self.rows.values()), initial=len(recorded_rows),
                         unit='eval', dynamic_ncols=True, disable=not bars_shown(args))

@@ -7,6 +7,7 @@ seeds, how its saved settings are read) is passed in.
 import contextlib
 import csv
 import fcntl
+import gzip
 import importlib.metadata
 import io
 import itertools
@@ -30,6 +31,9 @@ import stopping
 # bracket and configuration: a Hyperband row's (else empty), epochs: those its network was trained for when scored
 COLUMNS = ('method', 'repetition', 'iteration', 'repeat_of', 'bracket', 'configuration', 'epochs', 'seed',
            'learning_rate', 'weight_decay', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
+# The curves file (--curves): a row's scores after each epoch its training added
+CURVE_COLUMNS = ('method', 'repetition', 'iteration', 'epoch', 'val_loss', 'val_accuracy', 'test_loss',
+                 'test_accuracy')
 SCORE_COLUMNS = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy', 'seconds')
 INTEGER_COLUMNS = ('repetition', 'iteration', 'repeat_of', 'bracket', 'configuration', 'epochs', 'seed')
 OPTIONAL_COLUMNS = ('repeat_of', 'bracket', 'configuration')  # empty where they do not apply
@@ -44,8 +48,8 @@ COLUMNS_OF_FORMAT = {3: COLUMNS, 2: tuple(name for name in COLUMNS if name not i
 # Their versions are saved in the configuration, with those of the methods' own packages (searches.packages): another
 # version is another configuration
 PACKAGES = ('torch', 'torchvision', 'bayesian-optimization', 'optunity', 'numpy', 'scipy', 'scikit-learn')
-# A point a resumed search asks for that is this close to the recorded one (relatively, or absolutely near 0) differs
-# only in the last digits of its model's fits: another machine's arithmetic, not another search
+# A point a resumed search asks for that is this close to the recorded one (a fraction of each range searched)
+# differs only in the last digits of its model's fits: another machine's arithmetic, not another search
 LAST_DIGITS = 1e-6
 
 
@@ -86,14 +90,14 @@ def answered_from_cache(row, search_rows):
     return row
 
 
-def configuration(settings):
-    """What is saved beside the CSV: the format, the settings that decide the results and the library versions (the
-    devices that trained its rows and the machines that ran its searches are added as they write)."""
+def configuration(settings, fixed):
+    """What is saved beside the CSV: the format, the settings that decide the results, the `fixed` values that
+    decide them besides (the searches' constants, the hash of a table) and the library versions (the devices that
+    trained its rows and the machines that ran its searches are added as they write)."""
     versions = {'python': platform.python_version(),
                 **{package: installed_version(package)
                    for package in (*PACKAGES, *searches.packages(settings['method']))}}
-    return {'results_format': FORMAT, **as_saved(settings), **searches.fixed_settings(settings['method']),
-            'versions': versions}
+    return {'results_format': FORMAT, **as_saved(settings), **fixed, 'versions': versions}
 
 
 def machine():
@@ -126,6 +130,62 @@ def installed_version(package):
 def as_saved(settings):
     """Settings as the configuration JSON holds them (lists, not tuples)."""
     return {name: list(value) if isinstance(value, tuple) else value for name, value in settings.items()}
+
+
+def curves_path(path):
+    """The curves file beside a results CSV (written with --curves): results.csv -> results.curves.csv."""
+    return report.path_beside(path, '.curves.csv')
+
+
+def curve_lines(rows, *, header):
+    """The curves file's lines (as one text) of the rows that have a curve: one per epoch their training added,
+    numbered from the epochs the network had before (a Hyperband rung's) to the row's epochs."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator='\n')
+    if header and any('curve' in row for row in rows):
+        writer.writerow(CURVE_COLUMNS)
+    for row in rows:
+        first = row['epochs'] - len(row.get('curve', [])) + 1
+        writer.writerows([row['method'], row['repetition'], row['iteration'], epoch, *scores]
+                         for epoch, scores in enumerate(row.get('curve', []), first))
+    return text.getvalue()
+
+
+def read_curves(path, recorded):
+    """The curves in curves file `path` (gzipped if its name ends in .gz) of the recorded rows, {(method, repetition,
+    iteration): [[val_loss, val_accuracy, test_loss, test_accuracy] after each epoch its training added]}, and how
+    many of its bytes to keep: the lines of rows the results file does not record (a run writes a population's
+    curves just before its rows) and a last line cut short are dropped. ValueError (one line) for anything else: a
+    line this code does not write, or a row trained without its whole curve."""
+    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
+        data = file.read()
+    keep = data.rfind(b'\n') + 1
+    lines = data[:keep].decode('utf-8', errors='replace').split('\n')[:-1]
+    if not lines or lines[0] != ','.join(CURVE_COLUMNS):
+        raise ValueError(f'{path} line 1: the header is not {",".join(CURVE_COLUMNS)}')
+    curves, kept, unrecorded = {}, len(lines[0]) + 1, None
+    for number, line in enumerate(lines[1:], 2):
+        fields = line.split(',')
+        names = ('repetition', 'iteration', 'epochs', *SCORE_COLUMNS[:4])  # as append() writes these columns
+        if len(fields) != len(CURVE_COLUMNS) or not all(map(as_written, names, fields[1:])):
+            raise ValueError(f'{path} line {number}: not a line of a curve as this code writes them')
+        key = fields[0], int(fields[1]), int(fields[2])
+        if key not in recorded:
+            unrecorded = unrecorded or number
+            continue
+        if unrecorded:
+            raise ValueError(f'{path} line {number}: the curve of a recorded row after line {unrecorded}, whose row is '
+                             'not recorded (a line moved or a row deleted)')
+        curves.setdefault(key, []).append((int(fields[3]), list(map(float, fields[4:]))))
+        kept += len(line) + 1
+    for key, row in recorded.items():
+        epochs, name = [epoch for epoch, _ in curves.get(key, [])], f'{key[0]} repetition {key[1]} iteration {key[2]}'
+        if row['repeat_of'] is not None and epochs:
+            raise ValueError(f'{path}: {name} has a curve, but a repeated point trains nothing')
+        if row['repeat_of'] is None and not (epochs and epochs == list(range(epochs[0], row['epochs'] + 1))):
+            raise ValueError(f'{path}: the curve of {name} is missing or does not run epoch by epoch to its '
+                             f'{row["epochs"]} epochs')
+    return {key: [scores for _, scores in curve] for key, curve in curves.items()}, kept
 
 
 def configuration_path(path):
@@ -320,8 +380,10 @@ def lock_path(path):
 
 
 def run_files(path):
-    """The files of the run in `path`: the CSV, its configuration, summaries, plots and Hyperband's weights folder."""
-    return [path, configuration_path(path), *report.report_paths(path).values(), rung_weights.folder(path)]
+    """The files of the run in `path`: the CSV, its configuration, curves, summaries, plots and Hyperband's weights
+    folder."""
+    return [path, configuration_path(path), curves_path(path), *report.report_paths(path).values(),
+            rung_weights.folder(path)]
 
 
 def moves_aside(path):
@@ -421,25 +483,60 @@ class RunLock:
         os.close(self.fd)
 
 
+class AppendedFile:
+    """A file that a run appends to: opened at its first write and cut back to `keep_bytes` then (a line cut by a
+    stop dropped), each write whole and synced, or cut back to the size before it."""
+
+    def __init__(self, path, keep_bytes):
+        self.path, self.keep_bytes, self.fd = path, keep_bytes, None
+
+    def is_new(self):
+        """Whether the file holds nothing to keep (so the next write starts it with its header)."""
+        return self.fd is None and self.keep_bytes == 0
+
+    def write(self, data):
+        """Write all of `data` at the end of the file and sync it; if that fails, cut the file back to its size
+        before, and raise. A stop signal meanwhile takes effect once the data is saved: it may already be read."""
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.ftruncate(self.fd, self.keep_bytes)
+        size = os.fstat(self.fd).st_size
+        with stopping.deferred():
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view):]
+                os.fsync(self.fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, size)
+                raise
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
 class ResultsFile:
     """A results CSV opened for a run: the rows an earlier run of the same configuration recorded, answered by
     recorded_scores, and new rows appended whole and synced to disk by append, which then calls on_append(rows)
-    (set by the caller, for progress). Nothing is written before the first append: a run that stops before it
-    leaves the files as they were."""
+    (set by the caller, for progress); with curves, each trained row's curve is appended to the curves file just
+    before. Nothing is written before the first append: a run that stops before it leaves the files as they were."""
 
-    def __init__(self, path, configuration, recorded, keep_bytes, plan, device, lock):
+    def __init__(self, path, configuration, recorded, keep_bytes, curves_keep_bytes, plan, device, lock):
         self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
         self.machine = machine()
-        self.recorded, self.keep_bytes = recorded, keep_bytes
+        self.recorded = recorded
+        self.csv, self.curves = AppendedFile(path, keep_bytes), AppendedFile(curves_path(path), curves_keep_bytes)
         self.on_append = None
-        self.fd = None  # the CSV, open for appending from the first append on
+        self.opened = False  # the configuration saved with this device and machine
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exception):
-        if self.fd is not None:
-            os.close(self.fd)
+        self.csv.close()
+        self.curves.close()
         self.lock.release()
 
     def recorded_scores(self, row):
@@ -458,19 +555,26 @@ class ResultsFile:
                                                         'configuration', 'epochs')):
             raise ResumeMismatchError(
                 f'{self.path} records {row["method"]} repetition {row["repetition"]} iteration {row["iteration"]} '
-                f'at {point(recorded)}, but the search now asks for {point(row)}: {self.why_points_differ(recorded, row)}'
+                f'at {point(recorded)}, but the search now asks for {point(row)}: '
+                f'{self.why_points_differ(recorded, row)}'
                 '; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
 
     def why_points_differ(self, recorded, asked):
         """Why a resumed search asks for another point than the file records: only in the last digits (another
         machine's arithmetic), or outright."""
+        bounds = {'learning_rate': self.plan.learning_rate_bounds, 'weight_decay': self.plan.weight_decay_bounds}
         if (all(recorded[name] == asked[name] for name in ('bracket', 'configuration', 'epochs'))
-                and all(math.isclose(recorded[name], asked[name], rel_tol=LAST_DIGITS, abs_tol=LAST_DIGITS)
-                        for name in ('learning_rate', 'weight_decay'))):
-            machines = ' and '.join(self.configuration.get('machines', [])) or 'a machine it does not record'
+                and all(abs(recorded[name] - asked[name]) <= LAST_DIGITS * (high - low)
+                        for name, (low, high) in bounds.items())):
+            machines = self.configuration.get('machines', [])
+            if self.machine in machines:
+                return (f'the two differ only in their last digits, as when another CPU, BLAS core or thread count '
+                        f'computes the model fits, though the file records this machine among its machines '
+                        f'({" and ".join(machines)})')
             return (f'the two differ only in their last digits, as when another CPU or BLAS core computes the model '
-                    f'fits: the file was written on {machines}, this is {self.machine} (resume it there)')
+                    f'fits: the file was written on {" and ".join(machines) or "a machine it does not record"}, '
+                    f'this is {self.machine} (resume it there)')
         return 'the two differ outright: the file comes from another version of the code or a library, or was edited'
 
     def rows_saved(self):
@@ -482,33 +586,39 @@ class ResultsFile:
             return 0
 
     def append(self, rows):
-        """Append whole rows and sync them to disk. files.WriteError if that fails (a full disk, a lost
-        permission): the file is then as it was before, and if the first append of a new run fails, the CSV and
-        configuration it created are removed."""
+        """Append whole rows (and before them their curves) and sync them to disk. files.WriteError if that fails (a
+        full disk, a lost permission): the file is then as it was before (curves written for rows that were not are
+        dropped on resume), and if the first append of a new run fails, the files it created are removed."""
         if not rows:
             return
         text, columns = io.StringIO(), COLUMNS_OF_FORMAT[self.configuration['results_format']]
-        if self.fd is None and self.keep_bytes == 0:
+        if self.csv.is_new():
             text.write(','.join(columns) + '\n')
         csv.DictWriter(text, columns, lineterminator='\n', extrasaction='ignore').writerows(rows)
-        created = [name for name in (configuration_path(self.path), self.path) if not os.path.exists(name)]
+        curves = curve_lines(rows, header=self.curves.is_new())
+        created = [name for name in (configuration_path(self.path), self.curves.path, self.path)
+                   if not os.path.exists(name)]
+        writing = self.csv
         try:
-            if self.fd is None:
-                self._open()
-            self._write(text.getvalue().encode())
+            self._save_configuration()
+            for writing, data in ((self.curves, curves), (self.csv, text.getvalue())):
+                if data:
+                    writing.write(data.encode())
         except (OSError, files.WriteError) as error:
             for name in created:  # nothing of this run is recorded: leave no file of it
                 with contextlib.suppress(OSError):
                     os.unlink(name)
             if isinstance(error, files.WriteError):  # the configuration's
                 raise
-            raise files.WriteError(self.path, error) from error
+            raise files.WriteError(writing.path, error) from error
         if self.on_append:
             self.on_append(rows)
 
-    def _open(self):
+    def _save_configuration(self):
         """Save the configuration with this device and machine in its lists (every device that has trained rows of
-        the file, every machine whose searches proposed them), open the CSV and drop a cut last line."""
+        the file, every machine whose searches proposed them), once."""
+        if self.opened:
+            return
         configuration = {**self.configuration}
         for name, value in (('devices', self.device), ('machines', self.machine)):
             if value not in configuration.get(name, []):
@@ -517,33 +627,17 @@ class ResultsFile:
             files.write_whole(configuration_path(self.path),
                               lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
             self.configuration = configuration
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.ftruncate(self.fd, self.keep_bytes)
-
-    def _write(self, data):
-        """Write all of `data` at the end of the CSV and sync it; if that fails, cut the file back to its size
-        before, and raise. A stop signal meanwhile takes effect once the rows are saved: they may already be read."""
-        size = os.fstat(self.fd).st_size
-        with stopping.deferred():
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.fd, view):]
-                os.fsync(self.fd)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self.fd, size)
-                raise
+        self.opened = True
 
 
-def open_results(path, settings, plan, device, *, saved_settings, fresh=False):
-    """The ResultsFile of a run of these settings, locked for this run and checked before anything is trained or
-    written (check_path; an existing file must come from the same configuration, whose settings
-    saved_settings(configuration) reads as these are given, ValueError if it cannot). fresh: the file is not read,
-    and the caller moves it aside (move_aside) before the first append, which would overwrite it. ResultsFileError
-    (one line) otherwise."""
+def open_results(path, settings, fixed, plan, device, *, saved_settings, fresh=False):
+    """The ResultsFile of a run of these settings (and fixed values: see configuration), locked for this run and
+    checked before anything is trained or written (check_path; an existing file must come from the same
+    configuration, whose settings saved_settings(configuration) reads as these are given, ValueError if it cannot).
+    fresh: the file is not read, and the caller moves it aside (move_aside) before the first append, which would
+    overwrite it. ResultsFileError (one line) otherwise."""
     check_path(path, fresh=fresh)
-    current = configuration(settings)
+    current = configuration(settings, fixed)
     lock = RunLock(path)
     try:
         return ResultsFile(path, *recorded_run(path, current, plan, saved_settings, fresh=fresh), plan, device,
@@ -554,14 +648,14 @@ def open_results(path, settings, plan, device, *, saved_settings, fresh=False):
 
 
 def recorded_run(path, current, plan, saved_settings, *, fresh):
-    """(configuration, recorded rows, bytes to keep) of the run in `path`, resumed with the `current` configuration
-    (a new file: nothing recorded)."""
+    """(configuration, recorded rows, bytes to keep of the CSV and of its curves file) of the run in `path`, resumed
+    with the `current` configuration (a new file: nothing recorded)."""
     config_path = configuration_path(path)
     if fresh or not os.path.exists(config_path):
         if not fresh and os.path.exists(path) and os.path.getsize(path) > 0:
             raise ResultsFileError(f'{path} exists without its configuration {config_path}, so it cannot be resumed '
                                    'safely: name another file, or --fresh moves it aside')
-        return current, {}, 0
+        return current, {}, 0, 0
     try:
         saved = read_configuration(config_path)
     except ResultsFileError as error:
@@ -577,10 +671,16 @@ def recorded_run(path, current, plan, saved_settings, *, fresh):
         raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun with '
                                'the same settings to resume it, or --fresh moves it aside and starts over')
     if not os.path.exists(path):
-        return saved, {}, 0
+        return saved, {}, 0, 0
     try:
-        return saved, *read(path, plan, results_format)  # saved: with the devices that trained its rows
+        recorded, keep = read(path, plan, results_format)
+        curves_keep = 0
+        if saved.get('curves') and os.path.exists(curves_path(path)):
+            curves_keep = read_curves(curves_path(path), recorded)[1]
+        elif saved.get('curves') and any(row['repeat_of'] is None for row in recorded.values()):
+            raise ValueError(f'{curves_path(path)} is missing: the curves of the rows {path} records')
     except OSError as error:
-        raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
+        raise ResultsFileError(f'{error.filename} cannot be read ({error.strerror})') from None
     except ValueError as error:
         raise ResultsFileError(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)') from None
+    return saved, recorded, keep, curves_keep  # saved: with the devices that trained its rows

@@ -3,8 +3,10 @@ is made from the search box, its seed, its budget and its init points; ask() ret
 tell(rows) hands it their scored results rows. METHODS names them: a new method is one class and one line there.
 
 A guided search (Bayesian optimisation, Optuna's samplers) asks one point at a time and must be told its row before
-the next; a planned one (Sobol, random) ignores the scores and returns its whole plan at the first ask; a
-multi-fidelity one (Hyperband) asks for a rung of configurations at a time, each trained to the epochs it names.
+the next; a planned one (Sobol, random, grid) ignores the scores and returns its whole plan at the first ask; a
+multi-fidelity one (Hyperband) asks for a rung of configurations at a time, each trained to the epochs it names. What
+only some methods need (their rows per search, a network continued from an earlier rung, the settings they refuse,
+the constants saved with their results) is asked of their classes, so that a new method is one class.
 """
 import bisect
 import functools
@@ -65,6 +67,27 @@ class Search:
 
     def tell(self, rows):
         """Planned searches are told nothing they need."""
+
+    @classmethod
+    def refusal(cls, method, *, evaluations, epochs, ray):
+        """Why this method cannot run with these settings (a one-line error), or None."""
+        return None
+
+    @classmethod
+    def rows_per_search(cls, *, evaluations, epochs):
+        """The results rows of one search: its evaluations."""
+        return evaluations
+
+    @classmethod
+    def epochs_before(cls, row, *, evaluations, epochs):
+        """The epochs row's network had trained before its row's training: 0, a fresh network."""
+        return 0
+
+    @classmethod
+    def fixed_settings(cls):
+        """The constants of the search that decide its points, saved in the configuration (another value is another
+        configuration)."""
+        return {}
 
 
 class CentredGaussianProcess(GaussianProcessRegressor):
@@ -166,6 +189,21 @@ def random_points(box, *, evaluations, seed):
             for _ in range(evaluations)]
 
 
+def grid_axes(box, *, evaluations):
+    """The grid search's coordinates along each side of the box: n evenly spaced values from bound to bound (both
+    included exactly), for evaluations = n x n."""
+    side = math.isqrt(evaluations)
+    return [[float(value) for value in np.linspace(low, high, side)] for low, high in box.values()]
+
+
+def grid_points(box, *, evaluations, seed):
+    """The full-factorial grid (Bergstra and Bengio's baseline): every pair of grid_axes' values, the first
+    coordinate (the learning rate's) outer, the second inner. The seed plays no part: a repetition is a replica."""
+    first, second = grid_axes(box, evaluations=evaluations)
+    names = list(box)
+    return [{names[0]: a, names[1]: b} for a in first for b in second]
+
+
 class PlannedSearch(Search):
     """A search whose points(box, evaluations=, seed=) ignore the scores: all returned by the first ask()."""
     planned = True
@@ -176,6 +214,25 @@ class PlannedSearch(Search):
     def ask(self):
         points, self.points = self.points, []
         return points
+
+
+class GridSearch(PlannedSearch):
+    """Grid search: n x n points evenly spaced over the box in the coordinates the searches see (grid_points), in a
+    fixed order; its repetitions train the same points with other network seeds. A finished grid run with curves is
+    a benchmark table (table.py)."""
+
+    def __init__(self, box, *, seed, evaluations, init_points, epochs):
+        super().__init__(box, seed=seed, evaluations=evaluations, init_points=init_points, epochs=epochs,
+                         points=grid_points)
+
+    @classmethod
+    def refusal(cls, method, *, evaluations, epochs, ray):
+        side = math.isqrt(evaluations)
+        if side < 2 or side * side != evaluations:
+            nearest = sorted({max(side, 2) ** 2, (max(side, 1) + 1) ** 2})
+            return (f'--evaluations {evaluations} is not a square for {method}: it trains an n x n grid (n >= 2), '
+                    f'such as {" or ".join(map(str, nearest))}')
+        return None
 
 
 def hyperband_brackets(max_epochs, budget, reduction_factor):
@@ -207,7 +264,8 @@ def hyperband_brackets(max_epochs, budget, reduction_factor):
 
 
 class HyperbandSearch(Search):
-    """Synchronous Hyperband at the same model-epochs as every other search (evaluations x epochs; see
+    """Synchronous Hyperband (eta = reduction_factor) at the same model-epochs as every other search (evaluations x
+    epochs; see
     hyperband_brackets). Each ask() returns one rung: its points name their 'bracket', 'configuration' (numbered in
     the search from 1) and 'epochs', those to train the network to, continuing from its weights at its last rung.
     Each bracket draws its configurations uniformly at random from the box, in order, from one generator seeded with
@@ -216,9 +274,10 @@ class HyperbandSearch(Search):
     asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its networks are
     scored, so it does not depend on how they are trained."""
     multi_fidelity = True
+    reduction_factor = HYPERBAND_REDUCTION_FACTOR
 
-    def __init__(self, box, *, seed, evaluations, init_points, epochs, reduction_factor):
-        self.brackets = hyperband_brackets(epochs, evaluations * epochs, reduction_factor)
+    def __init__(self, box, *, seed, evaluations, init_points, epochs):
+        self.brackets = hyperband_brackets(epochs, evaluations * epochs, self.reduction_factor)
         self.rounds = sum(map(len, self.brackets))  # its asks, one rung each
         self.draws = iter(random_points(box, evaluations=sum(rungs[0][0] for rungs in self.brackets), seed=seed))
         self.bracket, self.rung, self.points, self.configurations = 0, 0, [], 0
@@ -244,6 +303,33 @@ class HyperbandSearch(Search):
         kept = [point for _, point in ranked[:self.brackets[self.bracket][self.rung][0]]]
         self.points = sorted(kept, key=lambda point: point['configuration'])
 
+    @classmethod
+    def refusal(cls, method, *, evaluations, epochs, ray):
+        if epochs < cls.reduction_factor:
+            return (f'--epochs {epochs} is too few for {method}: at least {cls.reduction_factor}, its reduction '
+                    f'factor (1 epoch, then {cls.reduction_factor})')
+        if ray:
+            return f'--ray cannot train {method}: its networks continue from weights saved on this machine'
+        return None
+
+    @classmethod
+    def rows_per_search(cls, *, evaluations, epochs):
+        """Its scorings: every configuration of every rung."""
+        return sum(count for rungs in hyperband_brackets(epochs, evaluations * epochs, cls.reduction_factor)
+                   for count, _ in rungs)
+
+    @classmethod
+    def epochs_before(cls, row, *, evaluations, epochs):
+        """The epochs row's configuration had trained at its previous rung (0 at its first)."""
+        rungs = [rung_epochs for _, rung_epochs in
+                 hyperband_brackets(epochs, evaluations * epochs, cls.reduction_factor)[row['bracket'] - 1]]
+        index = rungs.index(row['epochs'])
+        return rungs[index - 1] if index else 0
+
+    @classmethod
+    def fixed_settings(cls):
+        return {'hyperband_reduction_factor': cls.reduction_factor}
+
 
 # The methods, in the order --help lists them: each makes a search from (box, seed=, evaluations=, init_points=,
 # epochs=)
@@ -254,7 +340,8 @@ METHODS = {
     'gp': functools.partial(OptunaSearch, sampler=optuna.samplers.GPSampler),  # Matern 5/2 with ARD, log EI
     'sobol': functools.partial(PlannedSearch, points=sobol_points),  # optunity's, as the paper
     'random': functools.partial(PlannedSearch, points=random_points),  # uniform
-    'hyperband': functools.partial(HyperbandSearch, reduction_factor=HYPERBAND_REDUCTION_FACTOR),  # multi-fidelity
+    'grid': GridSearch,  # full-factorial, n x n
+    'hyperband': HyperbandSearch,  # multi-fidelity
 }
 
 
@@ -275,26 +362,15 @@ def is_guided(method):
     return not (search_class(method).planned or search_class(method).multi_fidelity)
 
 
-def hyperband_epochs_before(row, *, max_epochs, evaluations):
-    """The epochs a Hyperband row's network had trained at its configuration's previous rung (0 at its first)."""
-    rungs = [epochs for _, epochs in hyperband_brackets(max_epochs, evaluations * max_epochs,
-                                                        HYPERBAND_REDUCTION_FACTOR)[row['bracket'] - 1]]
-    index = rungs.index(row['epochs'])
-    return rungs[index - 1] if index else 0
-
-
-def rows_per_search(method, *, evaluations, epochs):
-    """The results rows of one search of a method: its evaluations, or Hyperband's scorings of its rungs."""
-    if not is_multi_fidelity(method):
-        return evaluations
-    return sum(count for rungs in hyperband_brackets(epochs, evaluations * epochs, HYPERBAND_REDUCTION_FACTOR)
-               for count, _ in rungs)
+def has_guided(methods):
+    """Whether any of the methods is guided by the scores, and so starts with random init points."""
+    return any(map(is_guided, methods))
 
 
 def fixed_settings(methods):
-    """The constants of these methods' searches that decide their points, saved in the configuration (another value
-    is another configuration): Hyperband's reduction factor."""
-    return {'hyperband_reduction_factor': HYPERBAND_REDUCTION_FACTOR} if any(map(is_multi_fidelity, methods)) else {}
+    """The constants of these methods' searches that decide their points (Search.fixed_settings), saved in the
+    configuration."""
+    return {name: value for method in methods for name, value in search_class(method).fixed_settings().items()}
 
 
 def is_multi_fidelity(method):

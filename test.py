@@ -29,11 +29,13 @@ import report
 import results
 import rung_weights
 import searches
+import table
 
 # The paper's experiment: the defaults of the flags (python test.py --help)
 DATASET = 'cifar10'  # 'cifar10' or 'mnist' as in the paper; 'fashion-mnist'; 'digits' is the offline quick start
 # The searches (their tables in this order): 'bayesian', 'sobol' (the paper's), 'bayesian-library' (bayes_opt 3.4's
-# own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'hyperband' (multi-fidelity): searches.METHODS
+# own Gaussian process), 'tpe', 'gp' (Optuna's samplers), 'random', 'grid', 'hyperband' (multi-fidelity):
+# searches.METHODS
 METHODS = ('bayesian', 'sobol')
 LEARNING_RATE_BOUNDS = (0.0001, 0.1)  # the search box
 WEIGHT_DECAY_BOUNDS = (0, 0.001)
@@ -46,6 +48,8 @@ BATCH_SIZE = 64  # for training, validation and test
 VALIDATION_SIZE = None  # the last images of the training set; None: the dataset's (10,000; 360 for digits)
 TRAINING_SIZE = None  # train on the first N images before them; None: all
 SEED = 0  # seeds every search and every network (see searches.seed_for)
+CURVES = False  # record every network's validation and test scores after each epoch (beside the results)
+TABLE = None  # a finished grid run with curves: every evaluation answered from it instead of trained (table.py)
 # Most networks trained at once, in lockstep (memory grows with it); 1: one at a time. None: 250 on a GPU (all the
 # Sobol points of the experiment at once), 10 on CPU (as fast as 20 there, with half the memory; 5 and 50 are slower).
 POPULATION = None
@@ -67,9 +71,9 @@ SCHEDULE_NAMES = ('after', 'rounds')
 # What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
 CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'training_size', 'method', 'learning_rate_bounds',
                           'weight_decay_bounds', 'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions',
-                          'batch_size', 'seed')
+                          'batch_size', 'seed', 'curves', 'table')
 # Settings added since results format 3, with the value that the runs of files saved without them had
-LATER_SETTINGS = {'training_size': None}
+LATER_SETTINGS = {'training_size': None, 'curves': False, 'table': None}
 
 
 def parse_methods(text):
@@ -97,8 +101,8 @@ def build_parser(*, raising=False):
     experiment.add_argument('--method', type=parse_methods, default=METHODS, metavar='METHOD[,METHOD...]',
                             help="the searches to run (their tables in this order): bayesian (the authors' Gaussian "
                                  "process), bayesian-library (bayes_opt 3.4's own), tpe, gp (Optuna's TPE and "
-                                 "Gaussian-process samplers), sobol, random (uniform), hyperband (multi-fidelity), "
-                                 "comma-separated; both: bayesian,sobol")
+                                 "Gaussian-process samplers), sobol, random (uniform), grid (n x n), hyperband "
+                                 "(multi-fidelity), comma-separated; both: bayesian,sobol")
     experiment.add_argument('--evaluations', type=int, default=EVALUATIONS,
                             help='trained networks per search (hyperband: it spends evaluations x epochs model-epochs)')
     experiment.add_argument('--init-points', type=int, default=INIT_POINTS,
@@ -113,6 +117,13 @@ def build_parser(*, raising=False):
     experiment.add_argument('--lr-scale', choices=('linear', 'log'), default=LR_SCALE,
                             help='the scale the searches see the learning rate on')
     experiment.add_argument('--seed', type=int, default=SEED, help='seeds every search and network')
+    experiment.add_argument('--curves', action=argparse.BooleanOptionalAction, default=CURVES,
+                            help="record every network's validation and test scores after each epoch, in "
+                                 "results.curves.csv beside the results (each epoch's scoring costs a pass over "
+                                 "both splits)")
+    experiment.add_argument('--table', type=command_line.or_none(str), default=TABLE, metavar='FILE',
+                            help='answer every evaluation from the finished grid run with curves in FILE, a benchmark '
+                                 'table, instead of training it (--population and --device then change nothing)')
     computation.add_argument('--population', type=int, default=POPULATION,
                              help='most networks trained at once as one population (None: 250 on a GPU, 10 on '
                                   'CPU); 1 trains one network at a time, search after search')
@@ -149,7 +160,7 @@ def check_arguments(parser, args):
     command_line.check_positive_integers(parser, args, 'evaluations', 'epochs', 'repetitions', 'population')
     if args.ray_worker_cpus is not None:
         command_line.check_positive_integers(parser, args, 'ray_worker_cpus')
-    if report.has_guided(args.method) and not 1 <= args.init_points <= args.evaluations:
+    if searches.has_guided(args.method) and not 1 <= args.init_points <= args.evaluations:
         parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
     for name in ('learning_rate_bounds', 'weight_decay_bounds'):
         low, high = getattr(args, name)
@@ -164,12 +175,13 @@ def check_arguments(parser, args):
         parser.error("--ray '' is not an address: use auto, local or HOST:PORT")
     if args.ray_worker_cpus is not None and args.ray is None:
         parser.error(f'--ray-worker-cpus {args.ray_worker_cpus} needs --ray: without it the networks train here')
-    eta = searches.HYPERBAND_REDUCTION_FACTOR
-    if any(map(searches.is_multi_fidelity, args.method)) and args.epochs < eta:
-        parser.error(f'--epochs {args.epochs} is too few for hyperband: at least {eta}, its reduction factor (1 epoch, '
-                     f'then {eta})')
-    if any(map(searches.is_multi_fidelity, args.method)) and args.ray:
-        parser.error('--ray cannot train hyperband: its networks continue from weights saved on this machine')
+    for method in args.method:
+        refusal = searches.search_class(method).refusal(method, evaluations=args.evaluations, epochs=args.epochs,
+                                                        ray=args.ray)
+        if refusal:
+            parser.error(refusal)
+    if args.table is not None and args.ray is not None:
+        parser.error(f'--ray {args.ray} has nothing to train with --table: every evaluation is answered from the table')
     check_budget(parser, args)
 
 
@@ -181,7 +193,7 @@ def check_budget(parser, args):
         parser.error(f'{len(args.method)} methods x --repetitions {args.repetitions} x --evaluations '
                      f'{args.evaluations} is {total:,} evaluations: at most {MOST_EVALUATIONS:,} in one run (each is '
                      'planned and held in memory before the first trains)')
-    if report.has_guided(args.method) and args.evaluations > MOST_GUIDED_EVALUATIONS:
+    if searches.has_guided(args.method) and args.evaluations > MOST_GUIDED_EVALUATIONS:
         parser.error(f'--evaluations {args.evaluations} is too many for a guided search: at most '
                      f'{MOST_GUIDED_EVALUATIONS:,} (its model is fitted on all of them: a Gaussian process holds n x n '
                      'matrices)')
@@ -303,8 +315,8 @@ def run_settings(args):
 def results_plan(args):
     """What the results file checks its rows against."""
     return results.Plan(methods=args.method, repetitions=args.repetitions, epochs=args.epochs,
-                        search_rows={method: searches.rows_per_search(method, evaluations=args.evaluations,
-                                                                      epochs=args.epochs) for method in args.method},
+                        search_rows={method: searches.search_class(method).rows_per_search(
+                            evaluations=args.evaluations, epochs=args.epochs) for method in args.method},
                         learning_rate_bounds=args.learning_rate_bounds, weight_decay_bounds=args.weight_decay_bounds,
                         expected_rows=lambda method, repetition, recorded: expected_rows(method, repetition,
                                                                                           recorded, args))
@@ -312,18 +324,18 @@ def results_plan(args):
 
 def expected_rows(method, repetition, recorded, args):
     """The rows, before training, that a run makes of a search whose recorded rows are `recorded` (in iteration
-    order), as far as its plan decides them: a planned or multi-fidelity search is replayed, told the recorded rows; a
-    guided search's points are its model's (a resume replays that, fitting it), so of its rows only the bracket,
+    order), as far as its plan decides them: the search is replayed, told the recorded rows, as long as it fits no
+    model (a planned or multi-fidelity search to its end, a guided one through its init points); of a guided
+    search's later rows, its model's proposals (a resume replays those, fitting it), only the bracket,
     configuration, epochs and seeds are planned (a repeat's seed is that of the row it repeats)."""
-    if searches.is_guided(method):
-        return [{**row, 'bracket': None, 'configuration': None, 'epochs': args.epochs,
-                 'seed': searches.seed_for(args.seed, repetition, row['repeat_of'] or row['iteration'])}
-                for row in recorded]
+    replayed = args.init_points if searches.is_guided(method) else len(recorded)
     search, rows = make_search(method, repetition, args), []
-    while len(rows) < len(recorded) and (points := search.ask()):
+    while len(rows) < min(replayed, len(recorded)) and (points := search.ask()):
         rows += rows_of(method, repetition, points, args, len(rows) + 1)
         search.tell(recorded[len(rows) - len(points):len(rows)])
-    return rows
+    return rows + [{**row, 'bracket': None, 'configuration': None, 'epochs': args.epochs,
+                    'seed': searches.seed_for(args.seed, repetition, row['repeat_of'] or row['iteration'])}
+                   for row in recorded[len(rows):]]
 
 
 def saved_arguments(saved, path, data_dir):
@@ -338,7 +350,8 @@ def saved_arguments(saved, path, data_dir):
     method = ','.join(map(str, saved['method'])) if isinstance(saved['method'], list) else saved['method']
     settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
     args = parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
-                                                                                'weight_decay_bounds')),
+                                                                                'weight_decay_bounds'),
+                                                          switches=('curves',)),
                               f'--output={path}', f'--data-dir={data_dir}'])
     check_arguments(parser, args)
     written = results.as_saved(run_settings(args))
@@ -349,24 +362,30 @@ def saved_arguments(saved, path, data_dir):
     return args
 
 
+def read_results(path):
+    """(arguments, configuration, rows by (method, repetition, iteration)) of results file `path`: its settings read
+    from its configuration as the flags are, its rows checked as a resume checks them, nothing written; ValueError
+    (one line) if it cannot be read so."""
+    saved = results.read_configuration(results.configuration_path(path))
+    results_format = results.check_format(path, saved)
+    args = saved_arguments(saved, path, os.path.dirname(path) or '.')  # it loads no data: any readable folder
+    try:
+        return args, saved, results.read(path, results_plan(args), results_format)[0]
+    except OSError as error:
+        raise results.ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
+
+
 def report_file(parser, args):
     """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
     its configuration file saved (checked as the flags are); nothing is trained."""
     path, quiet = args.report, args.quiet
     try:
         results.check_path(path, fresh=False)  # its summaries and plots are written beside it
-        saved = results.read_configuration(results.configuration_path(path))
-        results_format = results.check_format(path, saved)
-        args = saved_arguments(saved, path, os.path.dirname(path) or '.')  # it loads no data: any readable folder
-    except (results.ResultsFileError, ValueError) as error:
-        parser.error(f'--report: {error}')
-    args.quiet = quiet
-    try:
-        rows = list(results.read(path, results_plan(args), results_format)[0].values())
-    except OSError as error:
-        parser.error(f'--report {path} cannot be read ({error.strerror})')
+        args, saved, recorded = read_results(path)
     except ValueError as error:
         parser.error(f'--report: {error}')
+    args.quiet = quiet
+    rows = list(recorded.values())
     if not rows:
         parser.error(f'--report {path}: the file records no evaluation yet')
     try:
@@ -394,6 +413,22 @@ def ray_training(parser, args):
     return training
 
 
+def table_training(parser, args):
+    """--table FILE: the benchmark table in FILE (a finished grid run with curves, read as --report reads a results
+    file) answers this run's evaluations. One line and exit status 2 if it cannot."""
+    try:
+        grid_args, _, recorded = read_results(args.table)
+        return table.TableTraining.of_grid_run(args.table, grid_args, recorded, args, box=search_box(grid_args))
+    except ValueError as error:
+        parser.error(f'--table: {error}')
+
+
+def fixed_settings(args, training):
+    """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and the
+    hash of a table's files."""
+    return {**searches.fixed_settings(args.method), **({'table_sha256': training.sha256} if args.table else {})}
+
+
 def main(argv=None, *, splits=None):
     """Run the experiment the flags in `argv` describe (sys.argv's by default); `splits`: train on these instead of
     loading --dataset (bench.py --experiment's synthetic images)."""
@@ -402,11 +437,12 @@ def main(argv=None, *, splits=None):
     if args.report:
         return report_file(parser, args)
     check_arguments(parser, args)
-    training = ray_training(parser, args) if args.ray else None  # else LocalTraining, once the data is loaded
+    # on a cluster, from a table, or (None) here: LocalTraining, once the data is loaded
+    training = ray_training(parser, args) if args.ray else table_training(parser, args) if args.table else None
     try:
         results_file = results.open_results(
-            args.output, run_settings(args), results_plan(args),
-            training.device_name if args.ray else network.device_name(args.device),
+            args.output, run_settings(args), fixed_settings(args, training), results_plan(args),
+            training.device_name if training else network.device_name(args.device),
             saved_settings=lambda saved: run_settings(saved_arguments(saved, args.output, args.data_dir)),
             fresh=args.fresh)
     except results.ResultsFileError as error:
@@ -419,7 +455,7 @@ def main(argv=None, *, splits=None):
             print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '
                   'are recorded', flush=True)
         try:
-            if not args.ray:
+            if training is None:
                 training = local_training.LocalTraining(
                     command_line.load_data(parser, args) if splits is None else splits, args)
             if args.fresh:
@@ -433,6 +469,8 @@ def main(argv=None, *, splits=None):
             end_run(parser, error, results_file, 'run the same command again to resume')
         except (results.ResumeMismatchError, rung_weights.MissingWeightsError) as error:
             parser.fail(1, str(error))
+        except table.TableError as error:
+            parser.error(f'--table: {error}')
         try:
             report.report_results(rows, args, results_file.configuration, args.output)
         except (KeyboardInterrupt, files.WriteError) as error:

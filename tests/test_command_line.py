@@ -21,8 +21,8 @@ import test as experiment
 
 BAD_INPUTS = [
     (['--dataset', 'imagenet'], "invalid choice: 'imagenet'"),
-    (['--method', 'grid'], "invalid method 'grid'"),
-    (['--method', 'sobol,grid'], "invalid method 'grid'"),
+    (['--method', 'lattice'], "invalid method 'lattice'"),
+    (['--method', 'sobol,lattice'], "invalid method 'lattice'"),
     (['--method', 'sobol,'], "invalid method ''"),
     (['--method', 'random,sobol,random'], "method list 'random,sobol,random' names a method twice"),
     (['--lr-scale', 'cubic'], "invalid choice: 'cubic'"),
@@ -49,7 +49,7 @@ BAD_INPUTS = [
     (['--dataset', 'fashion-mnist', '--validation-size', '20000', '--training-size', '40001'],
      '--training-size 40001 is out of range for fashion-mnist: it must be between 1 and 40000'),
     (['--training-size', '0'], '--training-size 0 is out of range'),
-    (['--training-size', 'all'], "invalid int_or_none value: 'all'"),
+    (['--training-size', 'all'], "invalid int or None value: 'all'"),
     (['--batch-size', '0'], '--batch-size 0'),
     (['--seed', '-1'], '--seed -1'),
     (['--device', 'tpu'], "--device 'tpu'"),
@@ -64,9 +64,9 @@ BAD_INPUTS = [
 ]
 
 
-def test_an_unknown_method_is_one_line_naming_all_seven(capsys):
+def test_an_unknown_method_is_one_line_naming_all_eight(capsys):
     stderr = refused(experiment.main, ['--method', 'sobol,asha'], capsys)
-    assert ("invalid method 'asha' (choose from bayesian, bayesian-library, tpe, gp, sobol, random, hyperband, "
+    assert ("invalid method 'asha' (choose from bayesian, bayesian-library, tpe, gp, sobol, random, grid, hyperband, "
             in stderr)
 
 
@@ -242,9 +242,9 @@ def test_help_groups_the_flags_into_the_experiment_its_computation_and_its_files
     sections = re.split(r'\n(?=\S.*:\n)', experiment.build_parser().format_help())
     groups = {section.split(':\n')[0]: re.findall(r'^  (--[a-z-]+)', section, flags=re.M) for section in sections}
     assert groups['the experiment (saved beside the results, and checked on resume)'] == [
-        '--dataset', '--validation-size', '--training-size', '--batch-size', '--method', '--evaluations', '--init-points',
-        '--epochs',
-        '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale', '--seed']
+        '--dataset', '--validation-size', '--training-size', '--batch-size', '--method', '--evaluations',
+        '--init-points', '--epochs', '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale',
+        '--seed', '--curves', '--table']
     assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--ray', '--ray-worker-cpus']
     assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--quiet']
     assert {'--device', '--data-dir'} <= set(re.findall(r'^  (--[a-z-]+)', network_help(), flags=re.M))

@@ -35,7 +35,7 @@ def test_the_brackets_at_the_papers_compute_follow_li_et_al_and_the_last_is_cut_
     brackets = searches.hyperband_brackets(50, 25 * 50, 3)
     # a promoted network continues: bracket s=3 costs 27*2 + 9*4 + 3*11 + 1*33 = 156 model-epochs, the four 673
     assert brackets == full + full[:3] + [[(2, 50)]]  # 1,146 spent: 104 left pay for 2 of s=0's 4 networks
-    assert searches.rows_per_search('hyperband', evaluations=25, epochs=50) == 2 * (40 + 17 + 8 + 4) - 2
+    assert searches.HyperbandSearch.rows_per_search(evaluations=25, epochs=50) == 2 * (40 + 17 + 8 + 4) - 2
     assert searches.hyperband_brackets(3, 15, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(2, 1), (1, 3)]]  # 5 + 6 + 4
     assert searches.hyperband_brackets(3, 2, 3) == []  # not one network of 3 epochs
 

@@ -669,7 +669,7 @@ def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named
     ({'method': None, 'seed': None}, 'its configuration has no method, seed'),
     ({'evaluations': [4]}, "argument --evaluations: invalid int value: '[4]'"),
     ({'evaluations': 0}, '--evaluations 0 must be a positive integer'),
-    ({'method': ['sobol', 'grid']}, "invalid method 'grid'"),
+    ({'method': ['sobol', 'lattice']}, "invalid method 'lattice'"),
     ({'devices': 5}, 'its devices 5 are not a list of device names'),
 ])
 def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, named, uninterrupted, tmp_path, capsys):

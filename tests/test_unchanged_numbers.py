@@ -16,8 +16,9 @@ import test as experiment
 from conftest import read_rows, without_seconds, write_cifar10
 
 THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
-DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--evaluations', '6', '--init-points', '2', '--repetitions',
-          '2', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000', '--quiet']  # some diverge, some learn
+DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--evaluations', '6', '--init-points', '2',
+          '--repetitions', '2', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000',
+          '--quiet']  # some networks diverge, some learn
 FOUR_METHODS = DIGITS + ['--method', 'bayesian,bayesian-library,sobol,random', '--epochs', '2']
 SEVEN_METHODS = DIGITS + ['--method', 'bayesian,bayesian-library,tpe,gp,sobol,random,hyperband', '--epochs', '3']
 COMMANDS = {'digits-after-10': FOUR_METHODS + ['--schedule', 'after', '--population', '10'],
@@ -57,8 +58,10 @@ def two_threads():
 def test_the_same_command_writes_the_csv_of_the_code_before(reference, tmp_path, monkeypatch, two_threads):
     written_on = json.loads((reference.parent / 'machine.json').read_text())
     here = {'machine': machine(), 'models': results.machine()}
-    if any(written_on[name] != here[name] for name in here if name in written_on):
-        pytest.skip(f'{reference.parent.name} was written on {written_on["machine"]}, this is {machine()}')
+    differing = [name for name in here if name in written_on and written_on[name] != here[name]]
+    if differing:
+        pytest.skip(f'{reference.parent.name} was written on {written_on[differing[0]]} ({differing[0]}), this is '
+                    f'{here[differing[0]]}')
     command = COMMANDS[reference.stem]
     if reference.stem.startswith('cifar10'):
         write_cifar10(tmp_path, monkeypatch, batch_size=48, test_size=64)
