@@ -32,15 +32,22 @@ seeds, told the rows the file records, as a resume replays them, and each ask() 
 proposal other than the recorded point (another CPU's rounding, as Optuna's GP fit on another machine gives) is
 counted and the search told the recorded row, so the times are those of a search like the recorded one.
 
+--fidelity FILE measures how closely benchmark table FILE (a finished grid run with curves, see table.py) answers
+for real training: --points seeded random points of its box (not grid points) are trained for real with its
+settings, and their validation losses at its epochs are set against the table's answers (root-mean-square error,
+Spearman's rank correlation), beside the same figures between two of its replicas over its grid points: the
+training noise, which no table can beat.
+
 A flag that the chosen mode does not use is refused (but --batch-size, --device and --seed, which every mode
-accepts and --proposals ignores), as is any bad value, in one line with exit status 2; Ctrl-C, SIGTERM and SIGHUP
-end it with one line (bench.py writes no file).
+accepts; --proposals ignores all three, --fidelity the batch size, the table's), as is any bad value, in one line
+with exit status 2; Ctrl-C, SIGTERM and SIGHUP end it with one line (bench.py writes no file).
 """
 import stopping  # imports only the standard library: a stop while the libraries below load is one line
 
 if __name__ == '__main__':
     stopping.exit_while_starting('nothing was written')
 
+import argparse
 import concurrent.futures
 import contextlib
 import json
@@ -54,6 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import stats
 from torchvision import transforms
 
 import command_line
@@ -62,6 +70,7 @@ import local_training
 import network
 import report
 import searches
+import table
 import test  # the experiment whose training time is estimated
 
 DATASET = 'cifar10'  # the network and the synthetic images' shape: the dataset's (--dataset)
@@ -88,7 +97,11 @@ WEIGHT_DECAY = 0.0005
 # The flags each mode uses besides --batch-size, --device and --seed: any other given is refused
 MODE_FLAGS = {'rates': ('dataset', 'images', 'populations', 'json'), 'profile': ('dataset', 'profile'),
               'experiment': ('experiment', 'dataset', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
-              'proposals': ('proposals', 'json')}
+              'proposals': ('proposals', 'json'), 'fidelity': ('fidelity', 'points', 'data_dir', 'json')}
+FIDELITY_POINTS = 20  # --fidelity: random points trained for real
+# --fidelity's points are those of random search in repetition 0, which no run has: seeds no table or study uses
+FIDELITY_REPETITION = 0
+DATA_DIR = test.DATA_DIR  # --fidelity: where the table's dataset is
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
@@ -420,6 +433,56 @@ def time_proposals(parser, args):
         print(json.dumps({'file': path, 'asks': asks, 'other_points': other_points, 'seconds': seconds}))
 
 
+def agreement(first, second):
+    """How closely two lists of validation losses agree: (pairs both finite, root-mean-square difference, Spearman's
+    rank correlation over them, pairs of which exactly one diverged)."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    finite = np.isfinite(first) & np.isfinite(second)
+    rmse = float(np.sqrt(np.mean((first[finite] - second[finite]) ** 2))) if finite.any() else math.nan
+    spearman = float(stats.spearmanr(first[finite], second[finite]).statistic) if finite.sum() > 2 else math.nan
+    return int(finite.sum()), rmse, spearman, int((np.isfinite(first) != np.isfinite(second)).sum())
+
+
+def measure_fidelity(parser, args, name):
+    """--fidelity FILE: the table's answers against real training at random points, beside its replicas' agreement
+    (see the module's docstring)."""
+    path = args.fidelity
+    try:
+        grid_args, _, recorded = test.read_results(path)
+        training = table.TableTraining.of_grid_run(path, grid_args, recorded, grid_args,
+                                                   box=test.search_box(grid_args))
+    except ValueError as error:
+        parser.error(f'--fidelity: {error}')
+    answers = training.table
+    if answers.replicas < 2:
+        parser.error(f'--fidelity {path}: its grid has one replica: its training noise needs two')
+    points = searches.random_points(test.search_box(grid_args), evaluations=args.points,
+                                    seed=searches.seed_for(args.seed, FIDELITY_REPETITION))
+    real_args = argparse.Namespace(**{**vars(grid_args), 'seed': args.seed, 'device': args.device,
+                                      'data_dir': args.data_dir, 'population': args.points,
+                                      'curves': False})  # the table's settings, but these
+    rows = test.rows_of('random', FIDELITY_REPETITION, points, real_args)
+    splits = command_line.load_data(parser, real_args)
+    start = time.perf_counter()
+    real = [scores['val_loss'] for scores in local_training.train_networks(rows, splits, real_args, progress=False)]
+    seconds = time.perf_counter() - start
+    interpolated = [answers.scores(row)['val_loss'] for row in rows]
+    final = answers.curves[:, :, :, -1, 0]  # replica x grid point: the validation loss at the table's epochs
+    figures = {'table_vs_real': agreement(interpolated, real), 'replica_vs_replica': agreement(final[0], final[1])}
+    columns = [('Comparison', '{}'), ('Pairs', '{:d}'), ('RMSE', '{:.4f}'), ('Spearman', '{:.3f}'),
+               ('One diverged', '{:d}')]
+    report.print_table(report.Table(
+        f'Fidelity of {path} ({grid_args.dataset}, {grid_args.epochs} epochs, {answers.replicas} replicas of a '
+        f'{math.isqrt(grid_args.evaluations)} x {math.isqrt(grid_args.evaluations)} grid): validation losses, '
+        f'{len(rows)} random points trained for real on {name} in {seconds:.0f} s', columns,
+        [('table vs real training (random points)', *figures['table_vs_real']),
+         ('replica 1 vs replica 2 (grid points: the noise)', *figures['replica_vs_replica'])]))
+    if args.json:
+        print(json.dumps({'file': path, 'points': len(rows), 'seconds': seconds,
+                          **{key: dict(zip(('pairs', 'rmse', 'spearman', 'one_diverged'), value))
+                             for key, value in figures.items()}}))
+
+
 def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--dataset', choices=dataset_management.DATASETS,
@@ -441,6 +504,12 @@ def build_parser():
     what.add_argument('--proposals', metavar='FILE',
                       help="time each guided method's proposals in results file FILE, replaying its searches with "
                            'the rows it records (nothing is trained)')
+    what.add_argument('--fidelity', metavar='FILE',
+                      help='how closely benchmark table FILE answers for real training at random points, beside '
+                           'its replicas\' agreement (the training noise)')
+    parser.add_argument('--points', type=int, help=f'--fidelity: random points trained for real (None: '
+                                                   f'{FIDELITY_POINTS})')
+    parser.add_argument('--data-dir', help=f"--fidelity: where the table's dataset is (None: {DATA_DIR})")
     parser.add_argument('--epochs', type=int, help=f'--experiment: training epochs per network (None: {EPOCHS})')
     parser.add_argument('--repetitions', type=int,
                         help=f'--experiment: repetitions per search (None: {REPETITIONS})')
@@ -452,14 +521,13 @@ def build_parser():
 def check_flags_of_mode(parser, args):
     """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
     mode = ('profile' if args.profile is not None else 'experiment' if args.experiment else
-            'proposals' if args.proposals is not None else 'rates')
+            'proposals' if args.proposals is not None else 'fidelity' if args.fidelity is not None else 'rates')
     for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
         if getattr(args, name) is not None and getattr(args, name) is not False:
-            without = {'profile': 'with --profile', 'experiment': 'with --experiment',
-                       'proposals': 'with --proposals', 'rates': 'without --experiment'}[mode]
+            without = {'rates': 'without --experiment'}.get(mode, f'with --{mode}')
             parser.error(f'{command_line.flag(name)} has no effect {without}')
     defaults = dict(dataset=DATASET, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
-                    repetitions=REPETITIONS, schedule=test.SCHEDULE)
+                    repetitions=REPETITIONS, schedule=test.SCHEDULE, points=FIDELITY_POINTS, data_dir=DATA_DIR)
     defaults['images'] = IMAGES or training_split_size(args.dataset or DATASET)
     for name, default in defaults.items():
         if getattr(args, name) is None:
@@ -472,7 +540,8 @@ def main(argv=None):
     command_line.check_device(parser, args.device)
     device, name = torch.device(args.device), network.device_name(args.device)
     check_flags_of_mode(parser, args)
-    command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions')
+    command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions',
+                                         'points')
     if args.profile is not None:
         command_line.check_positive_integers(parser, args, 'profile')
     if args.seed < 0:
@@ -483,6 +552,8 @@ def main(argv=None):
     try:
         if args.proposals is not None:
             return time_proposals(parser, args)
+        if args.fidelity is not None:
+            return measure_fidelity(parser, args, name)
         if args.profile is not None:
             return profile_step(args, device, name)
         (run_experiment if args.experiment else measure_rates)(args, device, name)

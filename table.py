@@ -53,6 +53,11 @@ class Table:
         self.axes, self.curves, self.log_learning_rate = axes, curves, log_learning_rate  # curves: r x n x n x E x 4
         self.replicas, self.epochs = curves.shape[0], curves.shape[3]
 
+    def lowest_loss(self):
+        """The lowest validation loss the table answers at its epochs: a grid point's (bilinear interpolation
+        takes its extremes at the corners)."""
+        return float(np.nanmin(self.curves[:, :, :, -1, 0]))
+
     def coordinates(self, row):
         """The row's point as the searches see it."""
         learning_rate = math.log10(row['learning_rate']) if self.log_learning_rate else row['learning_rate']

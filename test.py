@@ -15,6 +15,7 @@ if __name__ == '__main__':
     stopping.exit_while_starting('nothing was written')
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -27,6 +28,7 @@ import local_training
 import network
 import report
 import results
+import comparison
 import rung_weights
 import searches
 import table
@@ -141,9 +143,16 @@ def build_parser(*, raising=False):
     files.add_argument('--fresh', action='store_true',
                        help='start over: move an existing results file, its configuration, summaries and plots aside '
                             '(never deleted)')
-    files.add_argument('--report', metavar='FILE',
+    files.add_argument('--report', metavar='FILE', nargs='+',
                        help='train nothing: print the tables of results file FILE and write its summaries and plots '
-                            '(its settings come from its configuration file; other flags but --quiet are ignored)')
+                            '(its settings come from its configuration file; other flags but --quiet and --across '
+                            'are ignored); with several files, runs of the same methods and budget on different '
+                            'tasks, compare the methods across them instead (see --across)')
+    files.add_argument('--across', metavar='FILE',
+                       help='with --report: compare the methods across the files (mean best losses with bootstrap '
+                            'intervals, normalised regret, ranks, Friedman test, critical-difference diagram), '
+                            'writing FILE.across.json, .across.md, .ranks.png and .critical-difference.png (None: '
+                            'beside the first file with several; with one file, only when given)')
     files.add_argument('--quiet', action='store_true',
                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
     return parser
@@ -378,7 +387,7 @@ def read_results(path):
 def report_file(parser, args):
     """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
     its configuration file saved (checked as the flags are); nothing is trained."""
-    path, quiet = args.report, args.quiet
+    path, quiet = args.report[0], args.quiet
     try:
         results.check_path(path, fresh=False)  # its summaries and plots are written beside it
         args, saved, recorded = read_results(path)
@@ -413,6 +422,34 @@ def ray_training(parser, args):
     return training
 
 
+def report_across(parser, args):
+    """--report FILE FILE ...: the methods compared across the tasks of several results files (or one, with
+    --across), nothing trained; a run on a table measures its regret from the table's lowest loss."""
+    names = [os.path.splitext(os.path.basename(path))[0] for path in args.report]
+    tasks = []
+    for path, name in zip(args.report, names):
+        try:
+            file_args, _, recorded = read_results(path)
+            table_best = None
+            if file_args.table:  # read as the run read it, if it is still there
+                with contextlib.suppress(ValueError, OSError):
+                    grid_args, _, grid = read_results(file_args.table)
+                    table_best = table.TableTraining.of_grid_run(file_args.table, grid_args, grid, file_args,
+                                                                 box=search_box(grid_args)).table.lowest_loss()
+        except ValueError as error:
+            parser.error(f'--report: {error}')
+        tasks.append(comparison.Task(name if names.count(name) == 1 else path, file_args, list(recorded.values()),
+                                     table_best=table_best))
+    output = args.across or args.report[0]
+    try:
+        results.check_path(output, fresh=False)
+        comparison.report_across(tasks, output)
+    except ValueError as error:
+        parser.error(f'--report: {error}')
+    except files.WriteError as error:
+        parser.fail(1, f'--report: {error}; its previous version is kept')
+
+
 def table_training(parser, args):
     """--table FILE: the benchmark table in FILE (a finished grid run with curves, read as --report reads a results
     file) answers this run's evaluations. One line and exit status 2 if it cannot."""
@@ -434,6 +471,8 @@ def main(argv=None, *, splits=None):
     loading --dataset (bench.py --experiment's synthetic images)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report and (len(args.report) > 1 or args.across):
+        return report_across(parser, args)
     if args.report:
         return report_file(parser, args)
     check_arguments(parser, args)

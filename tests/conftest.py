@@ -249,6 +249,21 @@ def no_downloads(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(torchvision.datasets.CIFAR10, 'url', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
 
 
+# A small benchmark table: a 3 x 3 grid on 300 digits with a learning rate up to 1, where some networks diverge
+TABLE_SETTINGS = ['--dataset', 'digits', '--training-size', '300', '--epochs', '3', '--learning-rate-bounds', '0.001',
+                  '1', '--device', 'cpu']
+
+
+@pytest.fixture(scope='session')
+def digits_table(tmp_path_factory):
+    """A finished grid run with curves (2 replicas of TABLE_SETTINGS's 3 x 3 grid): its results CSV's path."""
+    import test as experiment
+    path = tmp_path_factory.mktemp('table') / 'grid.csv'
+    experiment.main([*TABLE_SETTINGS, '--method', 'grid', '--evaluations', '9', '--repetitions', '2', '--curves',
+                     '--quiet', '--output', str(path)])
+    return path
+
+
 @pytest.fixture(scope='session')
 def fashion_mnist_dir(tmp_path_factory):
     """A data folder holding the real Fashion-MNIST's four .gz files where test.py looks first: FashionMNIST/raw/."""

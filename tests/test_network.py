@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -145,6 +146,28 @@ def test_population_members_train_and_score_as_they_would_alone_and_a_diverging_
         assert len(epoch_losses[member]) == 3 and epoch_losses[member] == pytest.approx(alone_losses, rel=1e-5)
         assert loss == pytest.approx(alone_loss, rel=1e-5) and accuracy == pytest.approx(alone_accuracy, abs=0.01)
         assert loss < 1.5  # it learnt
+
+
+def test_curves_score_every_epoch_alone_and_in_populations_and_change_no_score(digits):
+    config = dict(seeds=[7, 8, 9], learning_rates=[0.03, 1e30, 0.08], weight_decays=[0.0005, 0, 0])  # one diverges
+    rows = network.train_and_evaluate_population(digits, **config, epochs=3, batch_size=64, curves=True)
+    plain = network.train_and_evaluate_population(digits, **config, epochs=3, batch_size=64)
+    for member, (row, without) in enumerate(zip(rows, plain)):
+        alone = network.train_and_evaluate(digits, seed=config['seeds'][member],
+                                           learning_rate=config['learning_rates'][member],
+                                           weight_decay=config['weight_decays'][member], epochs=3, batch_size=64,
+                                           curves=True)
+        assert len(row['curve']) == len(alone['curve']) == 3
+        if member == 1:  # diverged in its first epoch: its weights stop there, and so do its scores
+            assert all(math.isnan(epoch[0]) for epoch in row['curve'] + alone['curve'])
+            for curve in (row['curve'], alone['curve']):
+                assert repr(curve[1:]) == repr(curve[:1] * 2)  # NaN, as written, equals NaN
+            continue
+        scores = [row[key] for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')]
+        assert scores == [without[key] for key in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')]
+        assert row['curve'][-1] == scores  # the last epoch's scoring is the row's
+        assert np.allclose(row['curve'], alone['curve'], rtol=1e-5, atol=0.01)  # accuracy: an image may flip
+        assert row['curve'][0][0] > row['curve'][-1][0]  # the validation loss falls epoch by epoch here
 
 
 def test_train_and_evaluate_population_gives_train_and_evaluate_rows(digits):

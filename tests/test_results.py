@@ -781,3 +781,81 @@ def test_any_configuration_content_resumes_reports_or_is_refused_in_one_line(cha
         event(f'resume {"ran" if resumed == 0 else "refused"}, report {"ran" if reported == 0 else "refused"}')
         # the same configurations are readable both ways; a readable one that is not the command's is not resumed
         assert resumed == reported or (reported == 0 and 'was made with another configuration' in why), why
+
+
+# Curves: every network's scores after each epoch, beside the results, written just before its row
+
+CURVES_RUN = ['--dataset', 'digits', '--training-size', '200', '--epochs', '3', '--evaluations', '3',
+              '--init-points', '2', '--repetitions', '2', '--method', 'bayesian,hyperband', '--population', '3',
+              '--curves', '--device', 'cpu', '--quiet']
+
+
+@pytest.fixture(scope='module')
+def with_curves(tmp_path_factory):
+    """A finished run of CURVES_RUN: its results CSV's path."""
+    output = tmp_path_factory.mktemp('curves') / 'results.csv'
+    experiment.main([*CURVES_RUN, '--output', str(output)])
+    return output
+
+
+def test_every_trained_row_has_its_curve_epoch_by_epoch_ending_in_its_scores(with_curves):
+    rows = {(row['method'], row['repetition'], row['iteration']): row for row in read_rows(with_curves)}
+    lines = read_rows(with_curves.with_suffix('.curves.csv'))
+    curves = {}
+    for line in lines:
+        curves.setdefault((line['method'], line['repetition'], line['iteration']), []).append(line)
+    assert set(curves) == {key for key, row in rows.items() if row['repeat_of'] == ''}
+    for key, curve in curves.items():
+        row = rows[key]
+        scores = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+        assert [curve[-1][name] for name in scores] == [row[name] for name in scores]  # the same scoring, again
+        epochs = [int(line['epoch']) for line in curve]
+        assert epochs[-1] == int(row['epochs']) and epochs == list(range(epochs[0], epochs[-1] + 1))
+        if row['method'] == 'hyperband' and int(row['epochs']) == 3 and row['bracket'] == '1':
+            assert epochs == [2, 3]  # continued from its first rung's epoch: only the epochs it added
+        elif row['method'] == 'bayesian':
+            assert epochs == [1, 2, 3]
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, as stopping.Stopped, raised by the test."""
+
+
+@pytest.mark.parametrize('writes, stop', [(1, 'before'), (4, 'between'), (6, 'after')])  # of the run's 7 appends
+def test_a_run_with_curves_stopped_at_any_write_resumes_to_the_files_of_an_uninterrupted_run(
+        writes, stop, with_curves, tmp_path, monkeypatch):
+    """Stopped at the `writes`-th append: before its curves are written, between its curves and its rows, or after
+    both."""
+    write, appends = results.AppendedFile.write, []
+
+    def stopping_write(self, data):
+        rows_file = not self.path.endswith('.curves.csv')
+        if (stop, rows_file, len(appends)) in (('before', False, writes - 1), ('between', True, writes - 1)):
+            raise Stopped
+        write(self, data)
+        if rows_file:
+            appends.append(data)
+            if stop == 'after' and len(appends) == writes:
+                raise Stopped
+    monkeypatch.setattr(results.AppendedFile, 'write', stopping_write)
+    output = tmp_path / 'results.csv'
+    with pytest.raises(SystemExit):
+        experiment.main([*CURVES_RUN, '--output', str(output)])
+    monkeypatch.setattr(results.AppendedFile, 'write', write)
+    experiment.main([*CURVES_RUN, '--output', str(output)])
+    assert same_rows(output, with_curves)
+    assert output.with_suffix('.curves.csv').read_bytes() == with_curves.with_suffix('.curves.csv').read_bytes()
+
+
+def test_resuming_with_curves_other_than_the_files_is_refused(with_curves, tmp_path, capsys):
+    for suffix in ('.csv', '.config.json', '.curves.csv'):
+        shutil.copy(with_curves.with_suffix('').with_suffix(suffix), tmp_path / f'results{suffix}')
+    before = snapshot(tmp_path)
+    arguments = [argument for argument in CURVES_RUN if argument != '--curves']
+    stderr = refused(experiment.main, [*arguments, '--output', str(tmp_path / 'results.csv')], capsys)
+    assert 'curves True (now False)' in stderr
+    (tmp_path / 'results.curves.csv').unlink()
+    stderr = refused(experiment.main, [*CURVES_RUN, '--output', str(tmp_path / 'results.csv')], capsys)
+    assert 'results.curves.csv is missing: the curves of the rows' in stderr
+    assert snapshot(tmp_path) == {path: content for path, content in before.items()
+                                  if path.name != 'results.curves.csv'}

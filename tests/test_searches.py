@@ -199,6 +199,42 @@ def test_a_gaussian_process_fit_leaves_torchs_threads_and_the_next_trainings_num
     assert {**network.train_and_evaluate(splits, **config), 'seconds': 0} == {**before, 'seconds': 0}
 
 
+def test_grid_search_spans_the_box_from_bound_to_bound_learning_rate_outer_in_a_fixed_order():
+    points = searches.grid_points(BOUNDS, evaluations=9, seed=7)
+    assert [(point['learning_rate'], point['weight_decay']) for point in points] == [
+        (lr, wd) for lr in (0.0001, 0.0001 + (0.1 - 0.0001) / 2, 0.1) for wd in (0, 0.0005, 0.001)]
+    assert points == searches.grid_points(BOUNDS, evaluations=9, seed=8)  # the seed plays no part
+    assert len(searches.grid_points(BOUNDS, evaluations=625, seed=0)) == 625
+    corners = searches.grid_points(BOUNDS, evaluations=625, seed=0)
+    assert (corners[0], corners[24], corners[-1]) == ({'learning_rate': 0.0001, 'weight_decay': 0.0},
+                                                     {'learning_rate': 0.0001, 'weight_decay': 0.001},
+                                                     {'learning_rate': 0.1, 'weight_decay': 0.001})  # exactly
+
+
+def test_a_log_scale_grid_spaces_the_learning_rate_evenly_in_its_logarithm(tmp_path, pretend_training):
+    experiment.main(['--dataset', 'digits', '--method', 'grid', '--evaluations', '16', '--repetitions', '2',
+                     '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '0.1', '--quiet',
+                     '--output', str(tmp_path / 'results.csv')])
+    rows = typed_rows(tmp_path / 'results.csv')
+    rates = sorted({row['learning_rate'] for row in rows})
+    assert rates == pytest.approx([0.0001, 0.001, 0.01, 0.1], rel=1e-12) and rates[0] == 0.0001 and rates[-1] == 0.1
+    first, second = ([(row['learning_rate'], row['weight_decay'], row['seed']) for row in rows
+                      if row['repetition'] == repetition] for repetition in (1, 2))
+    assert [point[:2] for point in first] == [point[:2] for point in second]  # replicas: the same points
+    assert all(a[2] != b[2] for a, b in zip(first, second))  # with other network seeds
+
+
+@pytest.mark.parametrize('evaluations, named', [('24', '--evaluations 24 is not a square for grid: it trains an n x '
+                                                       'n grid (n >= 2), such as 16 or 25'),
+                                                ('1', '--evaluations 1 is not a square for grid'),
+                                                ('3', 'such as 4')])
+def test_a_grid_of_evaluations_that_are_no_square_is_refused_in_one_line(evaluations, named, tmp_path, capsys):
+    from conftest import refused
+    stderr = refused(experiment.main, ['--dataset', 'digits', '--method', 'sobol,grid', '--evaluations', evaluations,
+                                       '--output', str(tmp_path / 'results.csv')], capsys)
+    assert named in stderr and list(tmp_path.iterdir()) == []
+
+
 # tpe and gp in the experiment
 
 OPTUNA_RUN = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '1', '--evaluations', '6', '--init-points', '2',

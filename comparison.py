@@ -1,0 +1,224 @@
+"""The methods compared across tasks (several finished results files of the same methods and budget): per task the
+mean best validation loss after each checkpoint with a bootstrap interval and the normalised regret; over all
+(task, repetition) pairs each method's mean rank, the Friedman test and a critical-difference diagram; written beside
+the first file as NAME.across.json, NAME.across.md, NAME.ranks.png and NAME.critical-difference.png.
+"""
+import contextlib
+import io
+import json
+import math
+import warnings
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
+
+import files
+import report
+import searches
+
+CONFIDENCE = 0.95  # of the bootstrap intervals
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0  # the intervals are the same every time the report is made
+FIGURE_INCHES = {'ranks': (8, 5), 'critical-difference': (8, 4)}
+
+
+class Task:
+    """One results file as a task: its name, arguments (args), rows, and the loss its regret is measured from
+    (`best`, with a word on where it comes from) and against (`typical`, a random point's median loss)."""
+
+    def __init__(self, name, args, rows, *, table_best=None):
+        self.name, self.args, self.rows = name, args, rows
+        finite = report.finite_losses(rows)
+        if table_best is not None:
+            self.best, self.best_from = table_best, "the table's lowest loss"
+        else:
+            self.best, self.best_from = min(finite, default=math.nan), 'the lowest loss any method found'
+        random_losses = [row['val_loss'] for row in rows if row['method'] == 'random']
+        self.typical = float(np.median([searches.finite_or_inf(loss) for loss in random_losses])) \
+            if random_losses else math.nan
+
+    def best_by_repetition(self, method, evaluations):
+        """{repetition: the search's best validation loss (inf if all diverged) within `evaluations` evaluations'
+        model-epochs (Hyperband's too: report.best_losses' model-epochs axis)}, of the repetitions that made them."""
+        epochs = self.args.epochs
+        after, best = evaluations * epochs, {}
+        for search in report.method_searches(self.rows, method):
+            spent, so_far = report.search_progress(search, epochs)
+            if spent[-1] > after - epochs:
+                best[search[0]['repetition']] = float(so_far[spent <= after].min(initial=math.inf))
+        return best
+
+    def regret(self, loss):
+        """(loss - best) / (typical - best): 0 at the task's best, 1 at a random point's median loss."""
+        return (loss - self.best) / (self.typical - self.best)
+
+
+def check_alike(tasks):
+    """ValueError (one line) naming the first difference in methods or budget between the tasks' files."""
+    first = tasks[0]
+    for task in tasks[1:]:
+        for name in ('method', 'evaluations', 'epochs', 'repetitions'):
+            mine, theirs = getattr(first.args, name), getattr(task.args, name)
+            if list(mine) != list(theirs) if name == 'method' else mine != theirs:
+                raise ValueError(f'{task.name} has {name} {theirs!r}, {first.name} {mine!r}: a comparison across '
+                                 'files needs the same methods and budget in each')
+    if not all(math.isfinite(task.typical) for task in tasks):
+        raise ValueError(f'{next(task.name for task in tasks if not math.isfinite(task.typical))} has no finite '
+                         "random-search loss: normalised regret needs method random among the methods")
+
+
+def bootstrap_interval(values):
+    """The CONFIDENCE percentile bootstrap interval of the mean, seeded; (NaN, NaN) for fewer than two finite."""
+    values = [value for value in values if math.isfinite(value)]
+    if len(values) < 2 or len(set(values)) < 2:
+        return (values[0], values[0]) if values else (math.nan, math.nan)
+    result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                             method='percentile', rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def rank_blocks(tasks, methods, evaluations):
+    """The best losses after `evaluations` as blocks: one row per (task, repetition) pair that every method reached,
+    one column per method; and the pairs."""
+    blocks, pairs = [], []
+    for task in tasks:
+        by_method = [task.best_by_repetition(method, evaluations) for method in methods]
+        for repetition in sorted(set.intersection(*(set(best) for best in by_method))):
+            blocks.append([best[repetition] for best in by_method])
+            pairs.append((task.name, repetition))
+    return np.array(blocks, dtype=float).reshape(len(blocks), len(methods)), pairs
+
+
+def mean_ranks(blocks):
+    """Each method's mean rank over the blocks, 1 the lowest loss (ties share their mean rank, a diverged best is
+    last)."""
+    return stats.rankdata(blocks, axis=1).mean(axis=0) if len(blocks) else np.full(blocks.shape[1], math.nan)
+
+
+def friedman(blocks):
+    """The Friedman test over the methods (columns), blocks the (task, repetition) pairs: (statistic, p-value), NaN
+    where it needs more (three methods and two blocks)."""
+    if blocks.shape[1] < 3 or len(blocks) < 2:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # all ties in a block
+        result = stats.friedmanchisquare(*blocks.T)
+    return float(result.statistic), float(result.pvalue)
+
+
+def comparison(tasks, methods, checkpoints):
+    """Everything the report across tasks holds, as JSON-ready data (NaN where there is no figure)."""
+    per_task = {}
+    for task in tasks:
+        per_method = {}
+        for method in methods:
+            per_method[method] = {}
+            for count in checkpoints:
+                losses = list(task.best_by_repetition(method, count).values())
+                per_method[method][str(count)] = dict(
+                    repetitions=len(losses), mean=float(np.mean(losses)) if losses else math.nan,
+                    interval=bootstrap_interval(losses),
+                    mean_regret=float(np.mean([task.regret(loss) for loss in losses])) if losses else math.nan)
+        per_task[task.name] = dict(best=task.best, best_from=task.best_from, typical_random_loss=task.typical,
+                                   methods=per_method)
+    ranks = {}
+    for count in checkpoints:
+        blocks, pairs = rank_blocks(tasks, methods, count)
+        statistic, p_value = friedman(blocks)
+        ranks[str(count)] = dict(blocks=len(pairs), mean_rank=dict(zip(methods, map(float, mean_ranks(blocks)))),
+                                 friedman_statistic=statistic, friedman_p_value=p_value)
+    return dict(tasks=per_task, ranks=ranks, confidence=CONFIDENCE, bootstrap_resamples=BOOTSTRAP_RESAMPLES)
+
+
+def tables(data, methods, checkpoints):
+    """The report as tables: per task the mean best loss with its interval and the mean normalised regret, then
+    the mean ranks with the Friedman test."""
+    result = []
+    for name, task in data['tasks'].items():
+        result.append(report.Table(
+            f'{name}: mean best validation loss after this many evaluations [{CONFIDENCE:.0%} bootstrap interval '
+            'over the repetitions]', [('Method', '{}')] + [(f'After {count}', '{}') for count in checkpoints],
+            [(method, *(f'{by[str(count)]["mean"]:.4f} [{by[str(count)]["interval"][0]:.4f}, '
+                        f'{by[str(count)]["interval"][1]:.4f}]' for count in checkpoints))
+             for method, by in task['methods'].items()]))
+        result.append(report.Table(
+            f'{name}: mean normalised regret, (best loss found - {task["best_from"]}, {task["best"]:.4f}) / '
+            f'(median random-search loss {task["typical_random_loss"]:.4f} - the same)',
+            [('Method', '{}')] + [(f'After {count}', '{:.3f}') for count in checkpoints],
+            [(method, *(by[str(count)]['mean_regret'] for count in checkpoints))
+             for method, by in task['methods'].items()]))
+    ranks = data['ranks']
+    result.append(report.Table(
+        'Mean rank over every (task, repetition) pair (1: the lowest best loss), and the Friedman test over the '
+        'methods', [('After', '{:d}'), ('Pairs', '{:d}'), *[(method, '{:.2f}') for method in methods],
+                    ('Friedman chi2', '{:.1f}'), ('p-value', '{:.2g}')],
+        [(count, ranks[str(count)]['blocks'], *(ranks[str(count)]['mean_rank'][method] for method in methods),
+          ranks[str(count)]['friedman_statistic'], ranks[str(count)]['friedman_p_value']) for count in checkpoints]))
+    return result
+
+
+def plot_ranks(data, methods, checkpoints, path):
+    """Mean rank against evaluations, one line per method, all tasks together."""
+    figure = Figure(figsize=FIGURE_INCHES['ranks'], dpi=report.DPI)
+    axes = figure.subplots()
+    for method in methods:
+        axes.plot(checkpoints, [data['ranks'][str(count)]['mean_rank'][method] for count in checkpoints],
+                  marker='o', label=method)
+    axes.set(xlabel='evaluations', ylabel='mean rank (1: the lowest best loss)', xscale='log',
+             title=f'Mean rank over {data["ranks"][str(checkpoints[-1])]["blocks"]} (task, repetition) pairs: '
+                   f'{", ".join(data["tasks"])}')
+    axes.invert_yaxis()
+    axes.legend(fontsize='small')
+    report.save_figure(figure, path)
+
+
+def plot_critical_difference(tasks, methods, evaluations, path):
+    """The critical-difference diagram (autorank: Friedman, then Nemenyi's post-hoc test) of the best losses after
+    `evaluations`, over every (task, repetition) pair; methods joined by a bar do not differ significantly."""
+    import pandas  # autorank's input, and it imports seconds' worth: only here
+    from autorank import autorank, plot_stats
+    blocks, _ = rank_blocks(tasks, methods, evaluations)
+    finite = blocks[np.isfinite(blocks)]
+    worst = (finite.max() if finite.size else 0.0) + 1.0  # a diverged best ranks last, as a finite loss
+    data = pandas.DataFrame(np.where(np.isfinite(blocks), blocks, worst), columns=methods)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints what it forces
+        warnings.simplefilter('ignore')
+        result = autorank(data, alpha=0.05, order='ascending', force_mode='nonparametric', verbose=False)
+    figure = Figure(figsize=FIGURE_INCHES['critical-difference'], dpi=report.DPI)
+    axes = figure.subplots()
+    plot_stats(result, allow_insignificant=True, ax=axes)
+    axes.set_title(f'After {evaluations} evaluations: mean ranks over {len(blocks)} pairs '
+                   f'(Friedman, then Nemenyi; critical difference {result.cd:.2f})', fontsize='small')
+    report.save_figure(figure, path)
+
+
+def report_paths(output):
+    """{name: path} of the files the report across tasks writes, named after `output` (a results CSV's name)."""
+    return {'across.json': report.path_beside(output, '.across.json'),
+            'across.md': report.path_beside(output, '.across.md'),
+            **{name: report.path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
+
+
+def report_across(tasks, output):
+    """Print the comparison of the tasks' methods and write its files beside `output` (files.WriteError if one
+    cannot be written); ValueError (one line) if the tasks are not alike."""
+    check_alike(tasks)
+    args = tasks[0].args
+    methods = list(args.method)
+    checkpoints = report.checkpoints(args.evaluations)
+    data = comparison(tasks, methods, checkpoints)
+    result_tables = tables(data, methods, checkpoints)
+    for table in result_tables:
+        report.print_table(table)
+    paths = report_paths(output)
+    text = json.dumps(report.without_nan(data), indent=1) + '\n'
+    files.write_whole(paths['across.json'], lambda file: file.write(text))
+    markdown = '\n'.join(line for table in result_tables for line in [*report.format_table(table, markdown=True), ''])
+    files.write_whole(paths['across.md'], lambda file: file.write(markdown))
+    plot_ranks(data, methods, checkpoints, paths['ranks'])
+    if len(methods) < 3:  # Nemenyi's test compares three methods or more
+        del paths['critical-difference']
+    else:
+        plot_critical_difference(tasks, methods, checkpoints[-1], paths['critical-difference'])
+    print(f'\nwritten: {", ".join(paths.values())}', flush=True)
