@@ -21,6 +21,7 @@ CONFIDENCE = 0.95  # of the bootstrap intervals
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # the intervals are the same every time the report is made
 FIGURE_INCHES = {'ranks': (8, 5), 'critical-difference': (8, 4)}
+FEWEST_PAIRS = 5  # autorank's fewest (task, repetition) pairs
 
 
 class Task:
@@ -217,8 +218,10 @@ def report_across(tasks, output):
     markdown = '\n'.join(line for table in result_tables for line in [*report.format_table(table, markdown=True), ''])
     files.write_whole(paths['across.md'], lambda file: file.write(markdown))
     plot_ranks(data, methods, checkpoints, paths['ranks'])
-    if len(methods) < 3:  # Nemenyi's test compares three methods or more
-        del paths['critical-difference']
+    if len(methods) < 3 or data['ranks'][str(checkpoints[-1])]['blocks'] < FEWEST_PAIRS:
+        del paths['critical-difference']  # Nemenyi's test compares three methods or more, autorank five pairs
+        print(f'\nno critical-difference diagram: it needs three methods or more and {FEWEST_PAIRS} (task, '
+              'repetition) pairs', flush=True)
     else:
         plot_critical_difference(tasks, methods, checkpoints[-1], paths['critical-difference'])
     print(f'\nwritten: {", ".join(paths.values())}', flush=True)
