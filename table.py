@@ -45,13 +45,13 @@ def check_settings(path, table_settings, run_settings):
 
 
 class Table:
-    """A grid run's scores: for each replica, grid point and epoch, the four scores of SCORES. Made from the grid's
-    axes (the coordinates the searches see), its rows (each with its replica, its point's indices and its curve: the
-    four scores after each epoch), the searches' coordinate of a learning rate (log10 with --lr-scale log)."""
+    """A grid run's scores: made from the grid's axes (its values of each coordinate, as the searches see them),
+    its curves (an array of replica x first coordinate x second coordinate x epoch x the four SCORES) and whether the
+    searches see the learning rate's log10 (--lr-scale log)."""
 
     def __init__(self, axes, curves, *, log_learning_rate):
-        self.axes, self.curves, self.log_learning_rate = axes, curves, log_learning_rate  # curves: r x n x n x E x 4
-        self.replicas, self.epochs = curves.shape[0], curves.shape[3]
+        self.axes, self.curves, self.log_learning_rate = axes, curves, log_learning_rate
+        self.replicas = len(curves)
 
     def lowest_loss(self):
         """The lowest validation loss the table answers at its epochs: a grid point's (bilinear interpolation
