@@ -269,9 +269,9 @@ class HyperbandSearch(Search):
     (numbered in the search from 1) and 'epochs', those to train the network to, continuing from its weights at its
     last rung. Each bracket draws its configurations uniformly at random from the box, in order, from one generator
     seeded with the search's seed (so the first are random search's). A rung keeps its best by validation loss, a
-    diverged network last, ties by the earlier row. Written here because Optuna's pruners and Ray Tune's schedulers decide
-    asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its networks are
-    scored, so it does not depend on how they are trained."""
+    diverged network last, ties by the earlier row. Written here because Optuna's pruners and Ray Tune's schedulers
+    decide asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its
+    networks are scored, so it does not depend on how they are trained."""
     multi_fidelity = True
     reduction_factor = HYPERBAND_REDUCTION_FACTOR
 
