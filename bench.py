@@ -70,7 +70,6 @@ import local_training
 import network
 import report
 import searches
-import table
 import test  # the experiment whose training time is estimated
 
 DATASET = 'cifar10'  # the network and the synthetic images' shape: the dataset's (--dataset)
@@ -448,10 +447,9 @@ def measure_fidelity(parser, args, name):
     (see the module's docstring)."""
     path = args.fidelity
     try:
-        grid_args, _, recorded = test.read_results(path)
-        training = table.TableTraining.of_grid_run(path, grid_args, recorded, grid_args,
-                                                   box=test.search_box(grid_args))
-    except ValueError as error:
+        grid_args = test.read_results(path)[0]
+        training = test.read_table(path, grid_args)
+    except (ValueError, OSError, EOFError) as error:
         parser.error(f'--fidelity: {error}')
     answers = training.table
     if answers.replicas < 2:

@@ -26,11 +26,12 @@ FEWEST_PAIRS = 5  # autorank's fewest (task, repetition) pairs
 
 class Task:
     """One results file as a task: its name, arguments (args), rows, and the loss its regret is measured from
-    (`best`, with a word on where it comes from) and against (`typical`, a random point's median loss)."""
+    (`best`, with a word on where it comes from) and against (`typical`, a random point's median loss), both among
+    networks trained the full epochs."""
 
     def __init__(self, name, args, rows, *, table_best=None):
         self.name, self.args, self.rows = name, args, rows
-        finite = report.finite_losses(rows)
+        finite = report.finite_losses(report.full_rows(rows, args.epochs))
         if table_best is not None:
             self.best, self.best_from = table_best, "the table's lowest loss"
         else:
@@ -41,14 +42,9 @@ class Task:
 
     def best_by_repetition(self, method, evaluations):
         """{repetition: the search's best validation loss (inf if all diverged) within `evaluations` evaluations'
-        model-epochs (Hyperband's too: report.best_losses' model-epochs axis)}, of the repetitions that made them."""
-        epochs = self.args.epochs
-        after, best = evaluations * epochs, {}
-        for search in report.method_searches(self.rows, method):
-            spent, so_far = report.search_progress(search, epochs)
-            if spent[-1] > after - epochs:
-                best[search[0]['repetition']] = float(so_far[spent <= after].min(initial=math.inf))
-        return best
+        model-epochs (Hyperband's too, among its networks trained the full epochs)}, of the repetitions that made
+        them."""
+        return report.best_losses_by_repetition(self.rows, method, evaluations * self.args.epochs, self.args.epochs)
 
     def regret(self, loss):
         """(loss - best) / (typical - best): 0 at the task's best, 1 at a random point's median loss."""
@@ -70,8 +66,7 @@ def check_alike(tasks):
 
 
 def bootstrap_interval(values):
-    """The CONFIDENCE percentile bootstrap interval of the mean, seeded; (NaN, NaN) for fewer than two finite."""
-    values = [value for value in values if math.isfinite(value)]
+    """The CONFIDENCE percentile bootstrap interval of the mean of finite values, seeded."""
     if len(values) < 2 or len(set(values)) < 2:
         return (values[0], values[0]) if values else (math.nan, math.nan)
     result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
@@ -116,10 +111,11 @@ def comparison(tasks, methods, checkpoints):
         for method in methods:
             per_method[method] = {}
             for count in checkpoints:
-                losses = list(task.best_by_repetition(method, count).values())
-                per_method[method][str(count)] = dict(
-                    repetitions=len(losses), mean=float(np.mean(losses)) if losses else math.nan,
-                    interval=bootstrap_interval(losses),
+                found = list(task.best_by_repetition(method, count).values())
+                losses = [loss for loss in found if math.isfinite(loss)]  # a search whose every network diverged:
+                per_method[method][str(count)] = dict(  # counted apart (it ranks last)
+                    repetitions=len(found), diverged=len(found) - len(losses),
+                    mean=float(np.mean(losses)) if losses else math.nan, interval=bootstrap_interval(losses),
                     mean_regret=float(np.mean([task.regret(loss) for loss in losses])) if losses else math.nan)
         per_task[task.name] = dict(best=task.best, best_from=task.best_from, typical_random_loss=task.typical,
                                    methods=per_method)

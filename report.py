@@ -134,11 +134,16 @@ def best_losses(rows, method, after, epochs=None):
     that has made that many, diverged ones as inf; with `epochs`, within its first `after` model-epochs, of each
     repetition that has spent more than `after` - `epochs` (no network more would fit: Hyperband ends a little
     short of its budget)."""
-    losses = []
+    return list(best_losses_by_repetition(rows, method, after, epochs).values())
+
+
+def best_losses_by_repetition(rows, method, after, epochs=None):
+    """best_losses as {repetition: its best loss}."""
+    losses = {}
     for search in method_searches(rows, method):
         spent, best = search_progress(search, epochs)
         if spent[-1] > after - (epochs or 1):
-            losses.append(float(best[spent <= after].min(initial=math.inf)))
+            losses[search[0]['repetition']] = float(best[spent <= after].min(initial=math.inf))
     return losses
 
 

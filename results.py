@@ -72,6 +72,7 @@ class Plan(NamedTuple):
     # (method, repetition, that search's recorded rows in iteration order) -> the rows the run makes of them before
     # training, as far as the plan decides them (see test.expected_rows)
     expected_rows: Callable
+    epochs_before: Callable  # row -> the epochs its network had trained before its row's training (Hyperband's)
 
     @property
     def total(self):
@@ -151,21 +152,21 @@ def curve_lines(rows, *, header):
     return text.getvalue()
 
 
-def read_curves(path, recorded):
+def read_curves(path, recorded, epochs_before):
     """The curves in curves file `path` (gzipped if its name ends in .gz) of the recorded rows, {(method, repetition,
     iteration): [[val_loss, val_accuracy, test_loss, test_accuracy] after each epoch its training added]}, and how
     many of its bytes to keep: the lines of rows the results file does not record (a run writes a population's
     curves just before its rows) and a last line cut short are dropped. ValueError (one line) for anything else: a
-    line this code does not write, or a row trained without its whole curve."""
+    line this code does not write, or a row trained without its whole curve (from epochs_before(row) + 1 to its
+    epochs). OSError or EOFError if the file cannot be read."""
     with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
         data = file.read()
-    keep = data.rfind(b'\n') + 1
-    lines = data[:keep].decode('utf-8', errors='replace').split('\n')[:-1]
-    if not lines or lines[0] != ','.join(CURVE_COLUMNS):
+    lines = data[:data.rfind(b'\n') + 1].split(b'\n')[:-1]
+    if not lines or lines[0] != ','.join(CURVE_COLUMNS).encode():
         raise ValueError(f'{path} line 1: the header is not {",".join(CURVE_COLUMNS)}')
     curves, kept, unrecorded = {}, len(lines[0]) + 1, None
     for number, line in enumerate(lines[1:], 2):
-        fields = line.split(',')
+        fields = line.decode('ascii', errors='replace').split(',')
         names = ('repetition', 'iteration', 'epochs', *SCORE_COLUMNS[:4])  # as append() writes these columns
         if len(fields) != len(CURVE_COLUMNS) or not all(map(as_written, names, fields[1:])):
             raise ValueError(f'{path} line {number}: not a line of a curve as this code writes them')
@@ -177,14 +178,14 @@ def read_curves(path, recorded):
             raise ValueError(f'{path} line {number}: the curve of a recorded row after line {unrecorded}, whose row is '
                              'not recorded (a line moved or a row deleted)')
         curves.setdefault(key, []).append((int(fields[3]), list(map(float, fields[4:]))))
-        kept += len(line) + 1
+        kept += len(line) + 1  # bytes
     for key, row in recorded.items():
         epochs, name = [epoch for epoch, _ in curves.get(key, [])], f'{key[0]} repetition {key[1]} iteration {key[2]}'
         if row['repeat_of'] is not None and epochs:
             raise ValueError(f'{path}: {name} has a curve, but a repeated point trains nothing')
-        if row['repeat_of'] is None and not (epochs and epochs == list(range(epochs[0], row['epochs'] + 1))):
-            raise ValueError(f'{path}: the curve of {name} is missing or does not run epoch by epoch to its '
-                             f'{row["epochs"]} epochs')
+        if row['repeat_of'] is None and epochs != list(range(epochs_before(row) + 1, row['epochs'] + 1)):
+            raise ValueError(f'{path}: the curve of {name} is missing or does not run epoch by epoch from epoch '
+                             f'{epochs_before(row) + 1} to its {row["epochs"]}')
     return {key: [scores for _, scores in curve] for key, curve in curves.items()}, kept
 
 
@@ -529,7 +530,7 @@ class ResultsFile:
         self.recorded = recorded
         self.csv, self.curves = AppendedFile(path, keep_bytes), AppendedFile(curves_path(path), curves_keep_bytes)
         self.on_append = None
-        self.opened = False  # the configuration saved with this device and machine
+        self.configuration_saved = False  # with this device and machine
 
     def __enter__(self):
         return self
@@ -617,7 +618,7 @@ class ResultsFile:
     def _save_configuration(self):
         """Save the configuration with this device and machine in its lists (every device that has trained rows of
         the file, every machine whose searches proposed them), once."""
-        if self.opened:
+        if self.configuration_saved:
             return
         configuration = {**self.configuration}
         for name, value in (('devices', self.device), ('machines', self.machine)):
@@ -627,7 +628,7 @@ class ResultsFile:
             files.write_whole(configuration_path(self.path),
                               lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
             self.configuration = configuration
-        self.opened = True
+        self.configuration_saved = True
 
 
 def open_results(path, settings, fixed, plan, device, *, saved_settings, fresh=False):
@@ -676,11 +677,11 @@ def recorded_run(path, current, plan, saved_settings, *, fresh):
         recorded, keep = read(path, plan, results_format)
         curves_keep = 0
         if saved.get('curves') and os.path.exists(curves_path(path)):
-            curves_keep = read_curves(curves_path(path), recorded)[1]
+            curves_keep = read_curves(curves_path(path), recorded, plan.epochs_before)[1]
         elif saved.get('curves') and any(row['repeat_of'] is None for row in recorded.values()):
             raise ValueError(f'{curves_path(path)} is missing: the curves of the rows {path} records')
     except OSError as error:
-        raise ResultsFileError(f'{error.filename} cannot be read ({error.strerror})') from None
+        raise ResultsFileError(f'{error.filename or path} cannot be read ({error.strerror})') from None
     except ValueError as error:
         raise ResultsFileError(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)') from None
     return saved, recorded, keep, curves_keep  # saved: with the devices that trained its rows

@@ -4,6 +4,7 @@ interpolated bilinearly, in the coordinates the searches see, between the four g
 the replica (the grid run's repetition) its network seed picks, at its epochs.
 """
 import bisect
+import gzip
 import hashlib
 import math
 import os
@@ -17,7 +18,7 @@ import searches
 SHARED_SETTINGS = ('dataset', 'learning_rate_bounds', 'weight_decay_bounds', 'lr_scale', 'epochs', 'training_size',
                    'validation_size', 'batch_size')
 SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
-OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray outside the table's box by rounding
+OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray from the table's box or a grid line by rounding
 
 
 class TableError(ValueError):
@@ -25,10 +26,11 @@ class TableError(ValueError):
 
 
 def file_hash(*paths):
-    """The SHA-256 of the files' contents, in order: what a run's configuration records of its table."""
+    """The SHA-256 of the files' contents (a .gz file's uncompressed), in order: what a run's configuration records of
+    its table, whether its curves are gzipped or not."""
     digest = hashlib.sha256()
     for path in paths:
-        with open(path, 'rb') as file:
+        with (gzip.open if os.fspath(path).endswith('.gz') else open)(path, 'rb') as file:
             for block in iter(lambda: file.read(1 << 20), b''):
                 digest.update(block)
     return digest.hexdigest()
@@ -90,6 +92,8 @@ class Table:
         value = min(max(value, low), high)
         upper = min(max(bisect.bisect_right(axis, value), 1), len(axis) - 1)
         fraction = (value - axis[upper - 1]) / (axis[upper] - axis[upper - 1])
+        if min(fraction, 1 - fraction) < OUTSIDE * (len(axis) - 1):  # a grid point, but for rounding
+            fraction = round(fraction)
         return [(index, weight) for index, weight in ((upper - 1, 1 - fraction), (upper, fraction)) if weight]
 
 
@@ -113,9 +117,10 @@ class TableTraining:
     def of_grid_run(cls, path, grid_args, recorded, args, *, box):
         """The training of run `args` by the finished grid run with curves in results file `path` (its arguments
         grid_args, its rows recorded, the box its searches saw); TableError (one line) if it cannot answer it."""
-        if 'grid' not in grid_args.method or not grid_args.curves:
-            raise TableError(f'{path} is no table: a table is a run of method grid with --curves (its methods are '
-                             f'{",".join(grid_args.method)}, curves {grid_args.curves})')
+        if 'grid' not in grid_args.method or not grid_args.curves or grid_args.table is not None:
+            raise TableError(f'{path} is no table: a table is a run of method grid with --curves that trained its '
+                             f'networks (its methods are {",".join(grid_args.method)}, curves {grid_args.curves}, '
+                             f'table {grid_args.table})')
         check_settings(path, vars(grid_args), vars(args))
         rows = [row for (method, _, _), row in recorded.items() if method == 'grid']
         if len(rows) < grid_args.repetitions * grid_args.evaluations:
@@ -125,7 +130,7 @@ class TableTraining:
                             if os.path.exists(name)), None)
         if curves_file is None:
             raise TableError(f'{results.curves_path(path)} (or .gz) is missing: the curves of the table {path}')
-        curves = results.read_curves(curves_file, recorded)[0]
+        curves = results.read_curves(curves_file, recorded, lambda row: 0)[0]  # a grid trains fresh networks
         side = math.isqrt(grid_args.evaluations)
         values = np.empty((grid_args.repetitions, side, side, grid_args.epochs, len(SCORES)))
         for row in rows:

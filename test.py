@@ -148,10 +148,10 @@ def build_parser(*, raising=False):
                             '(its settings come from its configuration file; other flags but --quiet and --across '
                             'are ignored); with several files, runs of the same methods and budget on different '
                             'tasks, compare the methods across them instead (see --across)')
-    files.add_argument('--across', metavar='FILE',
+    files.add_argument('--across', metavar='NAME.csv',
                        help='with --report: compare the methods across the files (mean best losses with bootstrap '
                             'intervals, normalised regret, ranks, Friedman test, critical-difference diagram), '
-                            'writing FILE.across.json, .across.md, .ranks.png and .critical-difference.png (None: '
+                            'writing NAME.across.json, .across.md, .ranks.png and .critical-difference.png (None: '
                             'beside the first file with several; with one file, only when given)')
     files.add_argument('--quiet', action='store_true',
                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
@@ -328,7 +328,9 @@ def results_plan(args):
                             evaluations=args.evaluations, epochs=args.epochs) for method in args.method},
                         learning_rate_bounds=args.learning_rate_bounds, weight_decay_bounds=args.weight_decay_bounds,
                         expected_rows=lambda method, repetition, recorded: expected_rows(method, repetition,
-                                                                                          recorded, args))
+                                                                                          recorded, args),
+                        epochs_before=lambda row: searches.search_class(row['method']).epochs_before(
+                            row, evaluations=args.evaluations, epochs=args.epochs))
 
 
 def expected_rows(method, repetition, recorded, args):
@@ -425,21 +427,18 @@ def ray_training(parser, args):
 def report_across(parser, args):
     """--report FILE FILE ...: the methods compared across the tasks of several results files (or one, with
     --across), nothing trained; a run on a table measures its regret from the table's lowest loss."""
+    twice = [path for path in args.report if args.report.count(path) > 1]
+    if twice:
+        parser.error(f'--report names {twice[0]} twice: each task once')
     names = [os.path.splitext(os.path.basename(path))[0] for path in args.report]
     tasks = []
     for path, name in zip(args.report, names):
         try:
-            file_args, _, recorded = read_results(path)
-            table_best = None
-            if file_args.table:  # read as the run read it, if it is still there
-                with contextlib.suppress(ValueError, OSError):
-                    grid_args, _, grid = read_results(file_args.table)
-                    table_best = table.TableTraining.of_grid_run(file_args.table, grid_args, grid, file_args,
-                                                                 box=search_box(grid_args)).table.lowest_loss()
+            file_args, saved, recorded = read_results(path)
         except ValueError as error:
             parser.error(f'--report: {error}')
         tasks.append(comparison.Task(name if names.count(name) == 1 else path, file_args, list(recorded.values()),
-                                     table_best=table_best))
+                                     table_best=table_lowest_loss(path, file_args, saved)))
     output = args.across or args.report[0]
     try:
         results.check_path(output, fresh=False)
@@ -450,17 +449,41 @@ def report_across(parser, args):
         parser.fail(1, f'--report: {error}; its previous version is kept')
 
 
+def read_table(path, args):
+    """The table.TableTraining of run `args` by the benchmark table in `path` (a finished grid run with curves, read
+    as --report reads a results file); ValueError, OSError or EOFError (one line) if it cannot answer the run."""
+    grid_args, _, recorded = read_results(path)
+    return table.TableTraining.of_grid_run(path, grid_args, recorded, args, box=search_box(grid_args))
+
+
 def table_training(parser, args):
-    """--table FILE: the benchmark table in FILE (a finished grid run with curves, read as --report reads a results
-    file) answers this run's evaluations. One line and exit status 2 if it cannot."""
+    """--table FILE: the benchmark table in FILE answers this run's evaluations. One line and exit status 2 if it
+    cannot."""
     try:
-        grid_args, _, recorded = read_results(args.table)
-        return table.TableTraining.of_grid_run(args.table, grid_args, recorded, args, box=search_box(grid_args))
-    except ValueError as error:
+        return read_table(args.table, args)
+    except OSError as error:  # a curves file that is no gzip file, or cannot be read
+        parser.error(f'--table: {error.filename or args.table} cannot be read ({error.strerror or error})')
+    except (ValueError, EOFError) as error:  # EOFError: a gzipped curves file cut short
         parser.error(f'--table: {error}')
 
 
-def fixed_settings(args, training):
+def table_lowest_loss(path, args, saved):
+    """The lowest loss of the table that the run in results file `path` (its arguments and configuration) was
+    answered from, found as it named it (or beside the results file) with the contents it had; None, said in a
+    line, where it is not."""
+    if args.table is None:
+        return None
+    for candidate in (args.table, os.path.join(os.path.dirname(path), args.table)):
+        with contextlib.suppress(ValueError, OSError, EOFError):
+            training = read_table(candidate, args)
+            if training.sha256 == saved.get('table_sha256'):
+                return training.table.lowest_loss()
+    print(f'{path}: its table {args.table} is not there as it was: its best is the lowest loss its methods found',
+          flush=True)
+    return None
+
+
+def run_constants(args, training):
     """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and the
     hash of a table's files."""
     return {**searches.fixed_settings(args.method), **({'table_sha256': training.sha256} if args.table else {})}
@@ -471,6 +494,8 @@ def main(argv=None, *, splits=None):
     loading --dataset (bench.py --experiment's synthetic images)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.across and not args.report:
+        parser.error(f'--across {args.across} needs --report: it names where a comparison of results files goes')
     if args.report and (len(args.report) > 1 or args.across):
         return report_across(parser, args)
     if args.report:
@@ -480,7 +505,7 @@ def main(argv=None, *, splits=None):
     training = ray_training(parser, args) if args.ray else table_training(parser, args) if args.table else None
     try:
         results_file = results.open_results(
-            args.output, run_settings(args), fixed_settings(args, training), results_plan(args),
+            args.output, run_settings(args), run_constants(args, training), results_plan(args),
             training.device_name if training else network.device_name(args.device),
             saved_settings=lambda saved: run_settings(saved_arguments(saved, args.output, args.data_dir)),
             fresh=args.fresh)

@@ -124,6 +124,9 @@ def test_a_point_outside_the_tables_box_is_refused():
                                                  '[0.001, 0.5]'),
     (['--lr-scale', 'log'], "was built with lr_scale 'linear', this run has 'log'"),
     (['--ray', 'local'], '--ray local has nothing to train with --table'),
+    (['--dataset', 'mnist'], "was built with dataset 'digits', this run has 'mnist'"),
+    (['--validation-size', '300'], 'was built with validation_size 360, this run has 300'),
+    (['--weight-decay-bounds', '0', '0.01'], 'was built with weight_decay_bounds [0.0, 0.001], this run has [0.0, 0.01]'),
 ])
 def test_a_run_that_is_not_the_tables_is_refused_in_one_line_naming_the_first_difference(
         arguments, named, digits_table, tmp_path, capsys):
@@ -160,7 +163,8 @@ def test_a_run_that_is_no_grid_with_curves_is_no_table(tmp_path, capsys):
     stderr = refused(experiment.main, [*TABLE_SETTINGS, '--method', 'sobol', '--evaluations', '4', '--table',
                                        str(tmp_path / 'random.csv'), '--output', str(tmp_path / 'results.csv')],
                      capsys)
-    assert 'random.csv is no table: a table is a run of method grid with --curves (its methods are random' in stderr
+    assert ('random.csv is no table: a table is a run of method grid with --curves that trained its networks (its '
+            'methods are random, curves False, table None)') in stderr
     assert snapshot(tmp_path) == before
 
 
@@ -204,3 +208,28 @@ def test_fidelity_trains_random_points_for_real_and_sets_the_tables_answers_besi
     assert figures['replica_vs_replica']['rmse'] == pytest.approx(
         math.sqrt(sum((a - b) ** 2 for a, b in finite) / len(finite)))
     assert 'table vs real training (random points)' in result.stdout
+
+
+def test_a_report_across_table_runs_measures_regret_from_the_tables_lowest_loss_while_it_is_as_it_was(
+        digits_table, tmp_path, capsys):
+    own = without_curves(digits_table, tmp_path)
+    curves = digits_table.with_suffix('.curves.csv').read_text()
+    (tmp_path / 'grid.curves.csv').write_text(curves)
+    for seed in (0, 1):
+        experiment.main([*TABLE_SETTINGS, '--method', 'random,sobol,grid,hyperband', '--evaluations', '9',
+                         '--repetitions', '3', '--seed', str(seed), '--table', str(own), '--quiet',
+                         '--output', str(tmp_path / f'seed-{seed}.csv')])
+    capsys.readouterr()
+    report = ['--report', str(tmp_path / 'seed-0.csv'), str(tmp_path / 'seed-1.csv')]
+    experiment.main(report)
+    lowest = min(row['val_loss'] for row in typed_rows(digits_table) if math.isfinite(row['val_loss']))
+    task = json.loads((tmp_path / 'seed-0.across.json').read_text())['tasks']['seed-0']
+    assert (task['best'], task['best_from']) == (lowest, "the table's lowest loss")
+    assert set(json.loads((tmp_path / 'seed-0.across.json').read_text())['ranks']['9']['mean_rank']) == {
+        'random', 'sobol', 'grid', 'hyperband'}  # Hyperband at the same model-epochs
+    (tmp_path / 'grid.curves.csv').write_text(curves.replace('\n', '\n', 1)[:-1] + '\n\n')  # changed: not as it was
+    capsys.readouterr()
+    experiment.main(report)
+    task = json.loads((tmp_path / 'seed-0.across.json').read_text())['tasks']['seed-0']
+    assert task['best_from'] == 'the lowest loss any method found'
+    assert f'its table {own} is not there as it was' in capsys.readouterr().out
