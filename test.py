@@ -65,7 +65,7 @@ DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
 LARGEST_BOUND = network.LARGEST_HYPERPARAMETER  # of either range: float32's largest, the networks' arithmetic
 # A run plans every evaluation and holds its rows in memory before the first trains (the paper's run has 500)
-MOST_EVALUATIONS = 100_000  # in all: methods x repetitions x evaluations
+MOST_EVALUATIONS = 200_000  # in all: methods x repetitions x evaluations (Hyperband: its scorings)
 # A guided search fits its model on all its evaluations: n x n matrices, about 32 n^2 bytes (800 MB at 5,000)
 MOST_GUIDED_EVALUATIONS = 5_000
 

@@ -57,8 +57,8 @@ BAD_INPUTS = [
     (['--epochs', 'ten'], "invalid int value: 'ten'"),
     (['--ray', ''], "--ray '' is not an address"),
     (['--ray-worker-cpus', '2'], '--ray-worker-cpus 2 needs --ray'),
-    (['--repetitions', '100000000'], 'is 5,000,000,000 evaluations: at most 100,000 in one run'),
-    (['--method', 'sobol', '--evaluations', '100000000'], 'at most 100,000 in one run'),
+    (['--repetitions', '100000000'], 'is 5,000,000,000 evaluations: at most 200,000 in one run'),
+    (['--method', 'sobol', '--evaluations', '100000000'], 'at most 200,000 in one run'),
     (['--method', 'bayesian', '--evaluations', '6000', '--repetitions', '1'], 'at most 5,000 (its model'),
     (['--method', 'tpe', '--evaluations', '6000', '--repetitions', '1'], 'too many for a guided search: at most 5,000'),
 ]
