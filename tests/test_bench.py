@@ -47,14 +47,9 @@ def test_every_path_trains_its_networks_and_the_two_one_model_paths_train_the_sa
             assert not torch.equal(parameters[member], start[name][member]), (name, member)
 
 
-# (the flags, the dataset, its training split: one model-epoch of the paper's experiment, FLOP per image and step)
-DATASETS = [([], 'cifar10', 40_000, 5_382_000), (['--dataset', 'fashion-mnist'], 'fashion-mnist', 50_000, 2_515_200)]
-
-
-@pytest.mark.parametrize('flags, dataset, split_images, flops_per_image', DATASETS, ids=[d[1] for d in DATASETS])
-def test_bench_prints_every_path_and_ends_with_its_figures_as_json(flags, dataset, split_images, flops_per_image,
-                                                                   tmp_path):
-    result = run_script('bench.py', *flags, '--images', '192', '--batch-size', '32', '--populations', '2', '3',
+def test_bench_prints_every_path_and_ends_with_its_figures_as_json(tmp_path):
+    dataset, split_images, flops_per_image = 'cifar10', 40_000, 5_382_000  # FLOP per image and training step
+    result = run_script('bench.py', '--images', '192', '--batch-size', '32', '--populations', '2', '3',
                         '--device', 'cpu', '--json', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.splitlines()[-1])
@@ -91,6 +86,26 @@ def test_bench_prints_every_path_and_ends_with_its_figures_as_json(flags, datase
 
     assert figures['population_step_milliseconds'] == pytest.approx({str(members): 1000 * members / rate / 6
                                                                      for members, rate in zip((2, 3), rates[2:])})
+
+
+def test_with_another_dataset_every_path_trains_its_network_on_images_of_its_shape(monkeypatch, capsys):
+    images, labels = bench.synthetic_images(6, (1, 28, 28), np.random.default_rng(0))
+    assert images.shape == (6, 28, 28) and images.dtype == np.uint8  # as torchvision keeps MNIST's
+    split = bench.as_split(images, labels, torch.device('cpu'))
+    assert tuple(split.images.shape) == (6, 1, 28, 28)
+    model = bench.authors_pipeline(images, labels, batch_size=2, device=torch.device('cpu'))(6)
+    assert model.fc.in_features == 320  # the 1x28x28 network
+    assert bench.one_model_path(split, batch_size=2)(6).fc.in_features == 320
+    assert bench.population_path(split, 2, batch_size=2)(6)['fc.weight'].shape == (2, 10, 320)
+    assert bench.training_split_size('fashion-mnist') == 50_000 and bench.training_split_size('cifar10') == 40_000
+    monkeypatch.setattr(bench, 'model_epochs_per_second', lambda *args, **kwargs: 2.0)
+    monkeypatch.setattr(bench, 'in_own_process', lambda *args, **kwargs: 1.0)
+    monkeypatch.setattr(bench, 'matmul_gflops', lambda device: 100.0)
+    bench.main(['--dataset', 'fashion-mnist', '--images', '100', '--populations', '2', '--device', 'cpu', '--json'])
+    figures = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert figures['dataset'] == 'fashion-mnist'
+    assert figures['full_experiment_seconds']['one_model'] == 25_000 * 50_000 / 100 / 2.0  # of its 50,000 images
+    assert figures['utilisation']['one_model'] == pytest.approx(2.0 * 100 * 2_515_200 / 1e9 / 100.0)
 
 
 def test_a_training_step_costs_the_multiply_adds_of_its_layers_forward_and_backward():
@@ -193,17 +208,20 @@ def test_the_proposals_of_a_results_file_are_replayed_and_timed_per_guided_metho
     assert figures['asks'] == {'tpe': 12, 'bayesian': 12} and all(value > 0 for value in figures['seconds'].values())
     recorded = [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
                 for row in typed_rows(output) if row['method'] == 'tpe']
-    assert sorted(point[0]['learning_rate'] for point in asks) == sorted(row['learning_rate'] for row in recorded)
+    replayed = asks[-12:]  # reading the file replayed the init points first (the plan's check), then bench
+    assert sorted(point[0]['learning_rate'] for point in replayed) == sorted(row['learning_rate'] for row in recorded)
     assert 'Proposals of the guided searches' in out
     assert figures['other_points'] == {'tpe': 0, 'bayesian': 0}
-    lines = output.read_text().splitlines(keepends=True)
+    whole = output.read_text()
+    lines = whole.splitlines(keepends=True)
     output.write_text(''.join(lines[:8]))  # 7 rows: the first round's 4, then tpe's 2 and one of bayesian's
     bench.main(['--proposals', str(output), '--json'])
     assert json.loads(capsys.readouterr().out.splitlines()[-1])['asks'] == {'tpe': 4, 'bayesian': 3}
+    output.write_text(whole)
     rows = read_rows(output)
-    other = next(row for row in rows if (row['method'], row['iteration']) == ('tpe', '1'))
+    other = next(row for row in rows if (row['method'], row['repetition'], row['iteration']) == ('tpe', '1', '3'))
     other['learning_rate'] = repr(float(other['learning_rate']) * (1 - 1e-12))  # as another CPU's rounding
     output.write_text(','.join(rows[0]) + '\n' + ''.join(','.join(row.values()) + '\n' for row in rows))
     bench.main(['--proposals', str(output), '--json'])
     figures = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert figures['asks'] == {'tpe': 4, 'bayesian': 3} and figures['other_points'] == {'tpe': 1, 'bayesian': 0}
+    assert figures['asks'] == {'tpe': 12, 'bayesian': 12} and figures['other_points'] == {'tpe': 1, 'bayesian': 0}

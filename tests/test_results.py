@@ -132,7 +132,7 @@ STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (10, signal.SIGINT)],
          1: [(3, signal.SIGHUP), (9, signal.SIGINT)], 10: [(3, signal.SIGKILL), (8, signal.SIGTERM)]}
 
 
-@pytest.mark.parametrize('population', [3, 1, 10], ids=['population 3', 'population 1', 'CPU default'])
+@pytest.mark.parametrize('population', [3, 1], ids=['population 3', 'population 1'])
 def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninterrupted_run(population, uninterrupted,
                                                                                           tmp_path):
     output = tmp_path / 'results.csv'
