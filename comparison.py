@@ -1,7 +1,8 @@
 """The methods compared across tasks (several finished results files of the same methods and budget): per task the
 mean best validation loss after each checkpoint with a bootstrap interval and the normalised regret; over all
 (task, repetition) pairs each method's mean rank, the Friedman test and a critical-difference diagram; written beside
-the first file as NAME.across.json, NAME.across.md, NAME.ranks.png and NAME.critical-difference.png.
+the first file as NAME.across.json, NAME.across.md, NAME.ranks.png and NAME.critical-difference.png. Also a run on a
+benchmark table checked against real training (NAME.against.md).
 """
 import contextlib
 import io
@@ -221,3 +222,59 @@ def report_across(tasks, output):
     else:
         plot_critical_difference(tasks, methods, checkpoints[-1], paths['critical-difference'])
     print(f'\nwritten: {", ".join(paths.values())}', flush=True)
+
+
+def against(table_task, real_task):
+    """A run on a table beside the real run of the same searches: per method both ran, over the repetitions both
+    finished, the mean best loss after the full budget in each, the two-sided Mann-Whitney test of the two samples
+    (they differ beyond the training noise where p < report.SIGNIFICANCE; None below two repetitions), and each
+    mean's rank among the methods; then Spearman's correlation between the two columns of means (NaN below three
+    methods). ValueError (one line) if the budgets differ or the runs share no method and repetition."""
+    for name in ('evaluations', 'epochs'):
+        if getattr(table_task.args, name) != getattr(real_task.args, name):
+            raise ValueError(f'{real_task.name} has {name} {getattr(real_task.args, name)!r}, {table_task.name} '
+                             f'{getattr(table_task.args, name)!r}: a check against real training needs the same budget')
+    evaluations, rows = table_task.args.evaluations, []
+    for method in (method for method in table_task.args.method if method in real_task.args.method):
+        table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
+        both = sorted(set(table_best) & set(real_best))
+        if both:
+            samples = [[best[repetition] for repetition in both] for best in (table_best, real_best)]
+            p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
+            rows.append([method, len(both), *map(finite_mean, samples), p_value])
+    if not rows:
+        raise ValueError(f'{table_task.name} and {real_task.name} share no method with a finished repetition')
+    table_ranks, real_ranks = (stats.rankdata([row[column] for row in rows]) for column in (2, 3))
+    spearman = float(stats.spearmanr(table_ranks, real_ranks).statistic) if len(rows) > 2 else math.nan
+    return [dict(method=method, repetitions=repetitions, table_mean=table_mean, real_mean=real_mean,
+                 p_value=p_value, table_rank=float(table_rank), real_rank=float(real_rank),
+                 verdict=None if p_value is None else 'differ' if p_value < report.SIGNIFICANCE else 'agree')
+            for (method, repetitions, table_mean, real_mean, p_value), table_rank, real_rank
+            in zip(rows, table_ranks, real_ranks)], spearman
+
+
+def finite_mean(values):
+    """The mean of the finite values (NaN if none)."""
+    finite = [value for value in values if math.isfinite(value)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def report_against(table_task, real_task, output):
+    """Print the check of a run on a table against real training (against()) and write it beside `output` as
+    NAME.against.md (files.WriteError if it cannot be written)."""
+    rows, spearman = against(table_task, real_task)
+    table = report.Table(
+        f'{table_task.name} (on a table) against {real_task.name} (real training): mean best validation loss after '
+        f'{table_task.args.evaluations} evaluations over the repetitions both finished; "differ": the two samples '
+        f'differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
+        [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('p-value', '{:.2g}'),
+         ('Table rank', '{:g}'), ('Real rank', '{:g}'), ('Verdict', '{}')],
+        [tuple(row.values()) for row in rows])
+    report.print_table(table)
+    verdict = (f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
+               else "Spearman's correlation needs three methods or more")
+    print(f'\n{verdict}', flush=True)
+    path = report.path_beside(output, '.against.md')
+    text = '\n'.join([*report.format_table(table, markdown=True), '', verdict, ''])
+    files.write_whole(path, lambda file: file.write(text))
+    print(f'\nwritten: {path}', flush=True)

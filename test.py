@@ -153,6 +153,10 @@ def build_parser(*, raising=False):
                             'intervals, normalised regret, ranks, Friedman test, critical-difference diagram), '
                             'writing NAME.across.json, .across.md, .ranks.png and .critical-difference.png (None: '
                             'beside the first file with several; with one file, only when given)')
+    files.add_argument('--against', metavar='REAL.csv',
+                       help='with --report FILE, a run on a benchmark table: check it against REAL.csv, the real '
+                            'training of the same searches (mean best losses side by side per method, a '
+                            'Mann-Whitney test each, ranks, Spearman), writing FILE-NAME.against.md')
     files.add_argument('--quiet', action='store_true',
                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
     return parser
@@ -449,6 +453,26 @@ def report_across(parser, args):
         parser.fail(1, f'--report: {error}; its previous version is kept')
 
 
+def report_against(parser, args):
+    """--report FILE --against REAL.csv: a run on a table checked against real training of the same searches."""
+    tasks = []
+    for path in (args.report[0], args.against):
+        try:
+            file_args, _, recorded = read_results(path)
+        except ValueError as error:
+            parser.error(f'--report: {error}')
+        tasks.append(comparison.Task(os.path.splitext(os.path.basename(path))[0], file_args, list(recorded.values())))
+    if tasks[0].args.table is None or tasks[1].args.table is not None:
+        parser.error(f'--against: {args.report[0]} must be a run on a table and {args.against} one without')
+    try:
+        results.check_path(args.report[0], fresh=False)
+        comparison.report_against(*tasks, args.report[0])
+    except ValueError as error:
+        parser.error(f'--against: {error}')
+    except files.WriteError as error:
+        parser.fail(1, f'--against: {error}; its previous version is kept')
+
+
 def read_table(path, args):
     """The table.TableTraining of run `args` by the benchmark table in `path` (a finished grid run with curves, read
     as --report reads a results file); ValueError, OSError or EOFError (one line) if it cannot answer the run."""
@@ -496,6 +520,10 @@ def main(argv=None, *, splits=None):
     args = parser.parse_args(argv)
     if args.across and not args.report:
         parser.error(f'--across {args.across} needs --report: it names where a comparison of results files goes')
+    if args.against and (not args.report or len(args.report) > 1 or args.across):
+        parser.error(f'--against {args.against} needs --report with one file and no --across: it checks that run')
+    if args.against:
+        return report_against(parser, args)
     if args.report and (len(args.report) > 1 or args.across):
         return report_across(parser, args)
     if args.report:

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import TABLE_SETTINGS, read_rows, refused, run_script, snapshot, typed_rows
+from scipy import stats
 
 import searches
 import table
@@ -233,3 +234,48 @@ def test_a_report_across_table_runs_measures_regret_from_the_tables_lowest_loss_
     task = json.loads((tmp_path / 'seed-0.across.json').read_text())['tasks']['seed-0']
     assert task['best_from'] == 'the lowest loss any method found'
     assert f'its table {own} is not there as it was' in capsys.readouterr().out
+
+
+def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every_method_on_the_table,
+                                                                           pretend_training, tmp_path, capsys):
+    on_table, table_rows = every_method_on_the_table
+    real = tmp_path / 'real.csv'
+    experiment.main([*TABLE_SETTINGS, '--method', 'sobol,random,grid,tpe', '--evaluations', '9', '--repetitions', '2',
+                     '--quiet', '--output', str(real)])
+    real_rows = typed_rows(real)
+    capsys.readouterr()
+    experiment.main(['--report', str(on_table), '--against', str(real)])
+    printed = capsys.readouterr().out
+    means = {}
+    for name, rows in (('table', table_rows), ('real', real_rows)):
+        for method in ('sobol', 'random', 'grid', 'tpe'):  # the repetitions both finished: 1 and 2
+            bests = [min(searches.finite_or_inf(row['val_loss']) for row in rows
+                         if (row['method'], row['repetition']) == (method, repetition)) for repetition in (1, 2)]
+            means[name, method] = np.mean([best for best in bests if math.isfinite(best)])
+    table_ranks = stats.rankdata([means['table', method] for method in ('sobol', 'random', 'grid', 'tpe')])
+    real_ranks = stats.rankdata([means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
+    written = on_table.with_suffix('.against.md').read_text()
+    for method, table_rank, real_rank in zip(('sobol', 'random', 'grid', 'tpe'), table_ranks, real_ranks):
+        line = next(line for line in written.splitlines() if line.startswith(f'| {method} |'))
+        cells = [cell.strip() for cell in line.strip('|').split('|')]
+        assert cells[1] == '2' and float(cells[2]) == pytest.approx(means['table', method], abs=5e-5)
+        assert float(cells[3]) == pytest.approx(means['real', method], abs=5e-5)
+        assert (float(cells[5]), float(cells[6])) == (table_rank, real_rank)
+    spearman = stats.spearmanr(table_ranks, real_ranks).statistic
+    assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in printed
+    assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in written
+
+
+@pytest.mark.parametrize('arguments, named', [
+    (lambda table_run, real: ['--against', str(real)], '--against {real} needs --report with one file'),
+    (lambda table_run, real: ['--report', str(real), '--against', str(table_run)],
+     '--against: {real} must be a run on a table and {table_run} one without'),
+])
+def test_a_check_against_real_training_needs_a_table_run_and_a_real_one(arguments, named, every_method_on_the_table,
+                                                                        pretend_training, tmp_path, capsys):
+    table_run = every_method_on_the_table[0]
+    real = tmp_path / 'real.csv'
+    experiment.main([*TABLE_SETTINGS, '--method', 'sobol', '--evaluations', '9', '--quiet', '--output', str(real)])
+    before = snapshot(tmp_path)
+    assert named.format(real=real, table_run=table_run) in refused(experiment.main, arguments(table_run, real), capsys)
+    assert snapshot(tmp_path) == before
