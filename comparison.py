@@ -53,10 +53,11 @@ class Task:
 
 
 def check_alike(tasks):
-    """ValueError (one line) naming the first difference in methods or budget between the tasks' files."""
+    """ValueError (one line) naming the first difference in methods or budget between the tasks' files. The budget is
+    counted in evaluations: each task trains its networks its own epochs (Hyperband gets that many model-epochs)."""
     first = tasks[0]
     for task in tasks[1:]:
-        for name in ('method', 'evaluations', 'epochs', 'repetitions'):
+        for name in ('method', 'evaluations', 'repetitions'):
             mine, theirs = getattr(first.args, name), getattr(task.args, name)
             if list(mine) != list(theirs) if name == 'method' else mine != theirs:
                 raise ValueError(f'{task.name} has {name} {theirs!r}, {first.name} {mine!r}: a comparison across '

@@ -75,16 +75,16 @@ def test_the_bootstrap_interval_is_seeded_repeatable_and_brackets_the_mean():
     assert 0.5 <= comparison.bootstrap_interval([0.5, 0.7])[0] < comparison.bootstrap_interval([0.5, 0.7])[1] <= 0.7
 
 
-def small_run(folder, name, *, seed=0, methods='sobol,random,bayesian', evaluations='5'):
+def small_run(folder, name, *, seed=0, methods='sobol,random,bayesian', evaluations='5', epochs='1'):
     """A finished small run, trained for pretence: its path."""
     experiment.main(['--dataset', 'digits', '--method', methods, '--evaluations', evaluations, '--init-points', '2',
-                     '--repetitions', '3', '--epochs', '1', '--seed', str(seed), '--quiet',
+                     '--repetitions', '3', '--epochs', epochs, '--seed', str(seed), '--quiet',
                      '--output', str(folder / f'{name}.csv')])
     return folder / f'{name}.csv'
 
 
 def test_a_report_across_files_prints_and_writes_its_tables_and_plots(pretend_training, tmp_path, capsys):
-    first, second = small_run(tmp_path, 'first'), small_run(tmp_path, 'second', seed=1)
+    first, second = small_run(tmp_path, 'first'), small_run(tmp_path, 'second', seed=1, epochs='2')  # its own epochs
     capsys.readouterr()
     experiment.main(['--report', str(first), str(second)])
     printed = capsys.readouterr().out
