@@ -68,14 +68,14 @@ def rows_by_search(rows):
     grouped = collections.defaultdict(list)
     for row in rows:
         grouped[row['method'], row['repetition']].append(row)
-    methods = list(dict.fromkeys(row['method'] for row in rows))
+    order = {method: index for index, method in enumerate(dict.fromkeys(key[0] for key in grouped))}
     return {key: sorted(grouped[key], key=lambda row: row['iteration'])
-            for key in sorted(grouped, key=lambda key: (methods.index(key[0]), key[1]))}
+            for key in sorted(grouped, key=lambda key: (order[key[0]], key[1]))}
 
 
 def method_searches(rows, method):
     """The rows of each repetition of one method's search, by repetition, each in iteration order."""
-    return [search for (name, _), search in rows_by_search(rows).items() if name == method]
+    return list(rows_by_search([row for row in rows if row['method'] == method]).values())
 
 
 def finite_losses(rows):
@@ -241,11 +241,13 @@ def method_comparisons(rows, methods, evaluations, epochs=None):
     best_losses), for every pair of compared_methods (by pair, then checkpoint) with repetitions that have made that
     many; each with `after`, the checkpoint."""
     present = methods_present(rows, compared_methods(methods, epochs))
+    best = {(method, count): best_losses(rows, method, count, epochs)
+            for method in present for count in checkpoints(evaluations, epochs)}
     comparisons = []
     for i, first in enumerate(present):
         for second in present[i + 1:]:
             for count in checkpoints(evaluations, epochs):
-                losses = best_losses(rows, first, count, epochs), best_losses(rows, second, count, epochs)
+                losses = best[first, count], best[second, count]
                 if all(losses):
                     comparisons.append({'after': count, **mann_whitney(*losses, names=(first, second))})
     return comparisons
