@@ -246,7 +246,8 @@ def test_help_groups_the_flags_into_the_experiment_its_computation_and_its_files
         '--init-points', '--epochs', '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale',
         '--seed', '--curves', '--table']
     assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--ray', '--ray-worker-cpus']
-    assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--across', '--quiet']
+    assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--across', '--against',
+                                  '--quiet']
     assert {'--device', '--data-dir'} <= set(re.findall(r'^  (--[a-z-]+)', network_help(), flags=re.M))
 
 
