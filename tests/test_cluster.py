@@ -1,6 +1,6 @@
-"""cluster.py and test.py --ray: populations trained on a local Ray cluster give the rows of a run without Ray, a
-worker killed while it trains costs only its population, a killed driver resumes, and a cluster that cannot be used
-is refused in one line before anything is written."""
+"""cluster.py and test.py --ray: populations trained on a local Ray cluster give the rows of a run without Ray, also
+after a stopped or killed driver resumes with a worker killed while it trains (which costs only its population), and
+a cluster that cannot be used is refused in one line before anything is written."""
 import os
 import signal
 import socket
@@ -25,12 +25,10 @@ RAY = ['--ray', 'local', '--ray-worker-cpus', str(THREADS)]
 
 @pytest.fixture(scope='module')
 def without_ray(tmp_path_factory):
-    """{population: the results file of RUN without Ray}."""
-    outputs = {}
-    for population in (1, 3):
-        outputs[population] = tmp_path_factory.mktemp('without-ray') / 'results.csv'
-        experiment.main([*RUN, '--population', str(population), '--output', str(outputs[population])])
-    return outputs
+    """The results file of RUN without Ray, in populations of 3."""
+    output = tmp_path_factory.mktemp('without-ray') / 'results.csv'
+    experiment.main([*RUN, '--population', '3', '--output', str(output)])
+    return output
 
 
 @pytest.fixture
@@ -48,10 +46,10 @@ def ray_processes(name=None):
     return [int(line.split()[0]) for line in listing.splitlines() if any(name in line for name in names)]
 
 
-def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_is_killed(without_ray, tmp_path):
-    process = subprocess.Popen([sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '3', *RAY,
-                                '--output', 'results.csv'],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_killing_a_worker(command, cwd):
+    """Run `command` to its end, killing the first Ray worker seen training: (the process's stdout, stderr and exit
+    status, the killed worker's process id or None)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, killed = time.monotonic() + 120, None
     while killed is None and time.monotonic() < deadline and process.poll() is None:
         workers = ray_processes('ray::Worker.train')
@@ -60,11 +58,7 @@ def test_a_local_cluster_writes_the_csv_of_a_run_without_ray_even_when_a_worker_
             subprocess.run(['kill', '-KILL', str(killed)])
         time.sleep(0.01)
     stdout, stderr = process.communicate(timeout=300)
-    assert killed is not None, 'no worker was seen training'
-    assert process.returncode == 0, stderr
-    assert f'Ray cluster local: nodes 1, workers 1 (one per {THREADS} CPUs), training on cpu (' in stdout
-    # the killed worker's population trained again: the same rows, in the same order
-    assert without_seconds(read_rows(tmp_path / 'results.csv')) == without_seconds(read_rows(without_ray[3]))
+    return stdout, stderr, process.returncode, killed
 
 
 def wait_until(condition, seconds):
@@ -86,9 +80,9 @@ def stop_when(process, ready, stop_signal, deadline_seconds=300):
     return stderr, process.returncode
 
 
-def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_with_the_same_command(without_ray, tmp_path):
-    # one network at a time: on a cluster the searches still advance in rounds, their networks trained at once
-    command = [sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '1', *RAY, '--output', 'results.csv']
+def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_even_when_a_worker_is_killed(without_ray,
+                                                                                                  tmp_path):
+    command = [sys.executable, str(ROOT / 'test.py'), *RUN, '--population', '3', *RAY, '--output', 'results.csv']
     output, running_before = tmp_path / 'results.csv', set(ray_processes())
     try:
         for rows, stop_signal in [(3, signal.SIGTERM), (6, signal.SIGKILL)]:  # SIGHUP: as SIGTERM
@@ -102,10 +96,13 @@ def test_a_stopped_or_killed_driver_leaves_no_ray_process_and_resumes_with_the_s
                 assert stderr.endswith('of 16 evaluations are saved in results.csv; run the same command again to '
                                        'resume\n')
                 assert wait_until(lambda: set(ray_processes()) <= running_before, 10)  # its cluster stopped with it
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        assert 'evaluations are recorded' in result.stdout
-        assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(without_ray[1]))
+        stdout, stderr, status, killed = run_killing_a_worker(command, tmp_path)  # resumed, a worker killed
+        assert killed is not None, 'no worker was seen training'
+        assert status == 0, stderr
+        assert 'evaluations are recorded' in stdout
+        assert f'Ray cluster local: nodes 1, workers 1 (one per {THREADS} CPUs), training on cpu (' in stdout
+        # the killed worker's population trained again: the rows of a run without Ray
+        assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(without_ray))
     finally:
         for orphan in set(ray_processes()) - running_before:  # agents of the killed driver's cluster (`ray stop`)
             subprocess.run(['kill', '-KILL', str(orphan)])
