@@ -24,6 +24,7 @@ import threadpoolctl
 import files
 import report
 import rung_weights
+import search_states
 import searches
 import stopping
 
@@ -381,10 +382,10 @@ def lock_path(path):
 
 
 def run_files(path):
-    """The files of the run in `path`: the CSV, its configuration, curves, summaries, plots and Hyperband's weights
-    folder."""
+    """The files of the run in `path`: the CSV, its configuration, curves, summaries, plots, its searches' saved
+    state and Hyperband's weights folder."""
     return [path, configuration_path(path), curves_path(path), *report.report_paths(path).values(),
-            rung_weights.folder(path)]
+            search_states.path(path), rung_weights.folder(path)]
 
 
 def moves_aside(path):
@@ -560,6 +561,13 @@ class ResultsFile:
                 f'{self.why_points_differ(recorded, row)}'
                 '; --fresh starts over')
         return {name: recorded[name] for name in SCORE_COLUMNS}
+
+    def holds(self, row):
+        """Whether the file records row's evaluation with row's point and scores (a diverged network's NaN as NaN)."""
+        recorded = self.recorded.get((row['method'], row['repetition'], row['iteration']))
+        return recorded is not None and all(
+            recorded[name] == row[name] or (recorded[name] != recorded[name] and row[name] != row[name])
+            for name in ('repeat_of', *PLANNED_COLUMNS, *SCORE_COLUMNS))
 
     def why_points_differ(self, recorded, asked):
         """Why a resumed search asks for another point than the file records: only in the last digits (another

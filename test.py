@@ -30,6 +30,7 @@ import report
 import results
 import comparison
 import rung_weights
+import search_states
 import searches
 import table
 
@@ -258,28 +259,49 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     """The searches, (method, repetition) pairs, to the end of their budgets. The adaptive ones (guided, multi-fidelity)
     advance in lockstep rounds: each asks every one for its next points (a guided search's one, a Hyperband rung),
     trains them in populations with an even share of the planned rows (--schedule rounds; else those train after the
-    rounds), and tells each search its rows. Returns the adaptive searches' rows, then the planned ones."""
+    rounds), and tells each search its rows. After each round that records new rows the searches are saved
+    (search_states), and a resume continues them from there. Returns the adaptive searches' rows, then the planned ones."""
     made = [(method, repetition, make_search(method, repetition, args)) for method, repetition in searches_to_run]
-    adaptive = [(method, repetition, search) for method, repetition, search in made if not search.planned]
     planned = [row for method, repetition, search in made if search.planned
                for row in rows_of(method, repetition, search.ask(), args)]
-    adaptive_rows, shared = [[] for _ in adaptive], 0
+    saved = saved_rounds(searches_to_run, planned, args, results_file)
+    if saved:
+        adaptive, adaptive_rows, shared, done = saved.adaptive, saved.adaptive_rows, saved.shared, saved.done
+    else:
+        adaptive = [(method, repetition, search) for method, repetition, search in made if not search.planned]
+        adaptive_rows, shared, done = [[] for _ in adaptive], 0, 0
+    for row in planned[:shared]:  # scored in the rounds before the stop
+        row.update(results_file.recorded_scores(row))
     total = max([search.rounds if search.multi_fidelity else args.evaluations for _, _, search in adaptive], default=1)
-    for rounds in itertools.count(1):  # the planned rows are shared over the `total` rounds of the longest search
+    for rounds in itertools.count(done + 1):  # the planned rows are shared over the `total` rounds of the longest one
         asked = [[results.answered_from_cache(row, rows) if searches.is_guided(method) else row
                   for row in rows_of(method, repetition, search.ask(), args, len(rows) + 1)]
                  for (method, repetition, search), rows in zip(adaptive, adaptive_rows)]
         if not any(asked):
             break
         end = len(planned) * min(rounds, total) // total if args.schedule == 'rounds' else 0
-        score_and_record([row for new in asked for row in new] + planned[shared:end], training, args, results_file)
+        scored = score_and_record([row for new in asked for row in new] + planned[shared:end], training, args,
+                                  results_file)
         shared = max(shared, end)
         for (_, _, search), rows, new in zip(adaptive, adaptive_rows, asked):
             rows += new
             if new:
                 search.tell(new)
+        if not all(map(results_file.holds, scored)):  # a round replayed from the file saves nothing, changes nothing
+            search_states.save(args.output, search_states.Rounds(searches_to_run, adaptive, adaptive_rows, shared,
+                                                                 rounds))
     score_and_record(planned[shared:], training, args, results_file)
     return [row for rows in adaptive_rows for row in rows] + planned
+
+
+def saved_rounds(searches_to_run, planned, args, results_file):
+    """The state search_states saved after the last round of these searches, if the results file records every row
+    it holds, point and scores, and the planned rows it had scored; else None (the searches are then replayed)."""
+    saved = search_states.load(args.output, searches_to_run)
+    if saved and all(map(results_file.holds, itertools.chain(*saved.adaptive_rows))) and all(
+            results_file.recorded_scores(row) for row in planned[:saved.shared]):
+        return saved
+    return None
 
 
 def run_searches(training, args, results_file):
@@ -291,6 +313,7 @@ def run_searches(training, args, results_file):
     else:
         rows = run_in_rounds(every_search, training, args, results_file)
     rung_weights.remove(args.output)  # the searches have ended: no network of theirs continues
+    search_states.remove(args.output)
     return rows
 
 

@@ -155,6 +155,9 @@ class FakeResultsFile:
     def recorded_scores(self, row):
         return self.recorded.get(row['iteration'])
 
+    def holds(self, row):
+        return row['iteration'] in self.recorded
+
     def append(self, rows):
         self.appended += rows
 

@@ -145,7 +145,8 @@ def fake_scores(learning_rate):
 
 
 @pytest.mark.parametrize('population', [1, 3])
-def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst_loss(population, monkeypatch):
+def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst_loss(population, monkeypatch,
+                                                                                      tmp_path):
     targets = []
     register = target_space.TargetSpace.register
 
@@ -158,7 +159,8 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
     monkeypatch.setattr(network, 'train_and_evaluate_population',
                         lambda splits, **config: [fake_scores(lr) for lr in config['learning_rates']])
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
-                                                 '--method', 'bayesian', '--population', str(population)])
+                                                 '--method', 'bayesian', '--population', str(population),
+                                                 '--output', str(tmp_path / 'results.csv')])  # its searches' state
     results_file = FakeResultsFile()
     rows = experiment.run_searches(local_training.LocalTraining(None, args), args, results_file)
     assert len(rows) == 12 and results_file.appended == rows

@@ -24,6 +24,8 @@ import files
 import network
 import report
 import results
+import search_states
+import searches
 import test as experiment
 
 RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--init-points', '2', '--repetitions', '2',
@@ -149,6 +151,55 @@ def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninte
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert same_rows(output, uninterrupted[population])
+
+
+# Guided searches of every kind (with planned rows shared over the rounds): 6 rounds of 4 x 2 guided searches
+SAVED_RUN = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '1', '--evaluations', '5', '--init-points', '2',
+             '--repetitions', '2', '--method', 'bayesian,bayesian-library,tpe,gp,sobol', '--population', '3',
+             '--schedule', 'rounds', '--quiet']
+
+
+def unreadable(output):
+    output.with_name('results.searches.pickle').write_bytes(b'not a pickle')
+
+
+def cut_after_round_2(output):  # the file then holds less than the state of round 3 it stopped after
+    output.write_text(''.join(output.read_text().splitlines(keepends=True)[:1 + 2 * 10]))
+
+
+@pytest.mark.parametrize('damage, asks_saved', [(None, 3 * 8), (unreadable, 0), (cut_after_round_2, 0)],
+                         ids=['saved', 'an unreadable state', 'a file cut back before it'])
+def test_a_resume_continues_the_searches_from_their_saved_state_and_replays_them_without_it(
+        damage, asks_saved, pretend_training, tmp_path, monkeypatch):
+    """Stopped just after round 3's state is saved: the resume asks the guided searches only for their later points,
+    and writes the file of an uninterrupted run; a state it cannot use is replayed, to the same file."""
+    asked = []
+    for search_class in (searches.BayesOptSearch, searches.OptunaSearch):
+        monkeypatch.setattr(search_class, 'ask', lambda search, ask=search_class.ask: asked.append(1) or ask(search))
+    experiment.main([*SAVED_RUN, '--output', str(tmp_path / 'uninterrupted.csv')])
+    assert len(asked) == 8 * 6 and not (tmp_path / 'uninterrupted.searches.pickle').exists()  # removed at the end
+    save, saves = search_states.save, []
+
+    def stopping_save(output, rounds):
+        save(output, rounds)
+        saves.append(rounds.done)
+        if rounds.done == 3:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(search_states, 'save', stopping_save)
+    output = tmp_path / 'results.csv'
+    with pytest.raises(SystemExit):
+        experiment.main([*SAVED_RUN, '--output', str(output)])
+    assert saves == [1, 2, 3] and rows_in(output) == 3 * 10
+    if damage:
+        damage(output)
+    monkeypatch.setattr(search_states, 'save', save)
+    recorded = rows_in(output)
+    del asked[:], pretend_training[:]
+    experiment.main([*SAVED_RUN, '--output', str(output)])
+    assert len(pretend_training) == 50 - recorded  # and no recorded row trained again
+    assert len(asked) == 8 * 2 + 8 * 6 - asks_saved  # 8 * 2: the file's check replays the init points (no model)
+    assert same_rows(output, tmp_path / 'uninterrupted.csv')
+    assert not (tmp_path / 'results.searches.pickle').exists()
 
 
 def finished_run(uninterrupted, folder):

@@ -285,7 +285,7 @@ def test_optuna_searches_search_the_log_box_the_other_methods_see(pretend_traini
     assert sum(rate < 0.01 for rate in rates) >= 6  # half the log range: under 10% of the linear one
 
 
-def test_a_diverged_network_is_told_to_optuna_as_to_the_other_methods(monkeypatch):
+def test_a_diverged_network_is_told_to_optuna_as_to_the_other_methods(monkeypatch, tmp_path):
     def scores(learning_rate, *_):  # diverged above 0.05
         loss = math.nan if learning_rate > 0.05 else 1 + learning_rate
         return dict(val_loss=loss, val_accuracy=0.1, test_loss=loss, test_accuracy=0.1, seconds=1.0)
@@ -298,7 +298,7 @@ def test_a_diverged_network_is_told_to_optuna_as_to_the_other_methods(monkeypatc
         told.append((rows[0], search.study.trials[-1].value))
     monkeypatch.setattr(searches.OptunaSearch, 'tell', spy)
     args = experiment.build_parser().parse_args([*OPTUNA_RUN, '--evaluations', '12', '--init-points', '4',
-                                                 '--population', '3'])
+                                                 '--population', '3', '--output', str(tmp_path / 'results.csv')])
     rows = experiment.run_searches(local_training.LocalTraining(None, args), args, FakeResultsFile())
     assert len(rows) == len(told) == 48 and any(math.isnan(row['val_loss']) for row in rows)
     for row, value in told:  # minus the loss; diverged: minus the worse of 2 ln 10 and the search's worst so far
