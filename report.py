@@ -139,12 +139,16 @@ def best_losses(rows, method, after, epochs=None):
 
 def best_losses_by_repetition(rows, method, after, epochs=None):
     """best_losses as {repetition: its best loss}."""
-    losses = {}
-    for search in method_searches(rows, method):
-        spent, best = search_progress(search, epochs)
-        if spent[-1] > after - (epochs or 1):
-            losses[search[0]['repetition']] = float(best[spent <= after].min(initial=math.inf))
-    return losses
+    return best_losses_at(rows, method, [after], epochs)[after]
+
+
+def best_losses_at(rows, method, counts, epochs=None):
+    """{after: best_losses_by_repetition(rows, method, after, epochs)} for each of the counts, each search's progress
+    worked out once."""
+    progress = [(search[0]['repetition'], *search_progress(search, epochs)) for search in method_searches(rows, method)]
+    return {after: {repetition: float(best[spent <= after].min(initial=math.inf))
+                    for repetition, spent, best in progress if spent[-1] > after - (epochs or 1)}
+            for after in counts}
 
 
 def compared_methods(methods, epochs=None):
@@ -241,8 +245,8 @@ def method_comparisons(rows, methods, evaluations, epochs=None):
     best_losses), for every pair of compared_methods (by pair, then checkpoint) with repetitions that have made that
     many; each with `after`, the checkpoint."""
     present = methods_present(rows, compared_methods(methods, epochs))
-    best = {(method, count): best_losses(rows, method, count, epochs)
-            for method in present for count in checkpoints(evaluations, epochs)}
+    best = {(method, count): list(losses.values()) for method in present
+            for count, losses in best_losses_at(rows, method, checkpoints(evaluations, epochs), epochs).items()}
     comparisons = []
     for i, first in enumerate(present):
         for second in present[i + 1:]:
@@ -293,10 +297,8 @@ def best_so_far_summary(rows, methods, evaluations, epochs=None):
     there is no figure: mean_and_deviation)."""
     summary = {}
     for method in methods_present(rows, compared_methods(methods, epochs)):
-        summary[method] = {}
-        for count in checkpoints(evaluations, epochs):
-            losses = best_losses(rows, method, count, epochs)
-            summary[method][count] = mean_and_deviation(losses)
+        summary[method] = {count: mean_and_deviation(list(losses.values())) for count, losses
+                           in best_losses_at(rows, method, checkpoints(evaluations, epochs), epochs).items()}
     return summary
 
 

@@ -459,13 +459,15 @@ def writes_failing(first, error=errno.ENOSPC, ending='.csv'):
         yield count
 
 
-# The writes of RUN with --population 3: the configuration, the 7 populations' appends, summary.json, summary.md and
-# the 3 plots
-WRITES = {1: 'results.config.json', 2: 'results.csv', 5: 'results.csv', 8: 'results.csv', 9: 'results.summary.json',
-          10: 'results.summary.md', 14: 'results.sobol-vs-random.png'}
+# The writes of RUN with --population 3: the configuration, the 4 Bayesian rounds' appends each followed by the
+# searches' state, the 3 Sobol populations' appends, then (from write 13 on, the report's) summary.json, summary.md
+# and the 4 plots
+WRITES = {1: 'results.config.json', 2: 'results.csv', 3: 'results.searches.pickle', 6: 'results.csv',
+          10: 'results.csv', 12: 'results.csv', 13: 'results.summary.json', 14: 'results.summary.md',
+          18: 'results.sobol-vs-random.png'}
 
 
-@pytest.mark.parametrize('first_failing, error', [*((write, errno.ENOSPC) for write in WRITES), (9, errno.EACCES)])
+@pytest.mark.parametrize('first_failing, error', [*((write, errno.ENOSPC) for write in WRITES), (13, errno.EACCES)])
 def test_a_full_disk_ends_the_run_in_one_line_with_whole_files_and_the_same_command_finishes_it(
         first_failing, error, pretend_training, tmp_path, capsys):
     arguments = [*RUN, '--population', '3', '--output', str(tmp_path / 'results.csv')]
@@ -482,7 +484,7 @@ def test_a_full_disk_ends_the_run_in_one_line_with_whole_files_and_the_same_comm
         assert 'results.csv' not in names and 'results.config.json' not in names
     else:
         assert (tmp_path / 'results.csv').read_bytes().endswith(b'\n')  # whole rows only
-    then = f'python test.py --report {tmp_path / "results.csv"}' if first_failing >= 9 else 'run the same command'
+    then = f'python test.py --report {tmp_path / "results.csv"}' if first_failing >= 13 else 'run the same command'
     assert f'evaluations are saved in {tmp_path / "results.csv"}: make room (or restore the permission), then {then}' \
         in stderr
     experiment.main(arguments)
