@@ -129,7 +129,6 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize('population, appends, before_writing', [
     (2, 1, True),  # mid-rung: the first of bracket 1's first rung's 3 populations, before it is written
     (2, 4, False),  # between brackets 1 and 2
-    (10, 1, False),  # between rungs: bracket 1's first rung written
     (10, 5, True),  # in bracket 3's last rung, before it is written (weights saved, rows not)
 ])
 def test_a_run_stopped_anywhere_resumes_to_the_file_of_an_uninterrupted_run(population, appends, before_writing,
