@@ -260,7 +260,8 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     advance in lockstep rounds: each asks every one for its next points (a guided search's one, a Hyperband rung),
     trains them in populations with an even share of the planned rows (--schedule rounds; else those train after the
     rounds), and tells each search its rows. After each round that records new rows the searches are saved
-    (search_states), and a resume continues them from there. Returns the adaptive searches' rows, then the planned ones."""
+    (search_states), and a resume continues them from there. Returns the adaptive searches' rows, then the planned
+    ones."""
     made = [(method, repetition, make_search(method, repetition, args)) for method, repetition in searches_to_run]
     planned = [row for method, repetition, search in made if search.planned
                for row in rows_of(method, repetition, search.ask(), args)]
