@@ -227,10 +227,13 @@ def report_across(tasks, output):
 
 def against(table_task, real_task):
     """A run on a table beside the real run of the same searches: per method both ran, over the repetitions both
-    finished, the mean best loss after the full budget in each, the two-sided Mann-Whitney test of the two samples
-    (they differ beyond the training noise where p < report.SIGNIFICANCE; None below two repetitions), and each
-    mean's rank among the methods; then Spearman's correlation between the two columns of means (NaN below three
-    methods). ValueError (one line) if the budgets differ or the runs share no method and repetition."""
+    finished, the mean and standard deviation of the best loss after the full budget in each, the two-sided
+    Mann-Whitney test of the two samples (they differ beyond the training noise where p < report.SIGNIFICANCE; None
+    below two repetitions), and each mean's rank among the methods. Then over the methods: Spearman's correlation
+    between the two columns of means (NaN below three methods), the pooled bias (the table's mean minus real
+    training's, averaged over the methods) and the spread ratio (the table's pooled standard deviation over real
+    training's: the root of the mean variance of each). ValueError (one line) if the budgets differ or the runs share no
+    method and repetition."""
     for name in ('evaluations', 'epochs'):
         if getattr(table_task.args, name) != getattr(real_task.args, name):
             raise ValueError(f'{real_task.name} has {name} {getattr(real_task.args, name)!r}, {table_task.name} '
@@ -242,16 +245,21 @@ def against(table_task, real_task):
         if both:
             samples = [[best[repetition] for repetition in both] for best in (table_best, real_best)]
             p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
-            rows.append([method, len(both), *map(finite_mean, samples), p_value])
+            rows.append(dict(method=method, repetitions=len(both), table_mean=finite_mean(samples[0]),
+                             real_mean=finite_mean(samples[1]), table_std=finite_std(samples[0]),
+                             real_std=finite_std(samples[1]), p_value=p_value))
     if not rows:
         raise ValueError(f'{table_task.name} and {real_task.name} share no method with a finished repetition')
-    table_ranks, real_ranks = (stats.rankdata([row[column] for row in rows]) for column in (2, 3))
+    table_ranks, real_ranks = (stats.rankdata([row[column] for row in rows]) for column in ('table_mean', 'real_mean'))
+    for row, table_rank, real_rank in zip(rows, table_ranks, real_ranks):
+        row.update(table_rank=float(table_rank), real_rank=float(real_rank),
+                   verdict=None if row['p_value'] is None else 'differ' if row['p_value'] < report.SIGNIFICANCE
+                   else 'agree')
     spearman = float(stats.spearmanr(table_ranks, real_ranks).statistic) if len(rows) > 2 else math.nan
-    return [dict(method=method, repetitions=repetitions, table_mean=table_mean, real_mean=real_mean,
-                 p_value=p_value, table_rank=float(table_rank), real_rank=float(real_rank),
-                 verdict=None if p_value is None else 'differ' if p_value < report.SIGNIFICANCE else 'agree')
-            for (method, repetitions, table_mean, real_mean, p_value), table_rank, real_rank
-            in zip(rows, table_ranks, real_ranks)], spearman
+    bias = float(np.mean([row['table_mean'] - row['real_mean'] for row in rows]))
+    spread_ratio = math.sqrt(np.mean([row['table_std'] ** 2 for row in rows])
+                             / np.mean([row['real_std'] ** 2 for row in rows]))
+    return rows, dict(spearman=spearman, bias=bias, spread_ratio=spread_ratio)
 
 
 def finite_mean(values):
@@ -260,22 +268,32 @@ def finite_mean(values):
     return float(np.mean(finite)) if finite else math.nan
 
 
+def finite_std(values):
+    """The sample standard deviation of the finite values (NaN below two)."""
+    finite = [value for value in values if math.isfinite(value)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+
+
 def report_against(table_task, real_task, output):
     """Print the check of a run on a table against real training (against()) and write it beside `output` as
     NAME.against.md (files.WriteError if it cannot be written)."""
-    rows, spearman = against(table_task, real_task)
+    rows, overall = against(table_task, real_task)
     table = report.Table(
-        f'{table_task.name} (on a table) against {real_task.name} (real training): mean best validation loss after '
-        f'{table_task.args.evaluations} evaluations over the repetitions both finished; "differ": the two samples '
-        f'differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
-        [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('p-value', '{:.2g}'),
-         ('Table rank', '{:g}'), ('Real rank', '{:g}'), ('Verdict', '{}')],
+        f'{table_task.name} (on a table) against {real_task.name} (real training): best validation loss after '
+        f'{table_task.args.evaluations} evaluations, mean and standard deviation over the repetitions both finished; '
+        f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
+        [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('Table std', '{:.4f}'),
+         ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'), ('Real rank', '{:g}'),
+         ('Verdict', '{}')],
         [tuple(row.values()) for row in rows])
     report.print_table(table)
-    verdict = (f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
-               else "Spearman's correlation needs three methods or more")
-    print(f'\n{verdict}', flush=True)
+    spearman = overall['spearman']
+    lines = [f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
+             else "Spearman's correlation needs three methods or more",
+             f"Pooled bias (the table's mean minus real training's, averaged over the methods): {overall['bias']:+.4f}",
+             f"Spread ratio (the table's pooled standard deviation over real training's): {overall['spread_ratio']:.2f}"]
+    print('\n' + '\n'.join(lines), flush=True)
     path = report.path_beside(output, '.against.md')
-    text = '\n'.join([*report.format_table(table, markdown=True), '', verdict, ''])
+    text = '\n'.join([*report.format_table(table, markdown=True), '', *(f'- {line}' for line in lines), ''])
     files.write_whole(path, lambda file: file.write(text))
     print(f'\nwritten: {path}', flush=True)

@@ -1,7 +1,8 @@
 """Benchmark tables: every evaluation answered from a finished `grid` run with curves instead of being trained, a
-third way to train beside local_training.py and cluster.py. A row's validation and test loss and accuracy are
-interpolated bilinearly, in the coordinates the searches see, between the four grid points around its point, from
-the replica (the grid run's repetition) its network seed picks, at its epochs.
+third way to train beside local_training.py and cluster.py. A row is answered as one real network at its point: at a
+grid point the network of the replica (the grid run's repetition) its seed picks; between grid points the replicas'
+mean interpolated bilinearly, in the coordinates the searches see, with one network's training noise drawn for its
+seed and point (Table.curve); at its epochs.
 """
 import bisect
 import gzip
@@ -18,7 +19,15 @@ import searches
 SHARED_SETTINGS = ('dataset', 'learning_rate_bounds', 'weight_decay_bounds', 'lr_scale', 'epochs', 'training_size',
                    'validation_size', 'batch_size')
 SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+LOSSES = np.array([True, False, True, False])  # which SCORES are losses (at or above 0), the others accuracies
 OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray from the table's box or a grid line by rounding
+# The answer rule between grid points (Table.curve), recorded in the configuration of every run on a table (a run made
+# under another rule is not resumed): an answer's noise is a donor grid point's replica deviation, the donor drawn among
+# the NOISE_POOL grid points whose mean final validation loss is nearest the point's; the answer stays within the range
+# of the replicas around it, widened by NOISE_MARGIN robust deviations of the table's noise
+NOISE_POOL = 32
+NOISE_MARGIN = 1.0
+ANSWER_RULE = {'name': 'noise-keeping', 'pool': NOISE_POOL, 'margin': NOISE_MARGIN}
 
 
 class TableError(ValueError):
@@ -48,43 +57,94 @@ def check_settings(path, table_settings, run_settings):
 
 class Table:
     """A grid run's scores: made from the grid's axes (its values of each coordinate, as the searches see them),
-    its curves (an array of replica x first coordinate x second coordinate x epoch x the four SCORES) and whether the
-    searches see the learning rate's log10 (--lr-scale log)."""
+    its curves (an array of replica x first coordinate x second coordinate x epoch x the four SCORES, two replicas or
+    more) and whether the searches see the learning rate's log10 (--lr-scale log). It answers a network (its seed and
+    point) as one real network: see curve()."""
 
     def __init__(self, axes, curves, *, log_learning_rate):
         self.axes, self.curves, self.log_learning_rate = axes, curves, log_learning_rate
         self.replicas = len(curves)
+        if self.replicas < 2:
+            raise TableError(f'a table needs two replicas or more to measure the training noise, it has {self.replicas}')
+        self.trained = np.isfinite(curves[:, :, :, -1, 0])  # replica x grid point: whether that network did not diverge
+        counts = self.trained.sum(axis=0)[..., None, None]
+        with np.errstate(invalid='ignore'):  # NaN where every replica diverged
+            self.trained_means = np.where(self.trained[..., None, None], curves, 0).sum(axis=0) / counts
+            # each replica's deviation from the replicas' mean, scaled to one network's variance
+            self.deviations = (curves - curves.mean(axis=0)) * math.sqrt(self.replicas / (self.replicas - 1))
+        self.levels = self.trained_means[:, :, -1, 0].ravel()  # per grid point: its mean final validation loss
+        self.donors = np.flatnonzero(np.isfinite(self.deviations).all(axis=(0, 3, 4)).ravel())
+        if not len(self.donors):
+            raise TableError('a table needs a grid point where no replica diverged to measure the training noise')
+        donated = self.deviations.reshape(self.replicas, -1, *curves.shape[3:])[:, self.donors]
+        self.spread = 1.4826 * np.median(np.abs(donated), axis=(0, 1))  # epoch x score: the noise's robust deviation
 
     def lowest_loss(self):
-        """The lowest validation loss the table answers at its epochs: a grid point's (bilinear interpolation
-        takes its extremes at the corners)."""
+        """The lowest validation loss of the table's networks at its epochs (a grid point's)."""
         return float(np.nanmin(self.curves[:, :, :, -1, 0]))
 
-    def coordinates(self, row):
-        """The row's point as the searches see it."""
-        learning_rate = math.log10(row['learning_rate']) if self.log_learning_rate else row['learning_rate']
-        return learning_rate, row['weight_decay']
+    def coordinates(self, learning_rate, weight_decay):
+        """The point as the searches see it."""
+        return math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay
 
     def scores(self, row, *, curve_from=None):
-        """The row's scores interpolated at its epochs, from the replica its seed picks, with `seconds` 0; with
-        curve_from (the epochs its network had before), also its curve: the scores after each epoch it adds."""
-        weights = [self.corners(axis, value) for axis, value in zip(self.axes, self.coordinates(row))]
-        replica = self.curves[row['seed'] % self.replicas]
-
-        def at(epoch):
-            total = np.zeros(len(SCORES))
-            for i, weight_i in weights[0]:
-                for j, weight_j in weights[1]:
-                    total += weight_i * weight_j * replica[i, j, epoch - 1]
-            return [float(value) for value in total]
-        scores = dict(zip(SCORES, at(row['epochs'])), seconds=0.0)
+        """The row's scores at its epochs (see curve), with `seconds` 0; with curve_from (the epochs its network had
+        before), also its curve: the scores after each epoch it adds."""
+        curve = self.curve(row['learning_rate'], row['weight_decay'], row['seed'])
+        scores = dict(zip(SCORES, map(float, curve[row['epochs'] - 1])), seconds=0.0)
         if curve_from is not None:
-            scores['curve'] = [at(epoch) for epoch in range(curve_from + 1, row['epochs'] + 1)]
+            scores['curve'] = curve[curve_from:row['epochs']].tolist()
         return scores
 
-    def corners(self, axis, value):
-        """The grid indices around `value` on `axis` with their linear weights, those of weight 0 left out (a
-        diverged neighbour's NaN would otherwise spoil an exact grid point); TableError outside the axis."""
+    def curve(self, learning_rate, weight_decay, seed):
+        """The scores (epochs x SCORES) after each epoch of the network of this seed at this point, as one real
+        network's: at a grid point, the network of the replica the seed picks, exactly. Between grid points, drawn
+        from a generator seeded by the seed and the point (so the same network always answers the same):
+        - it diverges with the share of the replicas that diverged at the four grid points around it, interpolated
+          bilinearly (its curve is then that of a diverged replica at the corner weighing most);
+        - otherwise its expected scores are those of the replicas that trained, their mean interpolated bilinearly in
+          the searches' coordinates, and its noise has one network's variance: it is one replica's deviation from the
+          replicas' mean at a donor grid point, scaled to one network's variance, for the whole curve (every epoch and
+          score of it, so that a network's epochs, its validation and test scores and its losses and accuracies vary
+          together as the replicas' do). The donor is drawn among the NOISE_POOL grid points (the four around left
+          out) whose mean final validation loss is nearest the point's, since a network's noise depends on how well
+          it learns.
+        - the answer stays within the range the trained replicas span at the four grid points around it, widened by
+          NOISE_MARGIN robust (median-based) deviations of the table's noise, losses at or above 0 and accuracies
+          within 0 and 1."""
+        (low_i, high_i, fraction_i), (low_j, high_j, fraction_j) = (
+            self.cell(axis, value) for axis, value in zip(self.axes, self.coordinates(learning_rate, weight_decay)))
+        rows, columns = [low_i, low_i, high_i, high_i], [low_j, high_j, low_j, high_j]
+        weights = np.array([(1 - fraction_i) * (1 - fraction_j), (1 - fraction_i) * fraction_j,
+                            fraction_i * (1 - fraction_j), fraction_i * fraction_j])
+        if weights.max() == 1:
+            return self.curves[seed % self.replicas, rows[weights.argmax()], columns[weights.argmax()]]
+        draw = np.random.default_rng([seed, *(int(np.float64(value).view(np.uint64))
+                                             for value in (learning_rate, weight_decay))])
+        trained = self.trained[:, rows, columns]  # replica x corner
+        if draw.random() < weights @ (1 - trained.mean(axis=0)):
+            replica, corner = np.unravel_index(np.argmax(~trained * weights), trained.shape)
+            return self.curves[replica, rows[corner], columns[corner]]
+        weights = np.where(trained.any(axis=0), weights, 0)
+        weights = weights / weights.sum()
+        used = weights > 0
+        expected = np.tensordot(weights[used], self.trained_means[rows, columns][used], axes=1)
+        cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])  # the four grid points' indices
+        level = weights[used] @ self.levels[cell][used]
+        candidates = self.donors[~np.isin(self.donors, cell)]
+        candidates = candidates if len(candidates) else self.donors  # a 2 x 2 grid is one cell
+        pool = candidates[np.argsort(np.abs(self.levels[candidates] - level), kind='stable')[:NOISE_POOL]]
+        donor, donor_replica = pool[draw.integers(len(pool))], draw.integers(self.replicas)
+        noise = self.deviations[donor_replica].reshape(-1, *self.curves.shape[3:])[donor]
+        around = np.where(trained[..., None, None], self.curves[:, rows, columns], np.nan)
+        margin = NOISE_MARGIN * self.spread
+        answer = np.clip(expected + noise, np.nanmin(around, axis=(0, 1)) - margin,
+                         np.nanmax(around, axis=(0, 1)) + margin)
+        return np.where(LOSSES, np.maximum(answer, 0), np.clip(answer, 0, 1))
+
+    def cell(self, axis, value):
+        """(lower, upper, fraction): the grid indices of the interval of `axis` that holds `value`, and how far along
+        it (0 or 1 exactly at a grid point, but for rounding); TableError outside the axis."""
         low, high = axis[0], axis[-1]
         tolerance = OUTSIDE * (high - low)
         if not low - tolerance <= value <= high + tolerance:
@@ -94,7 +154,7 @@ class Table:
         fraction = (value - axis[upper - 1]) / (axis[upper] - axis[upper - 1])
         if min(fraction, 1 - fraction) < OUTSIDE * (len(axis) - 1):  # a grid point, but for rounding
             fraction = round(fraction)
-        return [(index, weight) for index, weight in ((upper - 1, 1 - fraction), (upper, fraction)) if weight]
+        return upper - 1, upper, fraction
 
 
 class TableTraining:

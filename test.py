@@ -534,7 +534,8 @@ def table_lowest_loss(path, args, saved):
 def run_constants(args, training):
     """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and the
     hash of a table's files."""
-    return {**searches.fixed_settings(args.method), **({'table_sha256': training.sha256} if args.table else {})}
+    return {**searches.fixed_settings(args.method),
+            **({'table_sha256': training.sha256, 'table_answer': table.ANSWER_RULE} if args.table else {})}
 
 
 def main(argv=None, *, splits=None):

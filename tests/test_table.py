@@ -27,21 +27,14 @@ def table_curves(path):
     return curves
 
 
-def expected_scores(row, curves, *, side=3, low=0.001, high=1.0, wd_high=0.001, replicas=2):
-    """Bilinear interpolation written out: the grid's axes from their bounds, the four neighbours' scores at the row's
-    epochs, weighted by the distances along each axis."""
-    x, y = row['learning_rate'], row['weight_decay']
-    xs, ys = np.linspace(low, high, side), np.linspace(0, wd_high, side)
-    i, j = min(int(np.searchsorted(xs, x, side='right')) - 1, side - 2), min(
-        int(np.searchsorted(ys, y, side='right')) - 1, side - 2)
-    tx, ty = (x - xs[i]) / (xs[i + 1] - xs[i]), (y - ys[j]) / (ys[j + 1] - ys[j])
-    replica = row['seed'] % replicas + 1
-
-    def at(a, b):
-        return np.array(curves[replica, a * side + b + 1][row['epochs'] - 1])
-    corners = [((1 - tx) * (1 - ty), i, j), ((1 - tx) * ty, i, j + 1), (tx * (1 - ty), i + 1, j),
-               (tx * ty, i + 1, j + 1)]
-    return sum(weight * at(a, b) for weight, a, b in corners if weight)
+def table_read_independently(path, *, side=3, low=0.001, high=1.0, wd_high=0.001, replicas=2, epochs=3):
+    """The table in `path` made from its curves file read here and the grid's axes from its bounds."""
+    curves, values = table_curves(path), np.empty((replicas, side, side, epochs, 4))
+    for (replica, iteration), curve in curves.items():
+        values[(replica - 1, *divmod(iteration - 1, side))] = curve
+    return table.Table([[float(x) for x in np.linspace(low, high, side)], [float(y) for y in np.linspace(0, wd_high,
+                                                                                                       side)]],
+                       values, log_learning_rate=False)
 
 
 @pytest.fixture(scope='module')
@@ -53,20 +46,21 @@ def every_method_on_the_table(digits_table, tmp_path_factory):
     return output, typed_rows(output)
 
 
-def test_every_method_runs_on_a_table_its_rows_interpolated_from_the_replica_its_seed_picks(
+def test_every_method_runs_on_a_table_each_row_answered_as_the_network_of_its_seed_point_and_epochs(
         digits_table, every_method_on_the_table):
     output, rows = every_method_on_the_table
     assert {row['method'] for row in rows} == set(searches.METHODS)
-    curves = table_curves(digits_table)
+    answering = table_read_independently(digits_table)
     for row in rows:
-        expected = expected_scores(row, curves)
+        curve = answering.curve(row['learning_rate'], row['weight_decay'], row['seed'])
         found = [row[name] for name in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')]
-        assert np.allclose(found, expected, rtol=1e-12, atol=0, equal_nan=True), row
+        assert np.array_equal(found, curve[row['epochs'] - 1], equal_nan=True), row
         assert row['seconds'] == 0
     assert {row['epochs'] for row in rows if row['method'] == 'hyperband'} == {1, 3}  # rungs read the curves
     configuration = json.loads(output.with_suffix('').with_suffix('.config.json').read_text())
     assert configuration['table'] == str(digits_table) and configuration['devices'] == [f'the table {digits_table}']
     assert configuration['table_sha256'] == table.file_hash(digits_table, digits_table.with_suffix('.curves.csv'))
+    assert configuration['table_answer'] == {'name': 'noise-keeping', 'pool': 32, 'margin': 1.0}
 
 
 def test_at_a_grid_point_the_table_answers_that_networks_scores_exactly(digits_table, every_method_on_the_table):
@@ -82,39 +76,111 @@ def test_at_a_grid_point_the_table_answers_that_networks_scores_exactly(digits_t
             trained['val_loss'])
 
 
-def test_between_grid_points_the_answer_is_linear_along_each_axis():
-    curves = np.zeros((1, 2, 2, 1, 4))
-    curves[0, :, :, 0, 0] = [[1.0, 3.0], [5.0, 11.0]]  # val_loss at (x0, y0), (x0, y1), (x1, y0), (x1, y1)
-    answers = table.Table([[0.0, 1.0], [0.0, 2.0]], curves, log_learning_rate=False)
-
-    def loss(x, y):
-        return answers.scores({'learning_rate': x, 'weight_decay': y, 'seed': 7, 'epochs': 1})['val_loss']
-    assert loss(0.0, 0.0) == 1.0 and loss(1.0, 2.0) == 11.0
-    assert loss(0.5, 0.0) == 3.0 and loss(0.0, 1.0) == 2.0  # half way along one axis
-    assert loss(0.25, 1.5) == pytest.approx(0.75 * 0.25 * 1 + 0.75 * 0.75 * 3 + 0.25 * 0.25 * 5 + 0.25 * 0.75 * 11)
-    curves[0, 1, 1, 0, 0] = math.nan  # a diverged corner spoils only the points it weighs on
-    assert loss(0.0, 2.0) == 3.0 and math.isnan(loss(0.5, 1.0))
+def synthetic_table(means, deviation, *, epochs=1, replicas=2, log_learning_rate=False, axes=None):
+    """A table over the unit square whose replicas lie `deviation` above and below `means` (first coordinate x second)
+    at every epoch and score, alternately by replica."""
+    means = np.asarray(means, dtype=float)
+    signs = np.array([1 if replica % 2 == 0 else -1 for replica in range(replicas)], dtype=float)
+    curves = means[None, :, :, None, None] + deviation * signs[:, None, None, None, None] * np.ones(
+        (replicas, *means.shape, epochs, 4))
+    axes = axes or [[float(value) for value in np.linspace(0, 1, side)] for side in means.shape]
+    return table.Table(axes, curves, log_learning_rate=log_learning_rate)
 
 
-def test_the_replica_is_the_one_the_network_seed_picks():
-    curves = np.stack([np.full((2, 2, 1, 4), value) for value in (1.0, 2.0, 3.0)])
-    answers = table.Table([[0.0, 1.0], [0.0, 1.0]], curves, log_learning_rate=False)
-    assert [answers.scores({'learning_rate': 0.3, 'weight_decay': 0.6, 'seed': seed, 'epochs': 1})['val_loss']
-            for seed in (0, 1, 2, 3, 901243215)] == pytest.approx([1.0, 2.0, 3.0, 1.0, 1.0 + 901243215 % 3])
+def answers(answering, x, y, seeds, epoch=-1):
+    """The validation losses a table answers at (x, y) for these seeds, at an epoch."""
+    return np.array([answering.curve(x, y, seed)[epoch, 0] for seed in seeds])
+
+
+def test_between_grid_points_the_answers_mean_is_the_bilinear_interpolation_and_their_variance_one_networks():
+    means = [[1.0, 3.0, 2.0], [5.0, 11.0, 4.0], [6.0, 7.0, 8.0]]  # at x = 0, 0.5, 1 (rows) and y = 0, 0.5, 1
+    answering = synthetic_table(means, 0.1)
+    found = answers(answering, 0.125, 0.375, range(4000))  # a quarter along x, three quarters along y
+    expected = 0.75 * 0.25 * 1 + 0.75 * 0.75 * 3 + 0.25 * 0.25 * 5 + 0.25 * 0.75 * 11
+    assert found.mean() == pytest.approx(expected, abs=0.01)
+    # two replicas 0.2 apart: one network's variance is their sample variance, 0.02, whatever the point
+    assert found.var() == pytest.approx(0.02, rel=0.1)
+    assert set(np.round(found - expected, 12)) == {round(0.1 * math.sqrt(2), 12), -round(0.1 * math.sqrt(2), 12)}
+    on_a_line = answers(answering, 0.25, 0.0, range(4000))  # between two grid points: one network's noise too
+    assert on_a_line.mean() == pytest.approx(3.0, abs=0.01) and on_a_line.var() == pytest.approx(0.02, rel=0.1)
+
+
+def test_at_a_grid_point_the_answer_is_the_replica_the_seed_picks():
+    curves = np.stack([np.full((2, 2, 1, 4), value) for value in (0.1, 0.2, 0.3)])
+    answering = table.Table([[0.0, 1.0], [0.0, 1.0]], curves, log_learning_rate=False)
+    assert [answering.curve(1.0, 0.0, seed)[0, 0] for seed in (0, 1, 2, 3, 901243215)] == [
+        0.1, 0.2, 0.3, 0.1, [0.1, 0.2, 0.3][901243215 % 3]]
+
+
+def test_an_answer_is_one_network_the_same_for_its_seed_and_point_at_every_epoch_and_with_its_scores_together():
+    rng = np.random.default_rng(0)
+    curves = rng.uniform(0.2, 0.8, (2, 4, 4, 5, 4))  # replicas that disagree everywhere, differently per epoch
+    answering = table.Table([list(np.linspace(0, 1, 4))] * 2, curves, log_learning_rate=False)
+    first = answering.curve(0.4, 0.7, 123)
+    assert np.array_equal(first, answering.curve(0.4, 0.7, 123))  # the same network, whatever asks it
+    assert not np.array_equal(first, answering.curve(0.4, 0.7, 124))  # another network
+    row = {'learning_rate': 0.4, 'weight_decay': 0.7, 'seed': 123, 'epochs': 5}
+    continued = answering.scores(row, curve_from=2)  # a network continued from 2 epochs reads its own curve
+    assert continued['curve'] == first[2:5].tolist() and continued['val_loss'] == first[4, 0]
+    assert answering.scores({**row, 'epochs': 3})['val_loss'] == first[2, 0]
+    # its noise is one donor's replica deviation over the whole curve and every score, where nothing is clipped
+    means, deviations = curves.mean(axis=0), (curves - curves.mean(axis=0)) * math.sqrt(2)
+    weights = {(1, 2): (1 - 0.2) * (1 - 0.1), (1, 3): (1 - 0.2) * 0.1, (2, 2): 0.2 * (1 - 0.1), (2, 3): 0.2 * 0.1}
+    expected = sum(weight * means[corner] for corner, weight in weights.items())
+    noise = first - expected
+    assert any(np.allclose(noise, deviations[replica, i, j]) for replica in range(2) for i in range(4)
+               for j in range(4) if (i, j) not in weights)
+
+
+def test_answers_stay_within_the_replicas_range_around_them_widened_by_the_margin_and_valid():
+    means = np.full((5, 5), 0.5)
+    means[0, :] = 1.2  # a steep edge: there one replica learned (0.1) and the other not (2.3)
+    curves = np.stack([means, means]).astype(float)[..., None, None] * np.ones((2, 5, 5, 1, 4))
+    curves[0, 0, :] = 0.1
+    curves[1, 0, :] = 2.3
+    curves[:, 1:] += np.array([0.01, -0.01])[:, None, None, None, None]  # elsewhere the replicas agree closely
+    curves[..., 1::2] = np.clip(curves[..., 1::2], 0, 1)  # accuracies
+    answering = table.Table([list(np.linspace(0, 1, 5))] * 2, curves, log_learning_rate=False)
+    margin = table.NOISE_MARGIN * answering.spread[0, 0]
+    assert margin == pytest.approx(1.4826 * 0.01 * math.sqrt(2))
+    near_the_edge = answers(answering, 0.2, 0.4, range(2000))  # between the edge and a row where they agree
+    assert near_the_edge.min() >= 0.1 - margin and near_the_edge.max() <= 2.3 + margin
+    away = answers(answering, 0.6, 0.4, range(2000))  # drawn from the agreeing points, not the edge's
+    assert away.min() >= 0.49 - margin and away.max() <= 0.51 + margin
+    everything = np.array([answering.curve(x, y, seed) for x, y, seed in zip(*np.random.default_rng(1).uniform(
+        0, 1, (2, 500)), range(500))])
+    assert (everything[..., 0::2] >= 0).all() and ((everything[..., 1::2] >= 0) & (everything[..., 1::2] <= 1)).all()
+
+
+def test_a_point_near_a_diverged_network_diverges_with_the_share_of_replicas_that_did_there():
+    curves = np.full((2, 2, 2, 3, 4), 0.5)
+    curves[:, :, :, :, 0] += np.array([0.01, -0.01])[:, None, None, None]
+    curves[0, 1, 1, 1:, 0] = math.nan  # replica 1 at (1, 1) diverged in its second epoch
+    answering = table.Table([[0.0, 1.0], [0.0, 1.0]], curves, log_learning_rate=False)
+    found = np.array([answering.curve(0.5, 0.8, seed) for seed in range(4000)])
+    diverged = np.isnan(found[:, -1, 0])
+    assert diverged.mean() == pytest.approx(0.5 * 0.8 * 0.5, abs=0.02)  # that corner's weight, half its replicas
+    assert np.array_equal(found[diverged][0], curves[0, 1, 1], equal_nan=True)  # the diverged replica's curve
+    assert np.isfinite(found[~diverged]).all()  # the others from the replicas that trained
+    assert math.isnan(answering.curve(1.0, 1.0, 0)[-1, 0]) and answering.curve(1.0, 1.0, 1)[-1, 0] == 0.49
+
+
+def test_a_table_needs_two_replicas_to_measure_the_training_noise():
+    with pytest.raises(table.TableError, match='a table needs two replicas or more to measure the training noise, '
+                                               'it has 1'):
+        table.Table([[0.0, 1.0], [0.0, 1.0]], np.zeros((1, 2, 2, 1, 4)), log_learning_rate=False)
 
 
 def test_a_log_scale_table_interpolates_in_log10_of_the_learning_rate():
-    curves = np.zeros((1, 2, 2, 1, 4))
-    curves[0, :, :, 0, 0] = [[0.0, 0.0], [1.0, 1.0]]
-    answers = table.Table([[-4.0, -1.0], [0.0, 1.0]], curves, log_learning_rate=True)
-    assert answers.scores({'learning_rate': 0.001, 'weight_decay': 0.5, 'seed': 0, 'epochs': 1})['val_loss'] == \
-        pytest.approx(1 / 3)
+    answering = synthetic_table([[0.0, 0.0], [1.0, 1.0]], 0.0, axes=[[-4.0, -1.0], [0.0, 1.0]],
+                                log_learning_rate=True)
+    assert answering.curve(0.001, 0.5, 0)[0, 0] == pytest.approx(1 / 3)
 
 
 def test_a_point_outside_the_tables_box_is_refused():
-    answers = table.Table([[0.0, 1.0], [0.0, 1.0]], np.zeros((1, 2, 2, 1, 4)), log_learning_rate=False)
+    answering = synthetic_table([[0.0, 0.0], [1.0, 1.0]], 0.1)
     with pytest.raises(table.TableError, match="the point 1.5 is outside the table's range 0.0 to 1.0"):
-        answers.scores({'learning_rate': 1.5, 'weight_decay': 0.5, 'seed': 0, 'epochs': 1})
+        answering.curve(1.5, 0.5, 0)
 
 
 @pytest.mark.parametrize('arguments, named', [
@@ -193,6 +259,24 @@ def test_a_table_run_resumes_to_the_same_file_and_is_refused_once_its_table_chan
     assert "was made with another configuration (table_sha256 '" in stderr
 
 
+def test_a_table_run_made_under_another_answer_rule_is_not_resumed_and_still_reports(
+        digits_table, every_method_on_the_table, tmp_path, capsys):
+    output, _ = every_method_on_the_table
+    copy = tmp_path / 'results.csv'
+    copy.write_text(''.join(output.read_text().splitlines(keepends=True)[:40]))
+    configuration = json.loads(output.with_suffix('').with_suffix('.config.json').read_text())
+    del configuration['table_answer']  # as a run answered by interpolation alone, before the rule, saved it
+    (tmp_path / 'results.config.json').write_text(json.dumps(configuration))
+    before = snapshot(tmp_path)
+    stderr = refused(experiment.main, [*TABLE_SETTINGS, '--method', EVERY_METHOD, '--evaluations', '9',
+                                       '--init-points', '3', '--repetitions', '3', '--quiet', '--table',
+                                       str(digits_table), '--output', str(copy)], capsys)
+    assert "was made with another configuration (table_answer None (now {'name': 'noise-keeping'" in stderr
+    assert snapshot(tmp_path) == before
+    experiment.main(['--report', str(copy), '--quiet'])
+    assert 'Table I' in capsys.readouterr().out
+
+
 def test_fidelity_trains_random_points_for_real_and_sets_the_tables_answers_beside_its_replicas(digits_table):
     result = run_script('bench.py', '--fidelity', str(digits_table), '--points', '6', '--device', 'cpu', '--json',
                         cwd=digits_table.parent)
@@ -246,12 +330,13 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
     capsys.readouterr()
     experiment.main(['--report', str(on_table), '--against', str(real)])
     printed = capsys.readouterr().out
-    means = {}
+    means, deviations = {}, {}
     for name, rows in (('table', table_rows), ('real', real_rows)):
         for method in ('sobol', 'random', 'grid', 'tpe'):  # the repetitions both finished: 1 and 2
             bests = [min(searches.finite_or_inf(row['val_loss']) for row in rows
                          if (row['method'], row['repetition']) == (method, repetition)) for repetition in (1, 2)]
-            means[name, method] = np.mean([best for best in bests if math.isfinite(best)])
+            means[name, method] = np.mean(bests)
+            deviations[name, method] = np.std(bests, ddof=1)
     table_ranks = stats.rankdata([means['table', method] for method in ('sobol', 'random', 'grid', 'tpe')])
     real_ranks = stats.rankdata([means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
     written = on_table.with_suffix('.against.md').read_text()
@@ -260,10 +345,17 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
         cells = [cell.strip() for cell in line.strip('|').split('|')]
         assert cells[1] == '2' and float(cells[2]) == pytest.approx(means['table', method], abs=5e-5)
         assert float(cells[3]) == pytest.approx(means['real', method], abs=5e-5)
-        assert (float(cells[5]), float(cells[6])) == (table_rank, real_rank)
+        assert float(cells[4]) == pytest.approx(deviations['table', method], abs=5e-5)
+        assert float(cells[5]) == pytest.approx(deviations['real', method], abs=5e-5)
+        assert (float(cells[7]), float(cells[8])) == (table_rank, real_rank)
     spearman = stats.spearmanr(table_ranks, real_ranks).statistic
-    assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in printed
-    assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in written
+    bias = np.mean([means['table', method] - means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
+    ratio = math.sqrt(np.mean([deviations['table', method] ** 2 for method in ('sobol', 'random', 'grid', 'tpe')])
+                      / np.mean([deviations['real', method] ** 2 for method in ('sobol', 'random', 'grid', 'tpe')]))
+    for text in (printed, written):
+        assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in text
+        assert f"Pooled bias (the table's mean minus real training's, averaged over the methods): {bias:+.4f}" in text
+        assert f"Spread ratio (the table's pooled standard deviation over real training's): {ratio:.2f}" in text
 
 
 @pytest.mark.parametrize('arguments, named', [
