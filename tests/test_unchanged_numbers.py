@@ -1,7 +1,9 @@
 """A refactor changes no number: test.py's commands below write, every column but `seconds`, the CSVs that earlier
 code wrote on this project's development machines, one folder each: tests/data/unchanged/ (commit de4a52b, an Intel
 Xeon), tests/data/unchanged-amd-epyc/ (commit 9cc947c, before Hyperband, an AMD EPYC) and
-tests/data/unchanged-amd-epyc-7-methods/ (commit 2ecbc9c, every method, before the datasets became records). The CPU
+tests/data/unchanged-amd-epyc-7-methods/ (commit 2ecbc9c, every method, before the datasets became records) and
+tests/data/unchanged-amd-epyc-avx2/ (commit d1febcd, an AMD EPYC with AVX2 only, every method and a run on the digits
+table, before the run's settings became one record). The CPU
 decides the last digits, so a machine of another kind skips them; where a folder also names the machine as the
 searches' model fits see it (results.machine: the BLAS cores too, on which the guided searches' points depend), that
 must match as well."""
@@ -12,8 +14,9 @@ import pytest
 import torch
 
 import results
+import searches
 import test as experiment
-from conftest import read_rows, without_seconds, write_cifar10
+from conftest import ROOT, read_rows, without_seconds, write_cifar10
 
 THREADS = 2  # torch's CPU threads when the references were written: the reductions' order depends on it
 DIGITS = ['--dataset', 'digits', '--validation-size', '900', '--evaluations', '6', '--init-points', '2',
@@ -26,6 +29,9 @@ COMMANDS = {'digits-after-10': FOUR_METHODS + ['--schedule', 'after', '--populat
             'digits-after-1': FOUR_METHODS + ['--population', '1'],
             'digits-7-methods-after-10': SEVEN_METHODS + ['--population', '10'],
             'digits-7-methods-after-1': SEVEN_METHODS + ['--population', '1'],
+            'digits-table-8-methods': ['--dataset', 'digits', '--epochs', '50', '--method', ','.join(searches.METHODS),
+                                       '--evaluations', '9', '--init-points', '3', '--repetitions', '2', '--table',
+                                       str(ROOT / 'tables' / 'digits.csv'), '--quiet'],
             'cifar10-after-10': ['--dataset', 'cifar10', '--validation-size', '48', '--method', 'bayesian,sobol',
                                  '--evaluations', '4', '--init-points', '2', '--epochs', '2', '--repetitions', '2',
                                  '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '10000', '--quiet']}
