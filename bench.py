@@ -50,6 +50,7 @@ if __name__ == '__main__':
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -69,7 +70,9 @@ import dataset_management
 import local_training
 import network
 import report
+import results
 import searches
+import table
 import test  # the experiment whose training time is estimated
 
 DATASET = 'cifar10'  # the network and the synthetic images' shape: the dataset's (--dataset)
@@ -400,16 +403,17 @@ def time_proposals(parser, args):
     recorded rows as a resume tells them; print the seconds its asks took, in all and per ask."""
     path = args.proposals
     try:
-        run, _, recorded = test.read_results(path)
+        loaded = results.load_run(path)
     except ValueError as error:
         parser.error(f'--proposals: {error}')
+    run, recorded = loaded.settings, loaded.recorded
     guided = list(filter(searches.is_guided, run.method))
     if not guided:
         parser.error(f'--proposals {path}: its methods ({", ".join(run.method)}) have no guided search to time')
     seconds, asks, other_points = dict.fromkeys(guided, 0.0), dict.fromkeys(guided, 0), dict.fromkeys(guided, 0)
     for method in guided:
         for repetition in range(1, run.repetitions + 1):
-            search = test.make_search(method, repetition, run)
+            search = run.search(method, repetition)
             for iteration in range(1, run.evaluations + 1):
                 if (method, repetition, iteration) not in recorded:  # an unfinished file: its searches so far
                     break
@@ -417,7 +421,7 @@ def time_proposals(parser, args):
                 points = search.ask()
                 seconds[method] += time.perf_counter() - start
                 asks[method] += 1
-                row, asked = recorded[method, repetition, iteration], test.rows_of(method, repetition, points, run,
+                row, asked = recorded[method, repetition, iteration], run.rows_of(method, repetition, points,
                                                                                    iteration)[0]
                 other_points[method] += (row['learning_rate'], row['weight_decay']) != (asked['learning_rate'],
                                                                                         asked['weight_decay'])
@@ -447,19 +451,15 @@ def measure_fidelity(parser, args, name):
     (see the module's docstring)."""
     path = args.fidelity
     try:
-        grid_args = test.read_results(path)[0]
-        training = test.read_table(path, grid_args)
+        answers = table.load(path)
     except (ValueError, OSError, EOFError) as error:
         parser.error(f'--fidelity: {error}')
-    answers = training.table
-    if answers.replicas < 2:
-        parser.error(f'--fidelity {path}: its grid has one replica: its training noise needs two')
-    points = searches.random_points(test.search_box(grid_args), evaluations=args.points,
+    grid_args = dataclasses.replace(answers.settings, seed=args.seed)  # the table's settings, but the seed
+    points = searches.random_points(grid_args.box(), evaluations=args.points,
                                     seed=searches.seed_for(args.seed, FIDELITY_REPETITION))
-    real_args = argparse.Namespace(**{**vars(grid_args), 'seed': args.seed, 'device': args.device,
-                                      'data_dir': args.data_dir, 'population': args.points,
-                                      'curves': False})  # the table's settings, but these
-    rows = test.rows_of('random', FIDELITY_REPETITION, points, real_args)
+    real_args = argparse.Namespace(**{**vars(grid_args), 'device': args.device, 'data_dir': args.data_dir,
+                                      'population': args.points, 'curves': False})  # and these
+    rows = grid_args.rows_of('random', FIDELITY_REPETITION, points)
     splits = command_line.load_data(parser, real_args)
     start = time.perf_counter()
     real = [scores['val_loss'] for scores in local_training.train_networks(rows, splits, real_args, progress=False)]

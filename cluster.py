@@ -162,7 +162,7 @@ def wait(reference, fail):
 
 
 class RayTraining:
-    """Trains rows' networks on the cluster's workers, in turn: start() submits at once, so that the populations
+    """Trains rows' networks on the cluster's workers, in turn: submit() starts them at once, so that the populations
     started before the first is waited for train in parallel. `device_name`: the workers' devices, as results name
     them; `description`: the cluster in one line."""
 
@@ -171,7 +171,7 @@ class RayTraining:
         self.device_name, self.description = device_name, description
         self.started = 0
 
-    def start(self, rows):
+    def submit(self, rows):
         """Submit the training of the rows' networks to the next worker; return a function that waits for their
         scores."""
         worker = self.workers[self.started % len(self.workers)]

@@ -9,12 +9,7 @@ import dataset_management
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, its errors one line; raising=True: raised as ValueError instead of ending the program
-    (to check saved settings as flags)."""
-
-    def __init__(self, *args, raising=False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.raising = raising
+    """argparse's parser, its errors one line."""
 
     def error(self, message):
         """Exit with status 2 and one line naming the bad value and what is allowed (no usage block)."""
@@ -23,8 +18,6 @@ class ArgumentParser(argparse.ArgumentParser):
     def fail(self, status, message, kind='error'):
         """Exit with `status` and the message as one line, whatever a path in it holds."""
         one_line = message.replace('\r', '\\r').replace('\n', '\\n')
-        if self.raising:
-            raise ValueError(f'{self.prog}: {one_line}')
         self.exit(status, f'{self.prog}: {kind}: {one_line}\n')
 
 
@@ -43,21 +36,6 @@ def or_none(kind):
 def flag(name):
     """The flag of an argparse destination: 'batch_size' -> '--batch-size'."""
     return '--' + name.replace('_', '-')
-
-
-def arguments_for(settings, *, two_values=(), switches=()):
-    """The command-line arguments that give these settings: --name=value (a value may start with '-'), --name A B
-    for the names in `two_values` whose value is a list, and --name or --no-name for the names in `switches` whose
-    value is a truth value."""
-    arguments = []
-    for name, value in settings.items():
-        if name in switches and isinstance(value, bool):
-            arguments.append(flag(name) if value else '--no-' + flag(name)[2:])
-        elif name in two_values and isinstance(value, list):
-            arguments += [flag(name), *map(str, value)]
-        else:
-            arguments.append(f'{flag(name)}={value}')
-    return arguments
 
 
 def check_positive_integers(parser, args, *names):
@@ -95,20 +73,18 @@ def add_device_argument(parser, device):
 def check_data_arguments(parser, args, *, device_here=True):
     """End with a one-line error for a bad data flag; fill in the dataset's default validation size. device_here:
     the device must exist on this machine (not where another machine trains)."""
-    if args.dataset not in dataset_management.DATASETS:
-        parser.error(f'unknown dataset {args.dataset!r}: choose from {", ".join(dataset_management.DATASETS)}')
-    dataset = dataset_management.DATASETS[args.dataset]
-    if args.validation_size is None:
-        args.validation_size = dataset.validation_size
     try:
-        dataset_management.check_validation_size(args.dataset, args.validation_size, dataset.training_set_size)
-        dataset_management.check_training_size(args.dataset, args.training_size, args.validation_size,
-                                               dataset.training_set_size)
+        args.validation_size = dataset_management.checked_sizes(args.dataset, args.validation_size, args.training_size)
     except ValueError as error:
         parser.error(str(error))
     check_positive_integers(parser, args, 'batch_size')
     check_device(parser, args.device, here=device_here)
-    if dataset.files and os.path.exists(args.data_dir):  # the digits come with scikit-learn
+    check_data_dir(parser, args)
+
+
+def check_data_dir(parser, args):
+    """End with a one-line error if the dataset has files and args.data_dir exists but cannot be read."""
+    if dataset_management.DATASETS[args.dataset].files and os.path.exists(args.data_dir):  # digits: scikit-learn's
         try:
             os.listdir(args.data_dir)
         except OSError as error:

@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -16,7 +17,9 @@ from scipy import stats
 
 import files
 import report
+import results
 import searches
+import table
 
 CONFIDENCE = 0.95  # of the bootstrap intervals
 BOOTSTRAP_RESAMPLES = 10_000
@@ -26,30 +29,47 @@ FEWEST_PAIRS = 5  # autorank's fewest (task, repetition) pairs
 
 
 class Task:
-    """One results file as a task: its name, arguments (args), rows, and the loss its regret is measured from
-    (`best`, with a word on where it comes from) and against (`typical`, a random point's median loss), both among
-    networks trained the full epochs."""
+    """One results file as a task: its name, settings, rows, and the loss its regret is measured from (`best`: the
+    lowest loss of the table it was answered from, else the lowest its methods found; with a word on where it comes
+    from) and against (`typical`, a random point's median loss), both among networks trained
+    the full epochs; each method's best losses after each number of evaluations, worked out once."""
 
-    def __init__(self, name, args, rows, *, table_best=None):
-        self.name, self.args, self.rows = name, args, rows
-        finite = report.finite_losses(report.full_rows(rows, args.epochs))
+    def __init__(self, name, settings, rows, *, table_best=None):
+        self.name, self.settings, self.rows = name, settings, rows
+        finite = report.finite_losses(report.full_rows(self.rows, self.settings.epochs))
         if table_best is not None:
             self.best, self.best_from = table_best, "the table's lowest loss"
         else:
             self.best, self.best_from = min(finite, default=math.nan), 'the lowest loss any method found'
-        random_losses = [row['val_loss'] for row in rows if row['method'] == 'random']
+        random_losses = [row['val_loss'] for row in self.rows if row['method'] == 'random']
         self.typical = float(np.median([searches.finite_or_inf(loss) for loss in random_losses])) \
             if random_losses else math.nan
+        epochs, evaluations = self.settings.epochs, self.settings.evaluations
+        self.best_losses = {method: report.best_losses_at(self.rows, method, range(epochs, (evaluations + 1) * epochs,
+                                                                                   epochs), epochs)
+                            for method in self.settings.method}
 
     def best_by_repetition(self, method, evaluations):
         """{repetition: the search's best validation loss (inf if all diverged) within `evaluations` evaluations'
         model-epochs (Hyperband's too, among its networks trained the full epochs)}, of the repetitions that made
         them."""
-        return report.best_losses_by_repetition(self.rows, method, evaluations * self.args.epochs, self.args.epochs)
+        return self.best_losses[method][evaluations * self.settings.epochs]
 
     def regret(self, loss):
         """(loss - best) / (typical - best): 0 at the task's best, 1 at a random point's median loss."""
         return (loss - self.best) / (self.typical - self.best)
+
+
+def tasks_of(paths):
+    """The Task of each results file, named after the file (by its path where two files share a name); ValueError
+    (one line) for a file named twice or that cannot be read."""
+    twice = [path for path in paths if paths.count(path) > 1]
+    if twice:
+        raise ValueError(f'{twice[0]} is named twice: each task once')
+    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    runs = [results.load_run(path) for path in paths]
+    return [Task(name if names.count(name) == 1 else path, run.settings, run.rows, table_best=table.lowest_loss_of(run))
+            for run, name in zip(runs, names)]
 
 
 def check_alike(tasks):
@@ -58,7 +78,7 @@ def check_alike(tasks):
     first = tasks[0]
     for task in tasks[1:]:
         for name in ('method', 'evaluations', 'repetitions'):
-            mine, theirs = getattr(first.args, name), getattr(task.args, name)
+            mine, theirs = getattr(first.settings, name), getattr(task.settings, name)
             if list(mine) != list(theirs) if name == 'method' else mine != theirs:
                 raise ValueError(f'{task.name} has {name} {theirs!r}, {first.name} {mine!r}: a comparison across '
                                  'files needs the same methods and budget in each')
@@ -194,18 +214,22 @@ def plot_critical_difference(tasks, methods, evaluations, path):
 
 def report_paths(output):
     """{name: path} of the files the report across tasks writes, named after `output` (a results CSV's name)."""
-    return {'across.json': report.path_beside(output, '.across.json'),
-            'across.md': report.path_beside(output, '.across.md'),
-            **{name: report.path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
+    return {'across.json': files.path_beside(output, '.across.json'),
+            'across.md': files.path_beside(output, '.across.md'),
+            **{name: files.path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
 
 
-def report_across(tasks, output):
-    """Print the comparison of the tasks' methods and write its files beside `output` (files.WriteError if one
-    cannot be written); ValueError (one line) if the tasks are not alike."""
+def report_across(paths, output=None):
+    """--report FILE FILE ... (--across NAME.csv): print the comparison of the methods across the tasks of these
+    results files (or one) and write its files beside `output` (None: the first file); ValueError (one line) if a file
+    cannot be read or the tasks are not alike, files.WriteError if a file cannot be written."""
+    tasks = tasks_of(paths)
+    output = output or paths[0]
+    results.check_path(output, fresh=False)
     check_alike(tasks)
-    args = tasks[0].args
-    methods = list(args.method)
-    checkpoints = report.checkpoints(args.evaluations)
+    settings = tasks[0].settings
+    methods = list(settings.method)
+    checkpoints = report.checkpoints(settings.evaluations)
     data = comparison(tasks, methods, checkpoints)
     result_tables = tables(data, methods, checkpoints)
     for table in result_tables:
@@ -235,11 +259,11 @@ def against(table_task, real_task):
     training's: the root of the mean variance of each). ValueError (one line) if the budgets differ or the runs share no
     method and repetition."""
     for name in ('evaluations', 'epochs'):
-        if getattr(table_task.args, name) != getattr(real_task.args, name):
-            raise ValueError(f'{real_task.name} has {name} {getattr(real_task.args, name)!r}, {table_task.name} '
-                             f'{getattr(table_task.args, name)!r}: a check against real training needs the same budget')
-    evaluations, rows = table_task.args.evaluations, []
-    for method in (method for method in table_task.args.method if method in real_task.args.method):
+        if getattr(table_task.settings, name) != getattr(real_task.settings, name):
+            raise ValueError(f'{real_task.name} has {name} {getattr(real_task.settings, name)!r}, {table_task.name} '
+                             f'{getattr(table_task.settings, name)!r}: a check against real training needs the same budget')
+    evaluations, rows = table_task.settings.evaluations, []
+    for method in (method for method in table_task.settings.method if method in real_task.settings.method):
         table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
         both = sorted(set(table_best) & set(real_best))
         if both:
@@ -274,13 +298,18 @@ def finite_std(values):
     return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
 
 
-def report_against(table_task, real_task, output):
-    """Print the check of a run on a table against real training (against()) and write it beside `output` as
-    NAME.against.md (files.WriteError if it cannot be written)."""
+def report_against(table_path, real_path):
+    """--report FILE --against REAL.csv: print the check of a run on a table against real training of the same searches
+    (against()) and write it beside it as FILE-NAME.against.md; ValueError (one line) if the files cannot be read or
+    compared, files.WriteError if it cannot be written."""
+    table_task, real_task = tasks_of([table_path, real_path])
+    if table_task.settings.table is None or real_task.settings.table is not None:
+        raise ValueError(f'{table_path} must be a run on a table and {real_path} one without')
+    results.check_path(table_path, fresh=False)
     rows, overall = against(table_task, real_task)
     table = report.Table(
         f'{table_task.name} (on a table) against {real_task.name} (real training): best validation loss after '
-        f'{table_task.args.evaluations} evaluations, mean and standard deviation over the repetitions both finished; '
+        f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both finished; '
         f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
         [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('Table std', '{:.4f}'),
          ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'), ('Real rank', '{:g}'),
@@ -293,7 +322,7 @@ def report_against(table_task, real_task, output):
              f"Pooled bias (the table's mean minus real training's, averaged over the methods): {overall['bias']:+.4f}",
              f"Spread ratio (the table's pooled standard deviation over real training's): {overall['spread_ratio']:.2f}"]
     print('\n' + '\n'.join(lines), flush=True)
-    path = report.path_beside(output, '.against.md')
+    path = files.path_beside(table_path, '.against.md')
     text = '\n'.join([*report.format_table(table, markdown=True), '', *(f'- {line}' for line in lines), ''])
     files.write_whole(path, lambda file: file.write(text))
     print(f'\nwritten: {path}', flush=True)

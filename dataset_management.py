@@ -72,6 +72,17 @@ def check_training_size(dataset, training_size, validation_size, training_set_si
                          'validation)')
 
 
+def checked_sizes(dataset, validation_size, training_size):
+    """The validation size of a run on `dataset` (the dataset's default for None); ValueError (one line) for a dataset
+    that is not one of DATASETS, or a size out of range for its official training set."""
+    if dataset not in DATASETS:
+        raise ValueError(f'unknown dataset {dataset!r}: choose from {", ".join(DATASETS)}')
+    validation_size = DATASETS[dataset].validation_size if validation_size is None else validation_size
+    check_validation_size(dataset, validation_size, DATASETS[dataset].training_set_size)
+    check_training_size(dataset, training_size, validation_size, DATASETS[dataset].training_set_size)
+    return validation_size
+
+
 def data_folders(dataset, data_dir):
     """The data folder and its subfolders down to the one that holds the dataset's files."""
     folder = DATASETS[dataset].folder

@@ -1,7 +1,8 @@
-"""Writing the run's files whole or not at all: a file is written to a partial file of its own beside it and then
-renamed over the old one, so that a full disk, a lost permission or a stop mid-write leaves the previous version in
-place (and no partial file), two writers of the same file (a run and a --report of it) each rename a whole file of
-their own (the last rename wins), and the failure is one WriteError naming the file."""
+"""A run's files: their names beside the results CSV, and writing each whole or not at all: a file is written to a
+partial file of its own beside it and then renamed over the old one, so that a full disk, a lost permission or a stop
+mid-write leaves the previous version in place (and no partial file), two writers of the same file (a run and a
+--report of it) each rename a whole file of their own (the last rename wins), and the failure is one WriteError naming
+the file."""
 import contextlib
 import os
 import tempfile
@@ -10,6 +11,52 @@ PARTIAL_SUFFIX = '.partial'
 PARTIAL_NAME_CHARACTERS = 8  # tempfile's random part: results.summary.json.k3j9x_2q.partial
 UMASK = os.umask(0o022)  # read (it can only be read by setting it), then restored
 os.umask(UMASK)
+FIGURES = ('convergence', 'convergence-model-epochs', 'points', 'sobol-vs-random')  # the plots beside the results
+
+
+def path_beside(output, suffix):
+    """A file named after the results CSV: results.csv, '.summary.json' -> results.summary.json."""
+    return os.path.splitext(output)[0] + suffix
+
+
+def configuration_path(output):
+    """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
+    return path_beside(output, '.config.json')
+
+
+def curves_path(output):
+    """The curves file beside a results CSV (written with --curves): results.csv -> results.curves.csv."""
+    return path_beside(output, '.curves.csv')
+
+
+def report_paths(output):
+    """{name: path} of the report beside the results CSV: results.summary.json, results.summary.md and the plots,
+    results.convergence.png, ..."""
+    return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
+            **{name: path_beside(output, f'.{name}.png') for name in FIGURES}}
+
+
+def searches_path(output):
+    """The searches' state saved between rounds (search_states.py): results.csv -> results.searches.pickle."""
+    return path_beside(output, '.searches.pickle')
+
+
+def weights_folder(output):
+    """Hyperband's networks between rungs (rung_weights.py): results.csv -> results.weights/."""
+    return path_beside(output, '.weights')
+
+
+def lock_path(output):
+    """The lock file of a results CSV while a run writes it: results.csv -> results.lock, beside the file that
+    links to it lead to (one lock whatever path names the file)."""
+    return path_beside(os.path.realpath(output), '.lock')
+
+
+def run_files(output):
+    """The files of the run in `output`: the CSV, its configuration, curves, report, its searches' saved state and
+    Hyperband's weights folder."""
+    return [output, configuration_path(output), curves_path(output), *report_paths(output).values(),
+            searches_path(output), weights_folder(output)]
 
 
 class WriteError(Exception):

@@ -25,9 +25,8 @@ def continue_networks(rows, splits, args, *, progress):
     epochs, each from its configuration's weights at its last rung (saved beside args.output; a fresh network at its
     first rung), whose weights after are saved there before the scores return. The rows are of one rung: their
     networks have all trained the same epochs before it."""
-    before = searches.search_class(rows[0]['method']).epochs_before(rows[0], evaluations=args.evaluations,
-                                                                    epochs=args.epochs)
-    scores, parameters = network.continue_population(
+    before = rows[0]['epochs_before']
+    scores, parameters = network.train_and_evaluate_from(
         splits, seeds=[row['seed'] for row in rows],
         weights=[rung_weights.load(args.output, row, before) if before else None for row in rows],
         learning_rates=[row['learning_rate'] for row in rows], weight_decays=[row['weight_decay'] for row in rows],
@@ -44,7 +43,7 @@ class LocalTraining:
     def __init__(self, splits, args):
         self.splits, self.args = splits, args
 
-    def start(self, rows):
+    def submit(self, rows):
         """A function that trains the rows' networks when called and returns their scores."""
         train = continue_networks if searches.search_class(rows[0]['method']).multi_fidelity else train_networks
         return lambda: train(rows, self.splits, self.args, progress=report.bars_shown(self.args))

@@ -313,13 +313,13 @@ def evaluate_population(parameters, images, labels, *, batch_size):
 def train_and_evaluate_population(splits, *, seeds, learning_rates, weight_decays, epochs, batch_size,
                                   progress=False, curves=False):
     """train_and_evaluate for len(seeds) configurations at once; `seconds` is each member's share of the time."""
-    return continue_population(splits, seeds=seeds, weights=[None] * len(seeds), learning_rates=learning_rates,
-                               weight_decays=weight_decays, epochs=epochs, batch_size=batch_size, progress=progress,
-                               curves=curves)[0]
+    return train_and_evaluate_from(splits, seeds=seeds, weights=[None] * len(seeds), learning_rates=learning_rates,
+                                   weight_decays=weight_decays, epochs=epochs, batch_size=batch_size,
+                                   progress=progress, curves=curves)[0]
 
 
-def continue_population(splits, *, seeds, weights, learning_rates, weight_decays, epochs, batch_size,
-                        progress=False, curves=False):
+def train_and_evaluate_from(splits, *, seeds, weights, learning_rates, weight_decays, epochs, batch_size,
+                            progress=False, curves=False):
     """train_and_evaluate_population for networks that may continue: member k starts from weights[k] (a network's
     parameters, {name: tensor}, as this returns them) or, where that is None, fresh from seeds[k], and trains
     `epochs` more epochs (plain SGD keeps no other state, and the batches come in the same order every epoch). Returns

@@ -5,7 +5,6 @@ settings alone, so `python test.py --report results.csv` rebuilds it exactly fro
 import collections
 import json
 import math
-import os
 import sys
 
 import numpy as np
@@ -15,30 +14,20 @@ from scipy import stats
 from tqdm import tqdm
 
 import files
+import results
 import searches
 
 # The best-so-far losses are reported, and the methods compared, after these many evaluations (and after all)
 CHECKPOINTS = (5, 10, 25, 50, 100)
 SIGNIFICANCE = 0.05  # of the Mann-Whitney U test
 DPI = 100  # the plots' pixels per inch
-# points: per method; convergence-model-epochs: best so far against the compute spent
+# files.FIGURES: points per method; convergence-model-epochs: best so far against the compute spent
 FIGURE_INCHES = {'convergence': (8, 5), 'convergence-model-epochs': (8, 5), 'points': (5, 4.5),
                  'sobol-vs-random': (10, 5)}
 UNIT_SQUARE_POINTS = 25  # the paper's Figs. 1 and 2
 
 Table = collections.namedtuple('Table', 'title columns rows')  # columns: (header, format) pairs; rows: value tuples
 NO_FIGURE = 'n<2'  # printed where a table has no figure (None): a deviation or a test needs two repetitions or more
-
-
-def path_beside(output, suffix):
-    """A file named after the results CSV: results.csv, '.summary.json' -> results.summary.json."""
-    return os.path.splitext(output)[0] + suffix
-
-
-def settings_of(configuration):
-    """A saved configuration without its library versions, devices and machines: the settings that decide the
-    numbers."""
-    return {name: value for name, value in configuration.items() if name not in ('versions', 'devices', 'machines')}
 
 
 def format_table(table, *, markdown=False):
@@ -121,30 +110,16 @@ def search_progress(search_rows, epochs=None):
     its last rung, a repeated point its evaluation's (it uses up its evaluation)."""
     if epochs is None:
         return np.arange(1, len(search_rows) + 1), best_so_far(search_rows)
-    reached, costs = {}, []
-    for row in search_rows:
-        costs.append(row['epochs'] - reached.get(row['configuration'], 0) if row['configuration'] else row['epochs'])
-        reached[row['configuration']] = row['epochs']
+    costs = [row['epochs'] - row['epochs_before'] for row in search_rows]
     losses = [row['val_loss'] if row['epochs'] == epochs else math.inf for row in search_rows]
     return np.cumsum(costs), np.minimum.accumulate(list(map(searches.finite_or_inf, losses)))
 
 
-def best_losses(rows, method, after, epochs=None):
-    """The best validation loss within the first `after` evaluations of each repetition of one method's search
-    that has made that many, diverged ones as inf; with `epochs`, within its first `after` model-epochs, of each
-    repetition that has spent more than `after` - `epochs` (no network more would fit: Hyperband ends a little
-    short of its budget)."""
-    return list(best_losses_by_repetition(rows, method, after, epochs).values())
-
-
-def best_losses_by_repetition(rows, method, after, epochs=None):
-    """best_losses as {repetition: its best loss}."""
-    return best_losses_at(rows, method, [after], epochs)[after]
-
-
 def best_losses_at(rows, method, counts, epochs=None):
-    """{after: best_losses_by_repetition(rows, method, after, epochs)} for each of the counts, each search's progress
-    worked out once."""
+    """{after: {repetition: its best loss}} for each of the counts: the best validation loss within the first `after`
+    evaluations of each repetition of one method's search that has made that many, diverged ones as inf; with
+    `epochs`, within its first `after` model-epochs, of each repetition that has spent more than `after` - `epochs` (no
+    network more would fit: Hyperband ends a little short of its budget). Each search's progress is worked out once."""
     progress = [(search[0]['repetition'], *search_progress(search, epochs)) for search in method_searches(rows, method)]
     return {after: {repetition: float(best[spent <= after].min(initial=math.inf))
                     for repetition, spent, best in progress if spent[-1] > after - (epochs or 1)}
@@ -209,9 +184,9 @@ def summary_rows(rows, methods, epochs):
     return table
 
 
-def summary_table(rows, methods, epochs):
-    """The paper's Table I, plus the test accuracy of the best configurations; its title names the searches that
-    trained no network the full epochs yet."""
+def summary_table(rows, table_one, epochs):
+    """The paper's Table I (summary_rows, table_one), plus the test accuracy of the best configurations; its title
+    names the searches of `rows` that trained no network the full epochs yet."""
     columns = [('Method', '{}'), ('Runs', '{:d}'), ('Mean Loss', '{:.4f}'), ('Std Dev', '{:.4f}'),
                ('Mean Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%'),
                ('Mean Test Accuracy', '{:.4f}%'), ('Std Dev', '{:.4f}%')]
@@ -220,7 +195,7 @@ def summary_table(rows, methods, epochs):
     return Table('Table I: best validation loss of each search and its accuracy, mean and standard deviation over '
                  'repetitions'
                  + (f' ({", ".join(unscored)}: none trained {epochs} epochs yet)' if unscored else ''),
-                 columns, summary_rows(rows, methods, epochs))
+                 columns, table_one)
 
 
 def mann_whitney(first, second, *, names):
@@ -312,27 +287,37 @@ def best_so_far_table(summary, evaluations, epochs=None):
                   for method, by_count in summary.items()])
 
 
-def summary(rows, args, configuration):
+def statistics(rows, settings):
+    """Everything the printed tables and summary.json hold, computed once: Table I's rows (summary_rows), each
+    repetition's best configuration, and along evaluations (None) and along model-epochs (settings.epochs) the mean
+    best losses so far (best_so_far_summary) and the methods' comparisons (method_comparisons)."""
+    along = {epochs: (best_so_far_summary(rows, settings.method, settings.evaluations, epochs),
+                      method_comparisons(rows, settings.method, settings.evaluations, epochs))
+             for epochs in (None, settings.epochs)}
+    return dict(table_one=summary_rows(rows, settings.method, settings.epochs),
+                best_configurations={method: [{name: row[name] for name in results.COLUMNS if name in row}
+                                              for row in best_rows(rows, method, settings.epochs)]
+                                     for method in methods_present(rows, settings.method)}, along=along)
+
+
+def summary(rows, statistics_of_rows, configuration):
     """What summary.json holds: Table I per method, the best configuration of every repetition, the statistics
     (along evaluations and along model-epochs), the configuration, library versions, devices, machines and the
     training wall time (the sum of the rows' seconds)."""
     table_one = {row[0]: dict(zip(('repetitions', 'mean_val_loss', 'std_val_loss', 'mean_val_accuracy_percent',
                                    'std_val_accuracy_percent', 'mean_test_accuracy_percent',
                                    'std_test_accuracy_percent'), row[1:]))
-                 for row in summary_rows(rows, args.method, args.epochs)}
-    best_configurations = {method: best_rows(rows, method, args.epochs)
-                           for method in methods_present(rows, args.method)}
+                 for row in statistics_of_rows['table_one']}
+    (evaluations, by_evaluations), (_, by_model_epochs) = statistics_of_rows['along'].items()
 
     def by_checkpoint(curves):
         return {method: {str(count): dict(mean=mean, std=std) for count, (mean, std) in by_count.items()}
                 for method, by_count in curves.items()}
-    return dict(table_1=table_one, best_configurations=best_configurations,
-                mann_whitney_u=method_comparisons(rows, args.method, args.evaluations),
-                mean_best_so_far=by_checkpoint(best_so_far_summary(rows, args.method, args.evaluations)),
-                mann_whitney_u_by_model_epochs=method_comparisons(rows, args.method, args.evaluations, args.epochs),
-                mean_best_so_far_by_model_epochs=by_checkpoint(best_so_far_summary(rows, args.method, args.evaluations,
-                                                                                   args.epochs)),
-                configuration=settings_of(configuration), versions=configuration.get('versions'),
+    return dict(table_1=table_one, best_configurations=statistics_of_rows['best_configurations'],
+                mann_whitney_u=by_evaluations[1], mean_best_so_far=by_checkpoint(by_evaluations[0]),
+                mann_whitney_u_by_model_epochs=by_model_epochs[1],
+                mean_best_so_far_by_model_epochs=by_checkpoint(by_model_epochs[0]),
+                configuration=results.settings_of(configuration), versions=configuration.get('versions'),
                 devices=configuration.get('devices', []), machines=configuration.get('machines', []),
                 training_wall_seconds=sum(row['seconds'] for row in rows))
 
@@ -348,13 +333,13 @@ def without_nan(value):
     return value
 
 
-def write_summaries(rows, args, configuration, tables, output):
-    """results.summary.json, and results.summary.md holding `tables` (Table I, statistics, every Table II), each
-    written whole (files.WriteError if it cannot be, the previous version kept)."""
-    text = json.dumps(without_nan(summary(rows, args, configuration)), indent=1) + '\n'
-    files.write_whole(report_paths(output)['summary.json'], lambda file: file.write(text))
+def write_summaries(summary_data, tables, output):
+    """results.summary.json holding summary_data (summary()), and results.summary.md holding `tables` (Table I,
+    statistics, every Table II), each written whole (files.WriteError if it cannot be, the previous version kept)."""
+    text = json.dumps(without_nan(summary_data), indent=1) + '\n'
+    files.write_whole(files.report_paths(output)['summary.json'], lambda file: file.write(text))
     markdown = '\n'.join(line for table in tables for line in [*format_table(table, markdown=True), ''])
-    files.write_whole(report_paths(output)['summary.md'], lambda file: file.write(markdown))
+    files.write_whole(files.report_paths(output)['summary.md'], lambda file: file.write(markdown))
 
 
 def save_figure(figure, path):
@@ -436,13 +421,6 @@ def plot_unit_square(point_sets, path):
     save_figure(figure, path)
 
 
-def report_paths(output):
-    """{name: path} of the files written beside the results CSV: results.summary.json, results.summary.md and the
-    plots, results.convergence.png, results.points.png and results.sobol-vs-random.png."""
-    return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
-            **{name: path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
-
-
 def in_method_order(rows, args):
     """The rows by method (in args.method's order), repetition and iteration: a populations' run and its file
     hold the methods' rows interleaved."""
@@ -464,33 +442,45 @@ def print_search_tables(rows, args):
             print_table(table)
 
 
-def report_results(rows, args, configuration, output):
+def report_results(rows, settings, configuration, output):
     """Print Table I and the statistics below it; write the summaries (with every search's Table II) and the
     plots beside `output`."""
-    rows = in_method_order(rows, args)
-    tables = [summary_table(rows, args.method, args.epochs)]
-    axes = [None, args.epochs] if any(map(searches.is_multi_fidelity, args.method)) else [None]
-    for epochs in axes:  # along evaluations, and with Hyperband along model-epochs too
-        tables.append(best_so_far_table(best_so_far_summary(rows, args.method, args.evaluations, epochs),
-                                        args.evaluations, epochs))
-        comparisons = method_comparisons(rows, args.method, args.evaluations, epochs)
-        if comparisons:  # two methods or more
-            tables.append(comparison_table(comparisons, epochs))
+    rows = in_method_order(rows, settings)
+    computed = statistics(rows, settings)
+    tables = [summary_table(rows, computed['table_one'], settings.epochs)]
+    multi_fidelity = any(map(searches.is_multi_fidelity, settings.method))
+    for epochs, (best_so_far, comparisons) in computed['along'].items():
+        if epochs is None or multi_fidelity:  # along evaluations, and with Hyperband along model-epochs too
+            tables.append(best_so_far_table(best_so_far, settings.evaluations, epochs))
+            if comparisons:  # two methods or more
+                tables.append(comparison_table(comparisons, epochs))
     for table in tables:
         print_table(table)
-    write_summaries(rows, args, configuration, tables + search_tables(rows, args), output)
-    paths = report_paths(output)
-    plot_convergence(rows, args, paths['convergence'])
-    plot_convergence(rows, args, paths['convergence-model-epochs'], args.epochs)
-    plot_points(rows, args, paths['points'])
+    write_summaries(summary(rows, computed, configuration), tables + search_tables(rows, settings), output)
+    paths = files.report_paths(output)
+    plot_convergence(rows, settings, paths['convergence'])
+    plot_convergence(rows, settings, paths['convergence-model-epochs'], settings.epochs)
+    plot_points(rows, settings, paths['points'])
     unit_square, count = {'x': (0, 1), 'y': (0, 1)}, UNIT_SQUARE_POINTS
     plot_unit_square(
         {f'{count} Sobol points (optunity, as its search draws them)':
-            searches.sobol_points(unit_square, evaluations=count, seed=searches.seed_for(args.seed, 1)),
+            searches.sobol_points(unit_square, evaluations=count, seed=searches.seed_for(settings.seed, 1)),
          f'{count} uniform random points':
-            searches.random_points(unit_square, evaluations=count, seed=searches.seed_for(args.seed, 1))},
+            searches.random_points(unit_square, evaluations=count, seed=searches.seed_for(settings.seed, 1))},
         paths['sobol-vs-random'])
     print(f'\nwritten: {", ".join(paths.values())}', flush=True)
+
+
+def report_file(path):
+    """--report FILE: print the tables of results file `path` and write its summaries and plots, with the settings its
+    configuration saved (checked as the flags are); nothing is trained. ValueError (one line) if it cannot be read or
+    records nothing, files.WriteError if a file cannot be written (its previous version kept)."""
+    results.check_path(path, fresh=False)  # its summaries and plots are written beside it
+    run = results.load_run(path)
+    if not run.recorded:
+        raise ValueError(f'{path}: the file records no evaluation yet')
+    print_search_tables(run.rows, run.settings)
+    report_results(run.rows, run.settings, run.configuration, path)
 
 
 def bars_shown(args):

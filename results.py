@@ -1,8 +1,8 @@
 """The results file: one CSV row per evaluation, appended and synced as each ends, and the configuration JSON beside
-it. On resume the file is read back and checked, a last row cut short by a stop is dropped, anything else wrong is
-refused; --fresh moves old files aside. An append that fails (a full disk) leaves the file as it was. Errors are
-exceptions with one-line messages; what the file must know of the experiment (its methods, budgets, bounds and
-seeds, how its saved settings are read) is passed in.
+it. On resume the file is read back and checked against the run's settings (settings.py), a last row cut short by a
+stop is dropped, anything else wrong is refused; load_run reads a finished or partial run the same way; --fresh moves
+old files aside. An append that fails (a full disk) leaves the file as it was. Errors are exceptions with one-line
+messages.
 """
 import contextlib
 import csv
@@ -17,15 +17,13 @@ import os
 import platform
 import re
 import tempfile
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import threadpoolctl
 
 import files
-import report
-import rung_weights
-import search_states
 import searches
+import run_settings
 import stopping
 
 # repeat_of: the earlier iteration whose point a guided search proposes again (its scores are that row's), else empty;
@@ -62,44 +60,32 @@ class ResumeMismatchError(Exception):
     """A recorded evaluation is not the one the resumed search asks for."""
 
 
-class Plan(NamedTuple):
-    """The evaluations a run makes, as far as its results file checks its rows."""
-    methods: tuple
-    repetitions: int
-    search_rows: dict  # {method: the rows of each of its searches}: its evaluations, or Hyperband's scorings
-    epochs: int
-    learning_rate_bounds: tuple
-    weight_decay_bounds: tuple
-    # (method, repetition, that search's recorded rows in iteration order) -> the rows the run makes of them before
-    # training, as far as the plan decides them (see test.expected_rows)
-    expected_rows: Callable
-    epochs_before: Callable  # row -> the epochs its network had trained before its row's training (Hyperband's)
+class Run(NamedTuple):
+    """A finished or partial run read from its results file (load_run): its path, settings, saved configuration and
+    the rows it records by (method, repetition, iteration)."""
+    path: str
+    settings: run_settings.Settings
+    configuration: dict
+    recorded: dict
 
     @property
-    def total(self):
-        """Rows in a finished file."""
-        return self.repetitions * sum(self.search_rows[method] for method in self.methods)
-
-
-def answered_from_cache(row, search_rows):
-    """The row as bayes_opt 1.0.1's maximize() answered a point it had already evaluated, from its cache: the
-    scores (and network seed) of the search's earlier row at that point, `repeat_of` its iteration, no training
-    time. The row unchanged if the point is new."""
-    for earlier in search_rows:
-        if (earlier['learning_rate'], earlier['weight_decay']) == (row['learning_rate'], row['weight_decay']):
-            return {**row, 'repeat_of': earlier['iteration'], 'seed': earlier['seed'],
-                    **{name: earlier[name] for name in SCORE_COLUMNS}, 'seconds': 0.0}
-    return row
+    def rows(self):
+        return list(self.recorded.values())
 
 
 def configuration(settings, fixed):
-    """What is saved beside the CSV: the format, the settings that decide the results, the `fixed` values that
-    decide them besides (the searches' constants, the hash of a table) and the library versions (the devices that
-    trained its rows and the machines that ran its searches are added as they write)."""
+    """What is saved beside the CSV: the format, the Settings that decide the results, the `fixed` values that
+    decide them besides (the searches' constants, the table's hash and answer rule) and the library versions (the
+    devices that trained its rows and the machines that ran its searches are added as they write)."""
     versions = {'python': platform.python_version(),
-                **{package: installed_version(package)
-                   for package in (*PACKAGES, *searches.packages(settings['method']))}}
-    return {'results_format': FORMAT, **as_saved(settings), **fixed, 'versions': versions}
+                **{package: installed_version(package) for package in (*PACKAGES, *searches.packages(settings.method))}}
+    return {'results_format': FORMAT, **settings.saved(), **fixed, 'versions': versions}
+
+
+def settings_of(configuration):
+    """A saved configuration without its library versions, devices and machines: the settings that decide the
+    numbers."""
+    return {name: value for name, value in configuration.items() if name not in ('versions', 'devices', 'machines')}
 
 
 def machine():
@@ -129,16 +115,6 @@ def installed_version(package):
         return 'not installed'
 
 
-def as_saved(settings):
-    """Settings as the configuration JSON holds them (lists, not tuples)."""
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in settings.items()}
-
-
-def curves_path(path):
-    """The curves file beside a results CSV (written with --curves): results.csv -> results.curves.csv."""
-    return report.path_beside(path, '.curves.csv')
-
-
 def curve_lines(rows, *, header):
     """The curves file's lines (as one text) of the rows that have a curve: one per epoch their training added,
     numbered from the epochs the network had before (a Hyperband rung's) to the row's epochs."""
@@ -153,12 +129,12 @@ def curve_lines(rows, *, header):
     return text.getvalue()
 
 
-def read_curves(path, recorded, epochs_before):
+def read_curves(path, recorded):
     """The curves in curves file `path` (gzipped if its name ends in .gz) of the recorded rows, {(method, repetition,
     iteration): [[val_loss, val_accuracy, test_loss, test_accuracy] after each epoch its training added]}, and how
     many of its bytes to keep: the lines of rows the results file does not record (a run writes a population's
     curves just before its rows) and a last line cut short are dropped. ValueError (one line) for anything else: a
-    line this code does not write, or a row trained without its whole curve (from epochs_before(row) + 1 to its
+    line this code does not write, or a row trained without its whole curve (from its epochs_before + 1 to its
     epochs). OSError or EOFError if the file cannot be read."""
     with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
         data = file.read()
@@ -184,15 +160,10 @@ def read_curves(path, recorded, epochs_before):
         epochs, name = [epoch for epoch, _ in curves.get(key, [])], f'{key[0]} repetition {key[1]} iteration {key[2]}'
         if row['repeat_of'] is not None and epochs:
             raise ValueError(f'{path}: {name} has a curve, but a repeated point trains nothing')
-        if row['repeat_of'] is None and epochs != list(range(epochs_before(row) + 1, row['epochs'] + 1)):
+        if row['repeat_of'] is None and epochs != list(range(row['epochs_before'] + 1, row['epochs'] + 1)):
             raise ValueError(f'{path}: the curve of {name} is missing or does not run epoch by epoch from epoch '
-                             f'{epochs_before(row) + 1} to its {row["epochs"]}')
+                             f'{row["epochs_before"] + 1} to its {row["epochs"]}')
     return {key: [scores for _, scores in curve] for key, curve in curves.items()}, kept
-
-
-def configuration_path(path):
-    """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
-    return report.path_beside(path, '.config.json')
 
 
 def read_configuration(path):
@@ -227,7 +198,7 @@ def check_format(path, saved):
 
 def configuration_differences(saved, current):
     """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may)."""
-    flat = [{**report.settings_of(config),
+    flat = [{**settings_of(config),
              **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
             for config in (saved, current)]
     return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
@@ -245,15 +216,15 @@ def same_value(first, second):
     return kind(first) == kind(second) and first == second
 
 
-def parse_row(fields, plan, columns=COLUMNS):
+def parse_row(fields, settings, columns=COLUMNS):
     """A results row from its CSV fields in `columns` (those of its file's format), typed, with every column (a
-    format-2 row's epochs are the plan's); ValueError (one line) unless each value is one the plan's run could write
-    (check_plan then checks the rows against the plan's own)."""
+    format-2 row's epochs are the settings'); ValueError (one line) unless each value is one a run of these settings
+    could write (check_plan then checks the rows against the plan's own)."""
     if len(fields) != len(columns):
         raise ValueError(f'{len(fields)} fields instead of {len(columns)}')
-    row = {'bracket': None, 'configuration': None, 'epochs': str(plan.epochs), **dict(zip(columns, fields))}
-    if row['method'] not in plan.methods:
-        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(plan.methods)}')
+    row = {'bracket': None, 'configuration': None, 'epochs': str(settings.epochs), **dict(zip(columns, fields))}
+    if row['method'] not in settings.method:
+        raise ValueError(f'method {row["method"]!r} is not one of {", ".join(settings.method)}')
     row = {name: row[name] for name in COLUMNS}
     for name in COLUMNS[1:]:
         if row[name] is None:
@@ -261,9 +232,9 @@ def parse_row(fields, plan, columns=COLUMNS):
         if not as_written(name, row[name]):
             raise ValueError(f'{name} {row[name]!r} is not a number as this code writes them')
         row[name] = None if row[name] == '' else (int if name in INTEGER_COLUMNS else float)(row[name])
-    ranges = {'repetition': (1, plan.repetitions), 'iteration': (1, plan.search_rows[row['method']]),
-              'epochs': (1, plan.epochs), 'learning_rate': plan.learning_rate_bounds,
-              'weight_decay': plan.weight_decay_bounds, 'val_loss': (0, math.inf), 'val_accuracy': (0, 1),
+    ranges = {'repetition': (1, settings.repetitions), 'iteration': (1, settings.rows_per_search(row['method'])),
+              'epochs': (1, settings.epochs), 'learning_rate': settings.learning_rate_bounds,
+              'weight_decay': settings.weight_decay_bounds, 'val_loss': (0, math.inf), 'val_accuracy': (0, 1),
               'test_loss': (0, math.inf), 'test_accuracy': (0, 1), 'seconds': (0, math.inf)}
     for name, (low, high) in ranges.items():
         if not low <= row[name] <= high and not (name.endswith('loss') and math.isnan(row[name])):  # NaN: diverged
@@ -285,15 +256,16 @@ def as_written(name, text):
         return False
 
 
-def starts_a_row(text, plan, columns=COLUMNS):
-    """Whether `text` is how append() starts a row of the plan's run: whole fields, then the start of one."""
+def starts_a_row(text, settings, columns=COLUMNS):
+    """Whether `text` is how append() starts a row of a run of these settings: whole fields, then the start of
+    one."""
     *whole, last = text.split(',')
-    if len(whole) >= len(columns) or (whole and whole[0] not in plan.methods):
+    if len(whole) >= len(columns) or (whole and whole[0] not in settings.method):
         return False
     if not all(map(as_written, columns[1:], whole[1:])):
         return False
     if not whole:
-        return any(method.startswith(last) for method in plan.methods)
+        return any(method.startswith(last) for method in settings.method)
     return bool(re.fullmatch(r'[0-9.e+-]*|n(an?)?|i(nf?)?', last))
 
 
@@ -303,16 +275,17 @@ def same_evaluation(repeat, original):
     return original is not None and all(str(repeat[name]) == str(original[name]) for name in names)  # NaN: 'nan'
 
 
-def read(path, plan, results_format=FORMAT):
+def read(path, settings, results_format=FORMAT):
     """The rows a results file in `results_format` records, by (method, repetition, iteration), and how many of its
     bytes to keep: a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one
-    line) for any other content the plan's run could not have written; OSError if the file cannot be read."""
+    line) for any other content a run of these settings could not have written; OSError if the file cannot be
+    read. Each row carries its epochs_before, as the plan makes it."""
     columns = COLUMNS_OF_FORMAT[results_format]
     with open(path, 'rb') as file:
         data = file.read()
     keep = data.rfind(b'\n') + 1
     cut_line = data[keep:].decode('utf-8', errors='replace')
-    cut_short = ','.join(columns).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, plan, columns)
+    cut_short = ','.join(columns).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, settings, columns)
     if not cut_short:
         raise ValueError(f'{path}: its last line, {cut_line[:40]!r}, is neither whole nor a row cut short')
     try:
@@ -325,7 +298,7 @@ def read(path, plan, results_format=FORMAT):
     for number, line in enumerate(lines[1:], 2):
         fields = line.split(',') if line else []  # as append() writes them: no quoting, no carriage return
         try:
-            row = parse_row(fields, plan, columns)
+            row = parse_row(fields, settings, columns)
         except ValueError as error:
             raise ValueError(f'{path} line {number}: {error}') from None
         key = row['method'], row['repetition'], row['iteration']
@@ -336,18 +309,19 @@ def read(path, plan, results_format=FORMAT):
                              'not record at the same point with the same scores')
         recorded[key], line_numbers[key] = row, number
     check_no_row_missing(path, recorded)
-    check_plan(path, recorded, line_numbers, plan)
+    check_plan(path, recorded, line_numbers, settings)
     return recorded, keep
 
 
-def check_plan(path, recorded, line_numbers, plan):
+def check_plan(path, recorded, line_numbers, settings):
     """ValueError (one line) naming the first line whose row is not the one the plan makes of it (its bracket,
-    configuration, epochs, seed, or point where the plan decides them: plan.expected_rows): resume and --report
-    refuse alike what a run could not have written."""
+    configuration, epochs, seed, or point where the plan decides them: Settings.expected_rows): resume and --report
+    refuse alike what a run could not have written. Each row gets the epochs_before the plan gives it."""
     mismatches = []
     for (method, repetition), keys in itertools.groupby(sorted(recorded), key=lambda key: key[:2]):
         rows = [recorded[key] for key in keys]
-        for row, expected in zip(rows, plan.expected_rows(method, repetition, rows)):
+        for row, expected in zip(rows, settings.expected_rows(method, repetition, rows)):
+            row['epochs_before'] = expected['epochs_before']
             wrong = [name for name in PLANNED_COLUMNS if row[name] != expected[name]]
             if wrong:
                 mismatches.append((line_numbers[method, repetition, row['iteration']], wrong[0], row, expected))
@@ -375,23 +349,10 @@ def check_no_row_missing(path, recorded):
                              f'{max(recorded_iterations)} of that search is recorded (a row deleted or lost)')
 
 
-def lock_path(path):
-    """The lock file of a results CSV while a run writes it: results.csv -> results.lock, beside the file that
-    links to it lead to (one lock whatever path names the file)."""
-    return report.path_beside(os.path.realpath(path), '.lock')
-
-
-def run_files(path):
-    """The files of the run in `path`: the CSV, its configuration, curves, summaries, plots, its searches' saved
-    state and Hyperband's weights folder."""
-    return [path, configuration_path(path), curves_path(path), *report.report_paths(path).values(),
-            search_states.path(path), rung_weights.folder(path)]
-
-
 def moves_aside(path):
     """The (old, new) names of the run's existing files moved aside: results.* to results.oldN.*, with the first N
     that is free for all of them (--report results.oldN.csv still finds them)."""
-    existing = [name for name in run_files(path) if os.path.lexists(name)]
+    existing = [name for name in files.run_files(path) if os.path.lexists(name)]
     stem = os.path.splitext(path)[0]
 
     def aside(name, number):
@@ -426,12 +387,12 @@ def check_path(path, *, fresh):
         raise ResultsFileError(f'{path} is a folder or cannot be written')
     if os.path.islink(path) and not os.path.exists(path):
         raise ResultsFileError(f'{path} is a symbolic link to nothing')
-    for name in [*run_files(path), lock_path(path)]:
-        kind = os.path.isdir if name == rung_weights.folder(path) else os.path.isfile
+    for name in [*files.run_files(path), files.lock_path(path)]:
+        kind = os.path.isdir if name == files.weights_folder(path) else os.path.isfile
         if os.path.lexists(name) and not kind(name):  # a folder, a FIFO, a link to nothing
             raise ResultsFileError(f'{name} is in the way of the run in {path}: it is not a '
                                    + ('folder' if kind is os.path.isdir else 'file'))
-    names = [*run_files(path), *map(files.longest_partial_path, run_files(path)), lock_path(path)]
+    names = [*files.run_files(path), *map(files.longest_partial_path, files.run_files(path)), files.lock_path(path)]
     names += [new for _, new in moves_aside(path) if fresh]
     longest = max(names, key=lambda name: len(os.fsencode(os.path.basename(name))))
     if len(os.fsencode(os.path.basename(longest))) > os.pathconf(folder, 'PC_NAME_MAX'):
@@ -444,7 +405,7 @@ class RunLock:
     refused at once, and the lock dies with its process, so a killed run leaves nothing that blocks the resume."""
 
     def __init__(self, path):
-        self.path, self.fd, locked = lock_path(path), None, False
+        self.path, self.fd, locked = files.lock_path(path), None, False
         try:
             while not locked:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -525,11 +486,12 @@ class ResultsFile:
     (set by the caller, for progress); with curves, each trained row's curve is appended to the curves file just
     before. Nothing is written before the first append: a run that stops before it leaves the files as they were."""
 
-    def __init__(self, path, configuration, recorded, keep_bytes, curves_keep_bytes, plan, device, lock):
-        self.path, self.configuration, self.plan, self.device, self.lock = path, configuration, plan, device, lock
+    def __init__(self, path, configuration, recorded, keep_bytes, curves_keep_bytes, settings, device, lock):
+        self.path, self.configuration, self.settings, self.device, self.lock = (path, configuration, settings, device,
+                                                                                lock)
         self.machine = machine()
         self.recorded = recorded
-        self.csv, self.curves = AppendedFile(path, keep_bytes), AppendedFile(curves_path(path), curves_keep_bytes)
+        self.csv, self.curves = AppendedFile(path, keep_bytes), AppendedFile(files.curves_path(path), curves_keep_bytes)
         self.on_append = None
         self.configuration_saved = False  # with this device and machine
 
@@ -572,7 +534,8 @@ class ResultsFile:
     def why_points_differ(self, recorded, asked):
         """Why a resumed search asks for another point than the file records: only in the last digits (another
         machine's arithmetic), or outright."""
-        bounds = {'learning_rate': self.plan.learning_rate_bounds, 'weight_decay': self.plan.weight_decay_bounds}
+        bounds = {'learning_rate': self.settings.learning_rate_bounds,
+                  'weight_decay': self.settings.weight_decay_bounds}
         if (all(recorded[name] == asked[name] for name in ('bracket', 'configuration', 'epochs'))
                 and all(abs(recorded[name] - asked[name]) <= LAST_DIGITS * (high - low)
                         for name, (low, high) in bounds.items())):
@@ -605,7 +568,7 @@ class ResultsFile:
             text.write(','.join(columns) + '\n')
         csv.DictWriter(text, columns, lineterminator='\n', extrasaction='ignore').writerows(rows)
         curves = curve_lines(rows, header=self.curves.is_new())
-        created = [name for name in (configuration_path(self.path), self.curves.path, self.path)
+        created = [name for name in (files.configuration_path(self.path), self.curves.path, self.path)
                    if not os.path.exists(name)]
         writing = self.csv
         try:
@@ -633,33 +596,38 @@ class ResultsFile:
             if value not in configuration.get(name, []):
                 configuration[name] = [*configuration.get(name, []), value]
         if configuration != self.configuration:
-            files.write_whole(configuration_path(self.path),
+            files.write_whole(files.configuration_path(self.path),
                               lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
             self.configuration = configuration
         self.configuration_saved = True
 
 
-def open_results(path, settings, fixed, plan, device, *, saved_settings, fresh=False):
-    """The ResultsFile of a run of these settings (and fixed values: see configuration), locked for this run and
+def open_results(path, settings, fixed, device, *, fresh=False):
+    """The ResultsFile of a run of these Settings (and fixed values: see configuration), locked for this run and
     checked before anything is trained or written (check_path; an existing file must come from the same
-    configuration, whose settings saved_settings(configuration) reads as these are given, ValueError if it cannot).
-    fresh: the file is not read, and the caller moves it aside (move_aside) before the first append, which would
-    overwrite it. ResultsFileError (one line) otherwise."""
+    configuration). fresh: the file is not read, and the caller moves it aside (move_aside) before the first append,
+    which would overwrite it. ResultsFileError (one line) otherwise."""
     check_path(path, fresh=fresh)
     current = configuration(settings, fixed)
     lock = RunLock(path)
     try:
-        return ResultsFile(path, *recorded_run(path, current, plan, saved_settings, fresh=fresh), plan, device,
-                           lock)
+        return ResultsFile(path, *recorded_run(path, current, fresh=fresh), settings, device, lock)
     except BaseException:
         lock.release()
         raise
 
 
-def recorded_run(path, current, plan, saved_settings, *, fresh):
+def saved_settings(path, saved):
+    """(Settings, results format) of the configuration `saved` beside results file `path`, read and checked as the
+    flags are (5.0 is no --evaluations); ValueError (one line) if it cannot be."""
+    results_format = check_format(path, saved)
+    return run_settings.Settings.from_saved(saved, path), results_format
+
+
+def recorded_run(path, current, *, fresh):
     """(configuration, recorded rows, bytes to keep of the CSV and of its curves file) of the run in `path`, resumed
     with the `current` configuration (a new file: nothing recorded)."""
-    config_path = configuration_path(path)
+    config_path = files.configuration_path(path)
     if fresh or not os.path.exists(config_path):
         if not fresh and os.path.exists(path) and os.path.getsize(path) > 0:
             raise ResultsFileError(f'{path} exists without its configuration {config_path}, so it cannot be resumed '
@@ -667,29 +635,36 @@ def recorded_run(path, current, plan, saved_settings, *, fresh):
         return current, {}, 0, 0
     try:
         saved = read_configuration(config_path)
-    except ResultsFileError as error:
-        raise ResultsFileError(f'{error}: --fresh moves it and {path} aside') from None
-    results_format = check_format(path, saved)
-    current = {**current, 'results_format': results_format}  # a format-2 file resumes in format 2
-    try:
-        settings = as_saved(saved_settings(saved))  # read as the flags are read: 5.0 is no --evaluations
+        settings, results_format = saved_settings(path, saved)
     except ValueError as error:
         raise ResultsFileError(f'{error}; --fresh moves it and {path} aside') from None
-    differences = configuration_differences({**saved, **settings}, current)
+    current = {**current, 'results_format': results_format}  # a format-2 file resumes in format 2
+    differences = configuration_differences({**saved, **settings.saved()}, current)
     if differences:
         raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun with '
                                'the same settings to resume it, or --fresh moves it aside and starts over')
     if not os.path.exists(path):
         return saved, {}, 0, 0
     try:
-        recorded, keep = read(path, plan, results_format)
+        recorded, keep = read(path, settings, results_format)
         curves_keep = 0
-        if saved.get('curves') and os.path.exists(curves_path(path)):
-            curves_keep = read_curves(curves_path(path), recorded, plan.epochs_before)[1]
+        if saved.get('curves') and os.path.exists(files.curves_path(path)):
+            curves_keep = read_curves(files.curves_path(path), recorded)[1]
         elif saved.get('curves') and any(row['repeat_of'] is None for row in recorded.values()):
-            raise ValueError(f'{curves_path(path)} is missing: the curves of the rows {path} records')
+            raise ValueError(f'{files.curves_path(path)} is missing: the curves of the rows {path} records')
     except OSError as error:
         raise ResultsFileError(f'{error.filename or path} cannot be read ({error.strerror})') from None
     except ValueError as error:
         raise ResultsFileError(f'{error}; the file is left as it is (fix it, or --fresh moves it aside)') from None
     return saved, recorded, keep, curves_keep  # saved: with the devices that trained its rows
+
+
+def load_run(path):
+    """The Run in results file `path`, finished or not: its settings read from its configuration as the flags are,
+    its rows checked as a resume checks them, nothing written; ValueError (one line) if it cannot be read so."""
+    saved = read_configuration(files.configuration_path(path))
+    settings, results_format = saved_settings(path, saved)
+    try:
+        return Run(path, settings, saved, read(path, settings, results_format)[0])
+    except OSError as error:
+        raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None

@@ -7,21 +7,16 @@ import os
 import torch
 
 import files
-import report
 
 
 class MissingWeightsError(Exception):
     """The weights a resumed run would continue are not beside its results file. One line."""
 
 
-def folder(output):
-    """The weights of results.csv's configurations: results.weights/."""
-    return report.path_beside(output, '.weights')
-
-
 def weights_path(output, row, epochs):
     """The file of row's configuration trained for `epochs` epochs: hyperband-r2-c7-e6.pt."""
-    return os.path.join(folder(output), f'{row["method"]}-r{row["repetition"]}-c{row["configuration"]}-e{epochs}.pt')
+    return os.path.join(files.weights_folder(output),
+                        f'{row["method"]}-r{row["repetition"]}-c{row["configuration"]}-e{epochs}.pt')
 
 
 def load(output, row, epochs):
@@ -38,14 +33,15 @@ def load(output, row, epochs):
 def save(output, row, parameters):
     """Save the parameters row's configuration has after training to row['epochs'] epochs, whole (files.WriteError
     if that fails)."""
-    os.makedirs(folder(output), exist_ok=True)
+    os.makedirs(files.weights_folder(output), exist_ok=True)
     files.write_whole(weights_path(output, row, row['epochs']), lambda file: torch.save(parameters, file),
                       binary=True)
 
 
 def remove(output):
     """Remove the saved weights, and their folder."""
-    for path in glob.glob(os.path.join(glob.escape(folder(output)), '*.pt')):
+    for path in glob.glob(os.path.join(glob.escape(files.weights_folder(output)), '*.pt')):
         os.unlink(path)
-    if os.path.isdir(folder(output)) and not os.listdir(folder(output)):
-        os.rmdir(folder(output))
+    folder = files.weights_folder(output)
+    if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)

@@ -7,7 +7,6 @@ import pickle
 from typing import NamedTuple
 
 import files
-import report
 
 
 class Rounds(NamedTuple):
@@ -21,21 +20,17 @@ class Rounds(NamedTuple):
     done: int
 
 
-def path(output):
-    """results.csv -> results.searches.pickle"""
-    return report.path_beside(output, '.searches.pickle')
-
-
 def save(output, rounds):
     """Save the Rounds whole, replacing the last (files.WriteError if that fails)."""
-    files.write_whole(path(output), lambda file: pickle.dump(rounds, file, pickle.HIGHEST_PROTOCOL), binary=True)
+    files.write_whole(files.searches_path(output), lambda file: pickle.dump(rounds, file, pickle.HIGHEST_PROTOCOL),
+                      binary=True)
 
 
 def load(output, searches_to_run):
     """The Rounds saved last if they are those of these searches, else None. A file that cannot be read back (from
     another version of the code, or edited) is None too: the resume then replays the searches, as without it."""
     try:
-        with open(path(output), 'rb') as file:
+        with open(files.searches_path(output), 'rb') as file:
             rounds = pickle.load(file)
     except FileNotFoundError:
         return None
@@ -47,4 +42,4 @@ def load(output, searches_to_run):
 def remove(output):
     """Remove the saved state, if any."""
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path(output))
+        os.unlink(files.searches_path(output))

@@ -4,9 +4,10 @@ tell(rows) hands it their scored results rows. METHODS names them: a new method 
 
 A guided search (Bayesian optimisation, Optuna's samplers) asks one point at a time and must be told its row before
 the next; a planned one (Sobol, random, grid) ignores the scores and returns its whole plan at the first ask; a
-multi-fidelity one (Hyperband) asks for a rung of configurations at a time, each trained to the epochs it names. What
-only some methods need (their rows per search, a network continued from an earlier rung, the settings they refuse,
-the constants saved with their results) is asked of their classes, so that a new method is one class.
+multi-fidelity one (Hyperband) asks for a rung of configurations at a time, each point naming its configuration and
+the epochs to train it to from those it had (a network continued from an earlier rung). What only some methods need
+(their rows per search, the settings they refuse, the constants saved with their results) is asked of their classes,
+and what a row needs is on its point, so that a new method, a multi-fidelity one too, is one class.
 """
 import bisect
 import functools
@@ -43,6 +44,17 @@ def target(row, search_rows):
     return -max([DIVERGED_LOSS, *(other['val_loss'] for other in search_rows if math.isfinite(other['val_loss']))])
 
 
+def answered_from_cache(row, search_rows):
+    """The row of a guided search's point as bayes_opt 1.0.1's maximize() answered a point it had already evaluated,
+    from its cache: the scores (and network seed) of the search's earlier row at that point, `repeat_of` its
+    iteration, no training time. The row unchanged if the point is new."""
+    for earlier in search_rows:
+        if (earlier['learning_rate'], earlier['weight_decay']) == (row['learning_rate'], row['weight_decay']):
+            return {**row, 'repeat_of': earlier['iteration'], 'seed': earlier['seed'], 'seconds': 0.0,
+                    **{name: earlier[name] for name in ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')}}
+    return row
+
+
 def finite_or_inf(loss):
     """A diverged (NaN) loss ranks as the worst."""
     return loss if math.isfinite(loss) else math.inf
@@ -77,11 +89,6 @@ class Search:
     def rows_per_search(cls, *, evaluations, epochs):
         """The results rows of one search: its evaluations."""
         return evaluations
-
-    @classmethod
-    def epochs_before(cls, row, *, evaluations, epochs):
-        """The epochs row's network had trained before its row's training: 0, a fresh network."""
-        return 0
 
     @classmethod
     def fixed_settings(cls):
@@ -235,6 +242,7 @@ class GridSearch(PlannedSearch):
         return None
 
 
+@functools.cache  # a pure function, asked for each search and each results file read
 def hyperband_brackets(max_epochs, budget, reduction_factor):
     """Synchronous Hyperband's brackets (Li et al., JMLR 2018) for networks of at most max_epochs epochs, until
     `budget` model-epochs are spent: [[(configurations, epochs), ...], ...], each bracket's rungs in order. The
@@ -258,8 +266,8 @@ def hyperband_brackets(max_epochs, budget, reduction_factor):
         # the most configurations the budget left pays for (a bracket's cost grows with them)
         count = bisect.bisect_right(range(1, full + 1), left, key=lambda count: cost(rungs(s, count)))
         if count == 0:
-            return brackets
-        brackets.append(rungs(s, count))
+            return tuple(brackets)
+        brackets.append(tuple(rungs(s, count)))
         left -= cost(brackets[-1])
 
 
@@ -267,7 +275,7 @@ class HyperbandSearch(Search):
     """Synchronous Hyperband (eta = reduction_factor) at the same model-epochs as every other search (evaluations x
     epochs; see hyperband_brackets). Each ask() returns one rung: its points name their 'bracket', 'configuration'
     (numbered in the search from 1) and 'epochs', those to train the network to, continuing from its weights at its
-    last rung. Each bracket draws its configurations uniformly at random from the box, in order, from one generator
+    last rung, and 'epochs_before', those it trained to at that rung (0 at its first). Each bracket draws its configurations uniformly at random from the box, in order, from one generator
     seeded with the search's seed (so the first are random search's). A rung keeps its best by validation loss, a
     diverged network last, ties by the earlier row. Written here because Optuna's pruners and Ray Tune's schedulers
     decide asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its
@@ -289,7 +297,8 @@ class HyperbandSearch(Search):
             self.points = [{**next(self.draws), 'bracket': self.bracket + 1,
                             'configuration': self.configurations + number} for number in range(1, count + 1)]
             self.configurations += count
-        self.points = [{**point, 'epochs': epochs} for point in self.points]
+        before = self.brackets[self.bracket][self.rung - 1][1] if self.rung else 0
+        self.points = [{**point, 'epochs': epochs, 'epochs_before': before} for point in self.points]
         return self.points
 
     def tell(self, rows):
@@ -316,14 +325,6 @@ class HyperbandSearch(Search):
         """Its scorings: every configuration of every rung."""
         return sum(count for rungs in hyperband_brackets(epochs, evaluations * epochs, cls.reduction_factor)
                    for count, _ in rungs)
-
-    @classmethod
-    def epochs_before(cls, row, *, evaluations, epochs):
-        """The epochs row's configuration had trained at its previous rung (0 at its first)."""
-        rungs = [rung_epochs for _, rung_epochs in
-                 hyperband_brackets(epochs, evaluations * epochs, cls.reduction_factor)[row['bracket'] - 1]]
-        index = rungs.index(row['epochs'])
-        return rungs[index - 1] if index else 0
 
     @classmethod
     def fixed_settings(cls):

@@ -5,6 +5,7 @@ mean interpolated bilinearly, in the coordinates the searches see, with one netw
 seed and point (Table.curve); at its epochs.
 """
 import bisect
+import contextlib
 import gzip
 import hashlib
 import math
@@ -12,6 +13,7 @@ import os
 
 import numpy as np
 
+import files
 import results
 import searches
 
@@ -157,45 +159,64 @@ class Table:
         return upper - 1, upper, fraction
 
 
+def load(path):
+    """The Table in `path`, a finished grid run with curves (read as --report reads a results file, its curves file
+    plain or gzipped); ValueError (TableError among them), OSError or EOFError (a gzipped curves file cut short), one
+    line, if it is no such table."""
+    run = results.load_run(path)
+    settings = run.settings
+    if 'grid' not in settings.method or not settings.curves or settings.table is not None:
+        raise TableError(f'{path} is no table: a table is a run of method grid with --curves that trained its '
+                         f'networks (its methods are {",".join(settings.method)}, curves {settings.curves}, '
+                         f'table {settings.table})')
+    rows = [row for (method, _, _), row in run.recorded.items() if method == 'grid']
+    if len(rows) < settings.repetitions * settings.evaluations:
+        raise TableError(f'{path} is not finished: it records {len(rows)} of its '
+                         f'{settings.repetitions * settings.evaluations} grid evaluations')
+    curves_file = next((name for name in (files.curves_path(path), files.curves_path(path) + '.gz')
+                        if os.path.exists(name)), None)
+    if curves_file is None:
+        raise TableError(f'{files.curves_path(path)} (or .gz) is missing: the curves of the table {path}')
+    curves = results.read_curves(curves_file, run.recorded)[0]
+    side = math.isqrt(settings.evaluations)
+    values = np.empty((settings.repetitions, side, side, settings.epochs, len(SCORES)))
+    for row in rows:
+        values[(row['repetition'] - 1, *divmod(row['iteration'] - 1, side))] = curves[
+            'grid', row['repetition'], row['iteration']]
+    answering = Table(searches.grid_axes(settings.box(), evaluations=settings.evaluations), values,
+                      log_learning_rate=settings.lr_scale == 'log')
+    answering.path, answering.settings, answering.sha256 = path, settings, file_hash(path, curves_file)
+    return answering
+
+
 class TableTraining:
     """Answers rows from a table instead of training them (local_training.LocalTraining and cluster.RayTraining train
-    them): start(rows) returns a function that returns their scores, with curves if the run records them."""
+    them): submit(rows) returns a function that returns their scores, with curves if the run records them."""
 
-    def __init__(self, path, table, sha256, args):
-        self.table, self.sha256, self.args = table, sha256, args
-        self.device_name = f'the table {path}'  # what the results' configuration lists as the rows' device
+    def __init__(self, table, args):
+        """The training of run `args` (its settings) by `table`; TableError (one line) if the run is not the
+        table's."""
+        check_settings(table.path, vars(table.settings), vars(args))
+        self.table, self.curves = table, args.curves
+        self.device_name = f'the table {table.path}'  # what the results' configuration lists as the rows' device
 
-    def start(self, rows):
-        def scores(row):
-            before = searches.search_class(row['method']).epochs_before(row, evaluations=self.args.evaluations,
-                                                                         epochs=self.args.epochs)
-            return self.table.scores(row, curve_from=before if self.args.curves else None)
-        answered = [scores(row) for row in rows]  # a point it cannot answer is refused before anything is written
+    def submit(self, rows):
+        answered = [self.table.scores(row, curve_from=row['epochs_before'] if self.curves else None)
+                    for row in rows]  # a point it cannot answer is refused before anything is written
         return lambda: answered
 
-    @classmethod
-    def of_grid_run(cls, path, grid_args, recorded, args, *, box):
-        """The training of run `args` by the finished grid run with curves in results file `path` (its arguments
-        grid_args, its rows recorded, the box its searches saw); TableError (one line) if it cannot answer it."""
-        if 'grid' not in grid_args.method or not grid_args.curves or grid_args.table is not None:
-            raise TableError(f'{path} is no table: a table is a run of method grid with --curves that trained its '
-                             f'networks (its methods are {",".join(grid_args.method)}, curves {grid_args.curves}, '
-                             f'table {grid_args.table})')
-        check_settings(path, vars(grid_args), vars(args))
-        rows = [row for (method, _, _), row in recorded.items() if method == 'grid']
-        if len(rows) < grid_args.repetitions * grid_args.evaluations:
-            raise TableError(f'{path} is not finished: it records {len(rows)} of its '
-                             f'{grid_args.repetitions * grid_args.evaluations} grid evaluations')
-        curves_file = next((name for name in (results.curves_path(path), results.curves_path(path) + '.gz')
-                            if os.path.exists(name)), None)
-        if curves_file is None:
-            raise TableError(f'{results.curves_path(path)} (or .gz) is missing: the curves of the table {path}')
-        curves = results.read_curves(curves_file, recorded, lambda row: 0)[0]  # a grid trains fresh networks
-        side = math.isqrt(grid_args.evaluations)
-        values = np.empty((grid_args.repetitions, side, side, grid_args.epochs, len(SCORES)))
-        for row in rows:
-            values[(row['repetition'] - 1, *divmod(row['iteration'] - 1, side))] = curves[
-                'grid', row['repetition'], row['iteration']]
-        table = Table(searches.grid_axes(box, evaluations=grid_args.evaluations), values,
-                      log_learning_rate=grid_args.lr_scale == 'log')
-        return cls(path, table, file_hash(path, curves_file), args)
+
+def lowest_loss_of(run):
+    """The lowest validation loss of the table that results.Run `run` was answered from, found as its configuration
+    names it (or beside its results file) with the contents it had; None for a run trained for real, and None, said in
+    a line, where the table is not there as it was."""
+    if run.settings.table is None:
+        return None
+    for candidate in (run.settings.table, os.path.join(os.path.dirname(run.path), run.settings.table)):
+        with contextlib.suppress(ValueError, OSError, EOFError):
+            answering = load(candidate)
+            if answering.sha256 == run.configuration.get('table_sha256'):
+                return answering.lowest_loss()
+    print(f'{run.path}: its table {run.settings.table} is not there as it was: its best is the lowest loss its methods '
+          'found', flush=True)
+    return None

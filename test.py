@@ -1,13 +1,15 @@
-"""Bayesian optimisation against quasi-random Sobol search for the learning rate and weight decay of a
-LeNet-5-style CNN: a reproduction of "Hyperparameters tuning for Convolutional Neural Network based on Global
-Optimization" (J. Bartoli, I. Erpichini), with uniform random search and Optuna's TPE and Gaussian-process samplers
-beside them.
+"""The experiment: Bayesian optimisation against quasi-random Sobol search for the learning rate and weight decay of a
+LeNet-5-style CNN, a reproduction of "Hyperparameters tuning for Convolutional Neural Network based on Global
+Optimization" (J. Bartoli, I. Erpichini), with the methods people pick today beside them: bayes_opt's own Gaussian
+process, Optuna's TPE and Gaussian-process samplers, uniform random and grid search, and Hyperband (searches.py).
 
 Edit the constants at the top of this file or override them with flags. Every evaluation is appended to the output
 CSV as soon as it ends, and the same command run again resumes a stopped run; once the searches end their tables (the
 paper's Table II) are printed, then the mean and standard deviation over repetitions (the paper's Table I) with
-statistics below it. Summaries (JSON, Markdown) and plots are written beside the CSV; --report rebuilds them from a
-results file without training.
+statistics below it, and summaries and plots are written beside the CSV. The networks train here, as populations
+(--population), on a Ray cluster (--ray), or are answered from a benchmark table (--table). --report trains nothing:
+it rebuilds a results file's tables (report.py), compares methods across several files (--across) or checks a run on a
+table against real training (--against; comparison.py).
 """
 import stopping  # imports only the standard library: a stop while the libraries below load is one line
 
@@ -15,22 +17,20 @@ if __name__ == '__main__':
     stopping.exit_while_starting('nothing was written')
 
 import argparse
-import contextlib
 import itertools
-import math
-import os
 
 import torch
 
 import command_line
+import comparison
 import files
 import local_training
 import network
 import report
 import results
-import comparison
 import rung_weights
 import search_states
+import run_settings
 import searches
 import table
 
@@ -64,19 +64,8 @@ RAY = None  # train on a Ray cluster: 'auto' (the one running here), 'local' (st
 RAY_WORKER_CPUS = None  # with RAY on CPU: torch threads per worker; None: 4 (a node's CPUs where it has fewer)
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
-LARGEST_BOUND = network.LARGEST_HYPERPARAMETER  # of either range: float32's largest, the networks' arithmetic
-# A run plans every evaluation and holds its rows in memory before the first trains (the paper's run has 500)
-MOST_EVALUATIONS = 200_000  # in all: methods x repetitions x evaluations (Hyperband: its scorings)
-# A guided search fits its model on all its evaluations: n x n matrices, about 32 n^2 bytes (800 MB at 5,000)
-MOST_GUIDED_EVALUATIONS = 5_000
 
 SCHEDULE_NAMES = ('after', 'rounds')
-# What decides the results' numbers, saved beside the CSV and checked on resume (besides the library versions)
-CONFIGURATION_SETTINGS = ('dataset', 'validation_size', 'training_size', 'method', 'learning_rate_bounds',
-                          'weight_decay_bounds', 'lr_scale', 'evaluations', 'init_points', 'epochs', 'repetitions',
-                          'batch_size', 'seed', 'curves', 'table')
-# Settings added since results format 3, with the value that the runs of files saved without them had
-LATER_SETTINGS = {'training_size': None, 'curves': False, 'table': None}
 
 
 def parse_methods(text):
@@ -91,10 +80,10 @@ def parse_methods(text):
     return methods
 
 
-def build_parser(*, raising=False):
-    """The flags, in three groups: what the experiment is, how it is computed, and its files."""
-    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter,
-                                         raising=raising)
+def build_parser():
+    """The flags, in three groups: what the experiment is (the run's settings.Settings), how it is computed, and its
+    files."""
+    parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     experiment = parser.add_argument_group('the experiment (saved beside the results, and checked on resume)')
     computation = parser.add_argument_group('how it is computed')
     files = parser.add_argument_group('the files')
@@ -164,95 +153,37 @@ def build_parser(*, raising=False):
 
 
 def check_arguments(parser, args):
-    """End with a one-line error (exit status 2) for any value outside what is allowed."""
-    command_line.check_data_arguments(parser, args, device_here=args.ray is None)  # with Ray, on the workers
-    unknown = [method for method in args.method if method not in searches.METHODS]  # in METHODS, edited by hand
-    if unknown:
-        parser.error(f'unknown method {unknown[0]!r}: choose from {", ".join(searches.METHODS)}')
+    """End with a one-line error (exit status 2) for any value outside what is allowed; the run's Settings."""
+    try:
+        settings = run_settings.Settings.of(args)
+        settings.check()
+    except ValueError as error:
+        parser.error(str(error))
+    args.validation_size = settings.validation_size
+    command_line.check_device(parser, args.device, here=args.ray is None)  # with Ray, on the workers
+    command_line.check_data_dir(parser, args)
     if args.population is None:
         args.population = default_population(args.device)
-    command_line.check_positive_integers(parser, args, 'evaluations', 'epochs', 'repetitions', 'population')
+    command_line.check_positive_integers(parser, args, 'population')
     if args.ray_worker_cpus is not None:
         command_line.check_positive_integers(parser, args, 'ray_worker_cpus')
-    if searches.has_guided(args.method) and not 1 <= args.init_points <= args.evaluations:
-        parser.error(f'--init-points {args.init_points} must be between 1 and --evaluations ({args.evaluations})')
-    for name in ('learning_rate_bounds', 'weight_decay_bounds'):
-        low, high = getattr(args, name)
-        if not 0 <= low < high <= LARGEST_BOUND:
-            parser.error(f'{command_line.flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH '
-                         f'<= {LARGEST_BOUND:g}')
-    if args.lr_scale == 'log' and args.learning_rate_bounds[0] == 0:
-        parser.error('--lr-scale log needs a positive --learning-rate-bounds LOW (it is 0)')
-    if args.seed < 0:
-        parser.error(f'--seed {args.seed} must be a non-negative integer')
     if args.ray == '':
         parser.error("--ray '' is not an address: use auto, local or HOST:PORT")
     if args.ray_worker_cpus is not None and args.ray is None:
         parser.error(f'--ray-worker-cpus {args.ray_worker_cpus} needs --ray: without it the networks train here')
-    for method in args.method:
+    for method in args.method if args.ray else ():
         refusal = searches.search_class(method).refusal(method, evaluations=args.evaluations, epochs=args.epochs,
                                                         ray=args.ray)
         if refusal:
             parser.error(refusal)
     if args.table is not None and args.ray is not None:
         parser.error(f'--ray {args.ray} has nothing to train with --table: every evaluation is answered from the table')
-    check_budget(parser, args)
-
-
-def check_budget(parser, args):
-    """End with a one-line error for a budget the run cannot plan and hold (MOST_EVALUATIONS in all,
-    MOST_GUIDED_EVALUATIONS per guided search), before anything is planned or written."""
-    total = results_plan(args).total  # with hyperband, its scorings
-    if total > MOST_EVALUATIONS:
-        parser.error(f'{len(args.method)} methods x --repetitions {args.repetitions} x --evaluations '
-                     f'{args.evaluations} is {total:,} evaluations: at most {MOST_EVALUATIONS:,} in one run (each is '
-                     'planned and held in memory before the first trains)')
-    if searches.has_guided(args.method) and args.evaluations > MOST_GUIDED_EVALUATIONS:
-        parser.error(f'--evaluations {args.evaluations} is too many for a guided search: at most '
-                     f'{MOST_GUIDED_EVALUATIONS:,} (its model is fitted on all of them: a Gaussian process holds n x n '
-                     'matrices)')
+    return settings
 
 
 def default_population(device):
     """POPULATION's None: 250 on a GPU (all the Sobol points of the paper's experiment at once), 10 on CPU."""
     return 250 if torch.device(device).type == 'cuda' else 10
-
-
-def search_box(args):
-    """The box the optimizers search: the learning rate's range, or with --lr-scale log its log10's, and the
-    weight decay's."""
-    learning_rate = tuple(args.learning_rate_bounds)
-    if args.lr_scale == 'log':
-        return {'log10_learning_rate': tuple(map(math.log10, learning_rate)),
-                'weight_decay': tuple(args.weight_decay_bounds)}
-    return {'learning_rate': learning_rate, 'weight_decay': tuple(args.weight_decay_bounds)}
-
-
-def new_row(method, repetition, iteration, point, args):
-    """A results row before training: which evaluation it is, its network's seed and the hyperparameters of its
-    point of search_box (with a Hyperband point's bracket, configuration and epochs)."""
-    if 'log10_learning_rate' in point:  # kept inside the bounds, which 10 ** log10(bound) can overshoot
-        low, high = args.learning_rate_bounds
-        learning_rate = min(max(10 ** point['log10_learning_rate'], low), high)
-    else:
-        learning_rate = point['learning_rate']
-    return dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None,
-                bracket=point.get('bracket'), configuration=point.get('configuration'),
-                epochs=point.get('epochs', args.epochs),
-                seed=searches.seed_for(args.seed, repetition, point.get('configuration', iteration)),
-                learning_rate=float(learning_rate), weight_decay=float(point['weight_decay']))  # not numpy floats
-
-
-def make_search(method, repetition, args):
-    """The search of one repetition of a method (searches.METHODS), seeded by seed_for(seed, repetition)."""
-    return searches.METHODS[method](search_box(args), seed=searches.seed_for(args.seed, repetition),
-                                    evaluations=args.evaluations, init_points=args.init_points, epochs=args.epochs)
-
-
-def rows_of(method, repetition, points, args, first_iteration=1):
-    """The results rows, before training, of a search's points, numbered from first_iteration."""
-    return [new_row(method, repetition, iteration, point, args)
-            for iteration, point in enumerate(points, first_iteration)]
 
 
 def run_in_rounds(searches_to_run, training, args, results_file):
@@ -262,9 +193,10 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     rounds), and tells each search its rows. After each round that records new rows the searches are saved
     (search_states), and a resume continues them from there. Returns the adaptive searches' rows, then the planned
     ones."""
-    made = [(method, repetition, make_search(method, repetition, args)) for method, repetition in searches_to_run]
+    settings = results_file.settings
+    made = [(method, repetition, settings.search(method, repetition)) for method, repetition in searches_to_run]
     planned = [row for method, repetition, search in made if search.planned
-               for row in rows_of(method, repetition, search.ask(), args)]
+               for row in settings.rows_of(method, repetition, search.ask())]
     saved = saved_rounds(searches_to_run, planned, args, results_file)
     if saved:
         adaptive, adaptive_rows, shared, done = saved.adaptive, saved.adaptive_rows, saved.shared, saved.done
@@ -275,8 +207,8 @@ def run_in_rounds(searches_to_run, training, args, results_file):
         row.update(results_file.recorded_scores(row))
     total = max([search.rounds if search.multi_fidelity else args.evaluations for _, _, search in adaptive], default=1)
     for rounds in itertools.count(done + 1):  # the planned rows are shared over the `total` rounds of the longest one
-        asked = [[results.answered_from_cache(row, rows) if searches.is_guided(method) else row
-                  for row in rows_of(method, repetition, search.ask(), args, len(rows) + 1)]
+        asked = [[searches.answered_from_cache(row, rows) if searches.is_guided(method) else row
+                  for row in settings.rows_of(method, repetition, search.ask(), len(rows) + 1)]
                  for (method, repetition, search), rows in zip(adaptive, adaptive_rows)]
         if not any(asked):
             break
@@ -332,7 +264,7 @@ def score_and_record(rows, training, args, results_file):
     for population, olds in zip(populations, recorded):
         untrained = [row for row in population if row['repeat_of'] is None]
         if any(old is None for row, old in zip(population, olds) if row['repeat_of'] is None):
-            started.append((untrained, training.start(untrained)))
+            started.append((untrained, training.submit(untrained)))
         else:
             started.append(([], lambda: []))  # all recorded: nothing to train
     for population, olds, (untrained, scores) in zip(populations, recorded, started):
@@ -342,99 +274,6 @@ def score_and_record(rows, training, args, results_file):
             row.update(old or {})
         results_file.append([row for row, old in zip(population, olds) if old is None])
     return rows
-
-
-def run_settings(args):
-    """The settings saved beside the results CSV and checked on resume."""
-    return {name: value for name, value in vars(args).items() if name in CONFIGURATION_SETTINGS}
-
-
-def results_plan(args):
-    """What the results file checks its rows against."""
-    return results.Plan(methods=args.method, repetitions=args.repetitions, epochs=args.epochs,
-                        search_rows={method: searches.search_class(method).rows_per_search(
-                            evaluations=args.evaluations, epochs=args.epochs) for method in args.method},
-                        learning_rate_bounds=args.learning_rate_bounds, weight_decay_bounds=args.weight_decay_bounds,
-                        expected_rows=lambda method, repetition, recorded: expected_rows(method, repetition,
-                                                                                          recorded, args),
-                        epochs_before=lambda row: searches.search_class(row['method']).epochs_before(
-                            row, evaluations=args.evaluations, epochs=args.epochs))
-
-
-def expected_rows(method, repetition, recorded, args):
-    """The rows, before training, that a run makes of a search whose recorded rows are `recorded` (in iteration
-    order), as far as its plan decides them: the search is replayed, told the recorded rows, as long as it fits no
-    model (a planned or multi-fidelity search to its end, a guided one through its init points); of a guided
-    search's later rows, its model's proposals (a resume replays those, fitting it), only the bracket,
-    configuration, epochs and seeds are planned (a repeat's seed is that of the row it repeats)."""
-    replayed = args.init_points if searches.is_guided(method) else len(recorded)
-    search, rows = make_search(method, repetition, args), []
-    while len(rows) < min(replayed, len(recorded)) and (points := search.ask()):
-        rows += rows_of(method, repetition, points, args, len(rows) + 1)
-        search.tell(recorded[len(rows) - len(points):len(rows)])
-    return rows + [{**row, 'bracket': None, 'configuration': None, 'epochs': args.epochs,
-                    'seed': searches.seed_for(args.seed, repetition, row['repeat_of'] or row['iteration'])}
-                   for row in recorded[len(rows):]]
-
-
-def saved_arguments(saved, path, data_dir):
-    """The arguments of the run that saved configuration `saved` beside results file `path` (data in `data_dir`),
-    parsed and checked as flags; ValueError (one line) naming the first setting missing or not allowed."""
-    saved = {**LATER_SETTINGS, **saved}
-    missing = [name for name in CONFIGURATION_SETTINGS if name not in saved]
-    if missing:
-        raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')
-    parser = build_parser(raising=True)
-    parser.prog = f'{path}: its configuration'
-    method = ','.join(map(str, saved['method'])) if isinstance(saved['method'], list) else saved['method']
-    settings = {**{name: saved[name] for name in CONFIGURATION_SETTINGS}, 'method': method}
-    args = parser.parse_args([*command_line.arguments_for(settings, two_values=('learning_rate_bounds',
-                                                                                'weight_decay_bounds'),
-                                                          switches=('curves',)),
-                              f'--output={path}', f'--data-dir={data_dir}'])
-    check_arguments(parser, args)
-    written = results.as_saved(run_settings(args))
-    for name in CONFIGURATION_SETTINGS:  # the flags read '1' as 1: the configuration holds what a run wrote
-        if not results.same_value(saved[name], written[name]):
-            raise ValueError(f'{path}: its configuration holds {name} {saved[name]!r}, where a run writes '
-                             f'{written[name]!r}')
-    return args
-
-
-def read_results(path):
-    """(arguments, configuration, rows by (method, repetition, iteration)) of results file `path`: its settings read
-    from its configuration as the flags are, its rows checked as a resume checks them, nothing written; ValueError
-    (one line) if it cannot be read so."""
-    saved = results.read_configuration(results.configuration_path(path))
-    results_format = results.check_format(path, saved)
-    args = saved_arguments(saved, path, os.path.dirname(path) or '.')  # it loads no data: any readable folder
-    try:
-        return args, saved, results.read(path, results_plan(args), results_format)[0]
-    except OSError as error:
-        raise results.ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
-
-
-def report_file(parser, args):
-    """--report FILE: print the tables of a results file and write its summaries and plots, with the settings
-    its configuration file saved (checked as the flags are); nothing is trained."""
-    path, quiet = args.report[0], args.quiet
-    try:
-        results.check_path(path, fresh=False)  # its summaries and plots are written beside it
-        args, saved, recorded = read_results(path)
-    except ValueError as error:
-        parser.error(f'--report: {error}')
-    args.quiet = quiet
-    rows = list(recorded.values())
-    if not rows:
-        parser.error(f'--report {path}: the file records no evaluation yet')
-    try:
-        report.print_search_tables(rows, args)
-        report.report_results(rows, args, saved, path)
-    except files.WriteError as error:
-        parser.fail(1, f'--report: {error}; its previous version is kept')
-    except KeyboardInterrupt:
-        parser.fail(stopping.exit_status(), '--report: the summaries and plots it wrote are whole, the others as '
-                                            'they were', kind='interrupted')
 
 
 def ray_training(parser, args):
@@ -452,90 +291,42 @@ def ray_training(parser, args):
     return training
 
 
-def report_across(parser, args):
-    """--report FILE FILE ...: the methods compared across the tasks of several results files (or one, with
-    --across), nothing trained; a run on a table measures its regret from the table's lowest loss."""
-    twice = [path for path in args.report if args.report.count(path) > 1]
-    if twice:
-        parser.error(f'--report names {twice[0]} twice: each task once')
-    names = [os.path.splitext(os.path.basename(path))[0] for path in args.report]
-    tasks = []
-    for path, name in zip(args.report, names):
-        try:
-            file_args, saved, recorded = read_results(path)
-        except ValueError as error:
-            parser.error(f'--report: {error}')
-        tasks.append(comparison.Task(name if names.count(name) == 1 else path, file_args, list(recorded.values()),
-                                     table_best=table_lowest_loss(path, file_args, saved)))
-    output = args.across or args.report[0]
-    try:
-        results.check_path(output, fresh=False)
-        comparison.report_across(tasks, output)
-    except ValueError as error:
-        parser.error(f'--report: {error}')
-    except files.WriteError as error:
-        parser.fail(1, f'--report: {error}; its previous version is kept')
-
-
-def report_against(parser, args):
-    """--report FILE --against REAL.csv: a run on a table checked against real training of the same searches."""
-    tasks = []
-    for path in (args.report[0], args.against):
-        try:
-            file_args, _, recorded = read_results(path)
-        except ValueError as error:
-            parser.error(f'--report: {error}')
-        tasks.append(comparison.Task(os.path.splitext(os.path.basename(path))[0], file_args, list(recorded.values())))
-    if tasks[0].args.table is None or tasks[1].args.table is not None:
-        parser.error(f'--against: {args.report[0]} must be a run on a table and {args.against} one without')
-    try:
-        results.check_path(args.report[0], fresh=False)
-        comparison.report_against(*tasks, args.report[0])
-    except ValueError as error:
-        parser.error(f'--against: {error}')
-    except files.WriteError as error:
-        parser.fail(1, f'--against: {error}; its previous version is kept')
-
-
-def read_table(path, args):
-    """The table.TableTraining of run `args` by the benchmark table in `path` (a finished grid run with curves, read
-    as --report reads a results file); ValueError, OSError or EOFError (one line) if it cannot answer the run."""
-    grid_args, _, recorded = read_results(path)
-    return table.TableTraining.of_grid_run(path, grid_args, recorded, args, box=search_box(grid_args))
-
-
 def table_training(parser, args):
     """--table FILE: the benchmark table in FILE answers this run's evaluations. One line and exit status 2 if it
     cannot."""
     try:
-        return read_table(args.table, args)
+        return table.TableTraining(table.load(args.table), args)
     except OSError as error:  # a curves file that is no gzip file, or cannot be read
         parser.error(f'--table: {error.filename or args.table} cannot be read ({error.strerror or error})')
     except (ValueError, EOFError) as error:  # EOFError: a gzipped curves file cut short
         parser.error(f'--table: {error}')
 
 
-def table_lowest_loss(path, args, saved):
-    """The lowest loss of the table that the run in results file `path` (its arguments and configuration) was
-    answered from, found as it named it (or beside the results file) with the contents it had; None, said in a
-    line, where it is not."""
-    if args.table is None:
-        return None
-    for candidate in (args.table, os.path.join(os.path.dirname(path), args.table)):
-        with contextlib.suppress(ValueError, OSError, EOFError):
-            training = read_table(candidate, args)
-            if training.sha256 == saved.get('table_sha256'):
-                return training.table.lowest_loss()
-    print(f'{path}: its table {args.table} is not there as it was: its best is the lowest loss its methods found',
-          flush=True)
-    return None
-
-
 def run_constants(args, training):
     """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and the
-    hash of a table's files."""
+    hash of a table's files and its answer rule."""
     return {**searches.fixed_settings(args.method),
-            **({'table_sha256': training.sha256, 'table_answer': table.ANSWER_RULE} if args.table else {})}
+            **({'table_sha256': training.table.sha256, 'table_answer': table.ANSWER_RULE} if args.table else {})}
+
+
+def report_files(parser, args):
+    """--report FILE [FILE ...] (--across, --against): train nothing. One line and exit status 2 for files that cannot
+    be read or compared, 1 for a file of the report that cannot be written (its previous version is kept)."""
+    flag = '--against' if args.against else '--report'
+    try:
+        if args.against:
+            comparison.report_against(args.report[0], args.against)
+        elif len(args.report) > 1 or args.across:
+            comparison.report_across(args.report, args.across)
+        else:
+            report.report_file(args.report[0])
+    except files.WriteError as error:
+        parser.fail(1, f'{flag}: {error}; its previous version is kept')
+    except ValueError as error:
+        parser.error(f'{flag}: {error}')
+    except KeyboardInterrupt:
+        parser.fail(stopping.exit_status(), f'{flag}: the files it wrote are whole, the others as they were',
+                    kind='interrupted')
 
 
 def main(argv=None, *, splits=None):
@@ -547,21 +338,15 @@ def main(argv=None, *, splits=None):
         parser.error(f'--across {args.across} needs --report: it names where a comparison of results files goes')
     if args.against and (not args.report or len(args.report) > 1 or args.across):
         parser.error(f'--against {args.against} needs --report with one file and no --across: it checks that run')
-    if args.against:
-        return report_against(parser, args)
-    if args.report and (len(args.report) > 1 or args.across):
-        return report_across(parser, args)
     if args.report:
-        return report_file(parser, args)
-    check_arguments(parser, args)
+        return report_files(parser, args)
+    settings = check_arguments(parser, args)
     # on a cluster, from a table, or (None) here: LocalTraining, once the data is loaded
     training = ray_training(parser, args) if args.ray else table_training(parser, args) if args.table else None
     try:
-        results_file = results.open_results(
-            args.output, run_settings(args), run_constants(args, training), results_plan(args),
-            training.device_name if training else network.device_name(args.device),
-            saved_settings=lambda saved: run_settings(saved_arguments(saved, args.output, args.data_dir)),
-            fresh=args.fresh)
+        results_file = results.open_results(args.output, settings, run_constants(args, training),
+                                            training.device_name if training else network.device_name(args.device),
+                                            fresh=args.fresh)
     except results.ResultsFileError as error:
         parser.error(str(error))
     except KeyboardInterrupt:
@@ -569,8 +354,8 @@ def main(argv=None, *, splits=None):
     with results_file:  # locked until the run ends
         print('\n'.join(f'{name:<21} {value}' for name, value in vars(args).items()), flush=True)
         if results_file.recorded:
-            print(f'resuming {args.output}: {len(results_file.recorded)} of {results_file.plan.total} evaluations '
-                  'are recorded', flush=True)
+            print(f'resuming {args.output}: {len(results_file.recorded)} of {settings.total} evaluations are '
+                  'recorded', flush=True)
         try:
             if training is None:
                 training = local_training.LocalTraining(
@@ -598,7 +383,7 @@ def main(argv=None, *, splits=None):
 def end_run(parser, error, results_file, then):
     """End a run that was stopped (Ctrl-C, SIGTERM, SIGHUP: exit status 128 + the signal) or could not write a file
     (1) with one line: why, how many evaluations are saved, and `then`, what to do."""
-    saved = f'{results_file.rows_saved()} of {results_file.plan.total} evaluations are saved in {results_file.path}'
+    saved = f'{results_file.rows_saved()} of {results_file.settings.total} evaluations are saved in {results_file.path}'
     if isinstance(error, KeyboardInterrupt):  # stopping.Stopped, or a KeyboardInterrupt raised by a library
         parser.fail(stopping.exit_status(), f'{saved}; {then}', kind='interrupted')
     parser.fail(1, f'{error}; {saved}: make room (or restore the permission), then {then}')

@@ -18,7 +18,7 @@ import test as experiment
 def handmade_task(name, losses, *, table_best=None):
     """A task from {method: [[loss after each evaluation] per repetition]} (5 evaluations of 1 epoch)."""
     rows = [dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None, bracket=None,
-                 configuration=None, epochs=1, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5)
+                 configuration=None, epochs=1, epochs_before=0, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5)
             for method, searches in losses.items() for repetition, search in enumerate(searches, 1)
             for iteration, loss in enumerate(search, 1)]
     args = argparse.Namespace(method=tuple(losses), evaluations=5, epochs=1, repetitions=2)

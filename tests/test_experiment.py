@@ -23,6 +23,7 @@ from conftest import (ROOT, FakeResultsFile, pretend_scores, read_rows, refused,
 import local_training
 import network
 import results
+import run_settings
 import searches
 import test as experiment
 
@@ -161,7 +162,7 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
     args = experiment.build_parser().parse_args(['--evaluations', '12', '--init-points', '4', '--repetitions', '1',
                                                  '--method', 'bayesian', '--population', str(population),
                                                  '--output', str(tmp_path / 'results.csv')])  # its searches' state
-    results_file = FakeResultsFile()
+    results_file = FakeResultsFile(args)
     rows = experiment.run_searches(local_training.LocalTraining(None, args), args, results_file)
     assert len(rows) == 12 and results_file.appended == rows
     losses = [row['val_loss'] for row in rows]
@@ -267,9 +268,9 @@ def test_a_random_search_run_trains_its_seeded_points(population, tmp_path):
 
 def test_a_log_scale_searches_the_learning_rates_log10_within_the_bounds(tmp_path, capsys):
     args = experiment.build_parser().parse_args(['--lr-scale', 'log', '--learning-rate-bounds', '0.003', '0.07'])
-    box = experiment.search_box(args)
-    assert box == {'log10_learning_rate': (math.log10(0.003), math.log10(0.07)), 'weight_decay': (0, 0.001)}
-    top = experiment.new_row('random', 1, 1, {'log10_learning_rate': math.log10(0.07), 'weight_decay': 0}, args)
+    settings = run_settings.Settings.of(args)
+    assert settings.box() == {'log10_learning_rate': (math.log10(0.003), math.log10(0.07)), 'weight_decay': (0, 0.001)}
+    top = settings.new_row('random', 1, 1, {'log10_learning_rate': math.log10(0.07), 'weight_decay': 0})
     assert top['learning_rate'] == 0.07  # 10 ** log10(0.07) is 0.07000000000000002: kept inside the bounds
     run = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '12', '--init-points', '3', '--repetitions', '1',
            '--device', 'cpu', '--lr-scale', 'log', '--learning-rate-bounds', '0.0001', '0.1',
@@ -381,10 +382,11 @@ def test_a_population_of_repeats_and_new_points_trains_the_new_points_only(recor
     args = experiment.build_parser().parse_args(['--population', '2'])
 
     def row(iteration, learning_rate):
-        return experiment.new_row('bayesian', 1, iteration, {'learning_rate': learning_rate, 'weight_decay': 0}, args)
+        return run_settings.Settings.of(args).new_row('bayesian', 1, iteration, {'learning_rate': learning_rate,
+                                                                                'weight_decay': 0})
     original = {**row(1, 0.01), **pretend_scores(0.01, 0, 7)}
-    rows = [row(2, 0.02), results.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
-    file = FakeResultsFile({iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
+    rows = [row(2, 0.02), searches.answered_from_cache(row(3, 0.01), [original]), row(4, 0.04)]
+    file = FakeResultsFile(args, {iteration: pretend_scores(0.5, 0, 0) for iteration in recorded})
     experiment.score_and_record(rows, local_training.LocalTraining(None, args), args, file)
     assert [learning_rate for learning_rate, _, _ in pretend_training] == [{2: 0.02, 4: 0.04}[i] for i in trained]
     assert [row['iteration'] for row in file.appended] == written

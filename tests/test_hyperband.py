@@ -11,6 +11,7 @@ import torch
 from conftest import read_rows, refused, snapshot, typed_rows, without_seconds
 
 import dataset_management
+import files
 import network
 import report
 import results
@@ -34,10 +35,10 @@ def test_the_brackets_at_the_papers_compute_follow_li_et_al_and_the_last_is_cut_
     assert full == [[(27, 2), (9, 6), (3, 17), (1, 50)], [(12, 6), (4, 17), (1, 50)], [(6, 17), (2, 50)], [(4, 50)]]
     brackets = searches.hyperband_brackets(50, 25 * 50, 3)
     # a promoted network continues: bracket s=3 costs 27*2 + 9*4 + 3*11 + 1*33 = 156 model-epochs, the four 673
-    assert brackets == full + full[:3] + [[(2, 50)]]  # 1,146 spent: 104 left pay for 2 of s=0's 4 networks
+    assert brackets == tuple(map(tuple, full + full[:3] + [[(2, 50)]]))  # 1,146 spent: 104 left pay for 2 of 4
     assert searches.HyperbandSearch.rows_per_search(evaluations=25, epochs=50) == 2 * (40 + 17 + 8 + 4) - 2
-    assert searches.hyperband_brackets(3, 15, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(2, 1), (1, 3)]]  # 5 + 6 + 4
-    assert searches.hyperband_brackets(3, 2, 3) == []  # not one network of 3 epochs
+    assert searches.hyperband_brackets(3, 15, 3) == (((3, 1), (1, 3)), ((2, 3),), ((2, 1), (1, 3)))  # 5 + 6 + 4
+    assert searches.hyperband_brackets(3, 2, 3) == ()  # not one network of 3 epochs
 
 
 def told(search, losses):
@@ -53,12 +54,12 @@ def test_a_rung_keeps_its_best_third_diverged_last_ties_by_the_earlier_row_and_c
     first = told(search, {number: 1.0 for number in range(1, 28)} | {5: 0.5, 9: math.nan, 20: 0.7, 3: 0.7, 26: 0.8,
                                                                         1: 0.75, 2: 0.75, 11: 0.79})
     assert [point['configuration'] for point in first] == list(range(1, 28))
-    assert first == [{**point, 'bracket': 1, 'configuration': number, 'epochs': 2}
+    assert first == [{**point, 'bracket': 1, 'configuration': number, 'epochs': 2, 'epochs_before': 0}
                      for number, point in enumerate(searches.random_points(BOUNDS, evaluations=27, seed=4), 1)]
     second = search.ask()  # the 9 best of 27 (5, 3, 20, 1, 2, 11, 26, then the first two tied: 4, 6), to 6 epochs
     assert [point['configuration'] for point in second] == [1, 2, 3, 4, 5, 6, 11, 20, 26]
     assert second == sorted(second, key=lambda point: point['configuration'])
-    assert all(point == {**first[point['configuration'] - 1], 'epochs': 6} for point in second)
+    assert all(point == {**first[point['configuration'] - 1], 'epochs': 6, 'epochs_before': 2} for point in second)
 
 
 def test_a_network_continued_rung_by_rung_is_the_network_trained_its_epochs_in_one_go():
@@ -66,15 +67,15 @@ def test_a_network_continued_rung_by_rung_is_the_network_trained_its_epochs_in_o
     options = dict(seeds=[3, 4], learning_rates=[0.05, 0.09], weight_decays=[0.0, 0.001], batch_size=64)
     def members(parameters):
         return [{name: tensor[member] for name, tensor in parameters.items()} for member in range(2)]
-    at_once, at_once_weights = network.continue_population(splits, weights=[None, None], epochs=5, **options)
-    _, after_two = network.continue_population(splits, weights=[None, None], epochs=2, **options)
-    in_steps, in_steps_weights = network.continue_population(splits, weights=members(after_two), epochs=3, **options)
+    at_once, at_once_weights = network.train_and_evaluate_from(splits, weights=[None, None], epochs=5, **options)
+    _, after_two = network.train_and_evaluate_from(splits, weights=[None, None], epochs=2, **options)
+    in_steps, in_steps_weights = network.train_and_evaluate_from(splits, weights=members(after_two), epochs=3, **options)
     for one_go, steps in zip(at_once, in_steps):
         assert one_go['val_loss'] == pytest.approx(steps['val_loss'], rel=1e-6)
         assert one_go['test_accuracy'] == steps['test_accuracy']
     for name, tensor in at_once_weights.items():
         torch.testing.assert_close(in_steps_weights[name], tensor, rtol=1e-5, atol=1e-7)
-    scored, _ = network.continue_population(splits, weights=members(in_steps_weights), epochs=0, **options)
+    scored, _ = network.train_and_evaluate_from(splits, weights=members(in_steps_weights), epochs=0, **options)
     assert [row['val_loss'] for row in scored] == [row['val_loss'] for row in in_steps]  # the weights scored
 
 
@@ -187,8 +188,8 @@ def as_format_2(source, target):
     columns = results.COLUMNS_OF_FORMAT[2]
     target.write_text(''.join(','.join(row[name] for name in columns) + '\n' for row in
                               [dict(zip(columns, columns)), *read_rows(source)]))
-    configuration = json.loads(open(results.configuration_path(str(source))).read())
-    with open(results.configuration_path(str(target)), 'w') as file:
+    configuration = json.loads(open(files.configuration_path(str(source))).read())
+    with open(files.configuration_path(str(target)), 'w') as file:
         json.dump({**configuration, 'results_format': 2}, file)
 
 
@@ -199,11 +200,11 @@ def test_a_format_2_file_resumes_in_format_2_and_reports_as_its_format_3_twin(tm
     as_format_2(tmp_path / 'new.csv', tmp_path / 'whole.csv')
     lines = (tmp_path / 'whole.csv').read_text().splitlines(keepends=True)
     (tmp_path / 'old.csv').write_text(''.join(lines[:6]))
-    shutil.copy(results.configuration_path(str(tmp_path / 'whole.csv')),
-                results.configuration_path(str(tmp_path / 'old.csv')))
+    shutil.copy(files.configuration_path(str(tmp_path / 'whole.csv')),
+                files.configuration_path(str(tmp_path / 'old.csv')))
     experiment.main([*run, '--output', str(tmp_path / 'old.csv')])
     assert without_seconds(read_rows(tmp_path / 'old.csv')) == without_seconds(read_rows(tmp_path / 'whole.csv'))
-    assert json.loads(open(results.configuration_path(str(tmp_path / 'old.csv'))).read())['results_format'] == 2
+    assert json.loads(open(files.configuration_path(str(tmp_path / 'old.csv'))).read())['results_format'] == 2
     capsys.readouterr()
     tables = []
     for name in ('old.csv', 'new.csv'):
@@ -213,10 +214,15 @@ def test_a_format_2_file_resumes_in_format_2_and_reports_as_its_format_3_twin(tm
 
 
 def hyperband_rows(search):
-    """Results rows of one search from (bracket, configuration, epochs, val_loss) tuples, in order."""
-    return [dict(method='hyperband', repetition=1, iteration=number, repeat_of=None, bracket=bracket,
-                 configuration=configuration, epochs=epochs, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5)
-            for number, (bracket, configuration, epochs, loss) in enumerate(search, 1)]
+    """Results rows of one search from (bracket, configuration, epochs, val_loss) tuples, in order, each with the
+    epochs its configuration had before (as its point carries them)."""
+    reached, rows = {}, []
+    for number, (bracket, configuration, epochs, loss) in enumerate(search, 1):
+        rows.append(dict(method='hyperband', repetition=1, iteration=number, repeat_of=None, bracket=bracket,
+                         configuration=configuration, epochs=epochs, epochs_before=reached.get(configuration, 0),
+                         val_loss=loss, val_accuracy=0.5, test_accuracy=0.5))
+        reached[configuration] = epochs
+    return rows
 
 
 def test_table_i_and_the_compute_axis_count_only_networks_trained_the_full_epochs():
@@ -224,10 +230,9 @@ def test_table_i_and_the_compute_axis_count_only_networks_trained_the_full_epoch
     spent, best = report.search_progress(search, 3)
     assert list(spent) == [1, 2, 4, 7, 10] and list(best) == [math.inf, math.inf, 0.6, 0.4, 0.4]
     assert report.best_rows(search, 'hyperband', 3) == [search[3]]
-    assert report.best_losses(search, 'hyperband', 5, 3) == [0.6]  # within 5 model-epochs
-    assert report.best_losses(search, 'hyperband', 12, 3) == [0.4]  # 10 spent: no network of 3 epochs more fits
-    assert report.best_losses(search, 'hyperband', 14, 3) == []  # not reached
-    title = report.summary_table(search[:2], ['hyperband'], 3).title
+    # within 5 model-epochs; 10 spent: no network of 3 epochs more fits in 12; 14 not reached
+    assert report.best_losses_at(search, 'hyperband', [5, 12, 14], 3) == {5: {1: 0.6}, 12: {1: 0.4}, 14: {}}
+    title = report.summary_table(search[:2], report.summary_rows(search[:2], ['hyperband'], 3), 3).title
     assert title.endswith('(hyperband repetition 1: none trained 3 epochs yet)')
 
 
@@ -255,7 +260,7 @@ def test_an_edited_hyperband_row_is_refused_alike_by_resume_and_report_naming_th
                                                                                        tmp_path, capsys):
     uninterrupted(10)
     shutil.copy(uninterrupted.files[10], tmp_path / 'results.csv')
-    shutil.copy(results.configuration_path(str(uninterrupted.files[10])), tmp_path / 'results.config.json')
+    shutil.copy(files.configuration_path(str(uninterrupted.files[10])), tmp_path / 'results.config.json')
     iteration, column, value = edit
     lines = (tmp_path / 'results.csv').read_text().splitlines(keepends=True)
     number = next(number for number, line in enumerate(lines, 1) if line.startswith(f'hyperband,1,{iteration},'))

@@ -94,7 +94,7 @@ def test_report_on_a_copy_of_a_committed_study_gives_its_committed_summaries(stu
 
 def rows_of(method, losses_by_repetition):
     return [dict(method=method, repetition=repetition, iteration=iteration, repeat_of=None, bracket=None,
-                 configuration=None, epochs=1, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5,
+                 configuration=None, epochs=1, epochs_before=0, val_loss=loss, val_accuracy=0.5, test_accuracy=0.5,
                  learning_rate=0.01, weight_decay=0.0, seconds=1.0)
             for repetition, losses in enumerate(losses_by_repetition, 1)
             for iteration, loss in enumerate(losses, 1)]
@@ -125,7 +125,8 @@ def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
 def test_summary_json_is_strict_json_with_null_for_undefined_numbers(tmp_path):
     rows = rows_of('sobol', [[0.5, 0.4]])  # one repetition: no standard deviation
     args = experiment.build_parser().parse_args(['--method', 'sobol', '--evaluations', '2', '--epochs', '1'])
-    report.write_summaries(rows, args, {'versions': {}, 'devices': []}, [], str(tmp_path / 'results.csv'))
+    report.write_summaries(report.summary(rows, report.statistics(rows, args), {'versions': {}, 'devices': []}), [],
+                           str(tmp_path / 'results.csv'))
     summary = json.loads((tmp_path / 'results.summary.json').read_text(),
                          parse_constant=lambda name: pytest.fail(f'{name} in summary.json'))
     assert summary['table_1']['sobol']['mean_val_loss'] == 0.4 and summary['table_1']['sobol']['std_val_loss'] is None

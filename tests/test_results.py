@@ -24,6 +24,7 @@ import files
 import network
 import report
 import results
+import run_settings
 import search_states
 import searches
 import test as experiment
@@ -33,7 +34,7 @@ RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--init-poi
 
 
 def config_path(output):
-    return Path(results.configuration_path(str(output)))
+    return Path(files.configuration_path(str(output)))
 
 
 def same_rows(first, second):
@@ -730,7 +731,7 @@ def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named
 @pytest.mark.parametrize('change, named', [
     ({'evaluations': None}, 'its configuration has no evaluations'),
     ({'method': None, 'seed': None}, 'its configuration has no method, seed'),
-    ({'evaluations': [4]}, "argument --evaluations: invalid int value: '[4]'"),
+    ({'evaluations': [4]}, 'its configuration holds evaluations [4], where a run writes an integer'),
     ({'evaluations': 0}, '--evaluations 0 must be a positive integer'),
     ({'method': ['sobol', 'lattice']}, "invalid method 'lattice'"),
     ({'devices': 5}, 'its devices 5 are not a list of device names'),
@@ -745,10 +746,10 @@ def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, name
 
 
 @pytest.mark.parametrize('change, named', [
-    ({'evaluations': 4.0}, "--evaluations: invalid int value: '4.0'"),
-    ({'seed': 0.0}, "--seed: invalid int value: '0.0'"),
-    ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes 1"),
-    ({'repetitions': True}, "--repetitions: invalid int value: 'True'"),
+    ({'evaluations': 4.0}, 'its configuration holds evaluations 4.0, where a run writes an integer'),
+    ({'seed': 0.0}, 'its configuration holds seed 0.0, where a run writes an integer'),
+    ({'epochs': '1'}, "its configuration holds epochs '1', where a run writes an integer"),
+    ({'repetitions': True}, 'its configuration holds repetitions True, where a run writes an integer'),
     ({'results_format': '3'}, "is in results format '3', this code reads formats 2 and 3"),
 ])
 def test_resume_and_report_refuse_the_same_configurations(change, named, uninterrupted, tmp_path, capsys):
@@ -830,7 +831,7 @@ def test_any_output_name_runs_or_is_refused_in_one_line_leaving_the_folder_as_it
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(changes=st.dictionaries(st.sampled_from([*experiment.CONFIGURATION_SETTINGS, 'devices', 'versions',
+@given(changes=st.dictionaries(st.sampled_from([*run_settings.SAVED_KINDS, 'devices', 'versions',
                                                  'results_format']), st.none() | json_values(), max_size=2))
 def test_any_configuration_content_resumes_reports_or_is_refused_in_one_line(changes):
     with tempfile.TemporaryDirectory() as folder:

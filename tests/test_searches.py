@@ -20,9 +20,11 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
 
 import dataset_management
+import files
 import local_training
 import network
 import results
+import run_settings
 import searches
 import test as experiment
 
@@ -251,7 +253,7 @@ def test_an_optuna_run_stopped_anywhere_resumes_to_the_file_of_an_uninterrupted_
     lines = full.read_text().splitlines(keepends=True)
     output = tmp_path / 'resumed.csv'
     output.write_text(''.join(lines[:rows_kept + 1]) + lines[rows_kept + 1][:20])  # and a cut last line
-    shutil.copy(results.configuration_path(str(full)), results.configuration_path(str(output)))
+    shutil.copy(files.configuration_path(str(full)), files.configuration_path(str(output)))
     experiment.main([*run, '--output', str(output)])
     assert without_seconds(read_rows(output)) == without_seconds(read_rows(full))
     rows = typed_rows(full)
@@ -276,7 +278,7 @@ def test_optuna_searches_search_the_log_box_the_other_methods_see(pretend_traini
     run = [*OPTUNA_RUN, '--lr-scale', 'log', '--learning-rate-bounds', '0.001', '0.1']
     args = experiment.build_parser().parse_args(run)
     for method in OPTUNA_METHODS:
-        assert experiment.make_search(method, 1, args).distributions == {
+        assert run_settings.Settings.of(args).search(method, 1).distributions == {
             'log10_learning_rate': optuna.distributions.FloatDistribution(-3, -1),
             'weight_decay': optuna.distributions.FloatDistribution(0, 0.001)}
     experiment.main([*run, '--output', str(tmp_path / 'results.csv')])
@@ -299,7 +301,7 @@ def test_a_diverged_network_is_told_to_optuna_as_to_the_other_methods(monkeypatc
     monkeypatch.setattr(searches.OptunaSearch, 'tell', spy)
     args = experiment.build_parser().parse_args([*OPTUNA_RUN, '--evaluations', '12', '--init-points', '4',
                                                  '--population', '3', '--output', str(tmp_path / 'results.csv')])
-    rows = experiment.run_searches(local_training.LocalTraining(None, args), args, FakeResultsFile())
+    rows = experiment.run_searches(local_training.LocalTraining(None, args), args, FakeResultsFile(args))
     assert len(rows) == len(told) == 48 and any(math.isnan(row['val_loss']) for row in rows)
     for row, value in told:  # minus the loss; diverged: minus the worse of 2 ln 10 and the search's worst so far
         earlier = [other['val_loss'] for other in rows if (other['method'], other['repetition']) == (
