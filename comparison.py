@@ -68,8 +68,8 @@ def tasks_of(paths):
         raise ValueError(f'{twice[0]} is named twice: each task once')
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     runs = [results.load_run(path) for path in paths]
-    return [Task(name if names.count(name) == 1 else path, run.settings, run.rows, table_best=table.lowest_loss_of(run))
-            for run, name in zip(runs, names)]
+    return [Task(name if names.count(name) == 1 else run.path, run.settings, run.rows,
+                 table_best=table.lowest_loss_of(run)) for run, name in zip(runs, names)]
 
 
 def check_alike(tasks):
@@ -232,12 +232,13 @@ def report_across(paths, output=None):
     checkpoints = report.checkpoints(settings.evaluations)
     data = comparison(tasks, methods, checkpoints)
     result_tables = tables(data, methods, checkpoints)
-    for table in result_tables:
-        report.print_table(table)
+    for result_table in result_tables:
+        report.print_table(result_table)
     paths = report_paths(output)
     text = json.dumps(report.without_nan(data), indent=1) + '\n'
     files.write_whole(paths['across.json'], lambda file: file.write(text))
-    markdown = '\n'.join(line for table in result_tables for line in [*report.format_table(table, markdown=True), ''])
+    markdown = '\n'.join(line for result_table in result_tables
+                         for line in [*report.format_table(result_table, markdown=True), ''])
     files.write_whole(paths['across.md'], lambda file: file.write(markdown))
     plot_ranks(data, methods, checkpoints, paths['ranks'])
     if len(methods) < 3 or data['ranks'][str(checkpoints[-1])]['blocks'] < FEWEST_PAIRS:
@@ -307,7 +308,7 @@ def report_against(table_path, real_path):
         raise ValueError(f'{table_path} must be a run on a table and {real_path} one without')
     results.check_path(table_path, fresh=False)
     rows, overall = against(table_task, real_task)
-    table = report.Table(
+    side_by_side = report.Table(
         f'{table_task.name} (on a table) against {real_task.name} (real training): best validation loss after '
         f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both finished; '
         f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
@@ -315,7 +316,7 @@ def report_against(table_path, real_path):
          ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'), ('Real rank', '{:g}'),
          ('Verdict', '{}')],
         [tuple(row.values()) for row in rows])
-    report.print_table(table)
+    report.print_table(side_by_side)
     spearman = overall['spearman']
     lines = [f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
              else "Spearman's correlation needs three methods or more",
@@ -323,6 +324,6 @@ def report_against(table_path, real_path):
              f"Spread ratio (the table's pooled standard deviation over real training's): {overall['spread_ratio']:.2f}"]
     print('\n' + '\n'.join(lines), flush=True)
     path = files.path_beside(table_path, '.against.md')
-    text = '\n'.join([*report.format_table(table, markdown=True), '', *(f'- {line}' for line in lines), ''])
+    text = "\n".join([*report.format_table(side_by_side, markdown=True), '', *(f'- {line}' for line in lines), ''])
     files.write_whole(path, lambda file: file.write(text))
     print(f'\nwritten: {path}', flush=True)

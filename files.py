@@ -20,29 +20,28 @@ def path_beside(output, suffix):
 
 
 def configuration_path(output):
-    """The configuration JSON beside a results CSV: results.csv -> results.config.json."""
+    """results.csv -> results.config.json, the run's configuration."""
     return path_beside(output, '.config.json')
 
 
 def curves_path(output):
-    """The curves file beside a results CSV (written with --curves): results.csv -> results.curves.csv."""
+    """results.csv -> results.curves.csv, every network's scores after each epoch (--curves)."""
     return path_beside(output, '.curves.csv')
 
 
 def report_paths(output):
-    """{name: path} of the report beside the results CSV: results.summary.json, results.summary.md and the plots,
-    results.convergence.png, ..."""
+    """{name: path} of the report: results.summary.json, results.summary.md and the plots, results.points.png, ..."""
     return {'summary.json': path_beside(output, '.summary.json'), 'summary.md': path_beside(output, '.summary.md'),
             **{name: path_beside(output, f'.{name}.png') for name in FIGURES}}
 
 
 def searches_path(output):
-    """The searches' state saved between rounds (search_states.py): results.csv -> results.searches.pickle."""
+    """results.csv -> results.searches.pickle, the searches saved between rounds (search_states.py)."""
     return path_beside(output, '.searches.pickle')
 
 
 def weights_folder(output):
-    """Hyperband's networks between rungs (rung_weights.py): results.csv -> results.weights/."""
+    """results.csv -> results.weights/, Hyperband's networks between rungs (rung_weights.py)."""
     return path_beside(output, '.weights')
 
 

@@ -23,31 +23,18 @@ def is_integer(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 # What a saved configuration's setting must be, as a run writes it (a number written as a text is refused)
-SAVED_KINDS = {
-    'dataset': ('a dataset name', lambda value: isinstance(value, str)),
-    'validation_size': ('an integer', is_integer),
-    'training_size': ('an integer or null', lambda value: value is None or is_integer(value)),
-    'method': ('a list of method names', lambda value: isinstance(value, list) and value
-               and all(isinstance(method, str) for method in value)),
-    'learning_rate_bounds': ('a list of two numbers', lambda value: isinstance(value, list) and len(value) == 2
-                             and all(map(is_number, value))),
-    'weight_decay_bounds': ('a list of two numbers', lambda value: isinstance(value, list) and len(value) == 2
-                            and all(map(is_number, value))),
-    'lr_scale': ('linear or log', lambda value: value in ('linear', 'log')),
-    'evaluations': ('an integer', is_integer),
-    'init_points': ('an integer', is_integer),
-    'epochs': ('an integer', is_integer),
-    'repetitions': ('an integer', is_integer),
-    'batch_size': ('an integer', is_integer),
-    'seed': ('an integer', is_integer),
-    'curves': ('true or false', lambda value: isinstance(value, bool)),
-    'table': ('a path or null', lambda value: value is None or isinstance(value, str)),
-}
+KINDS = {'an integer': is_integer, 'an integer or null': lambda value: value is None or is_integer(value),
+         'a text': lambda value: isinstance(value, str), 'true or false': lambda value: isinstance(value, bool),
+         'a text or null': lambda value: value is None or isinstance(value, str),
+         'a list of texts': lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+         'a list of two numbers': lambda value: isinstance(value, list) and len(value) == 2 and all(
+             isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)}
+SAVED_KINDS = dict(dataset='a text', validation_size='an integer', training_size='an integer or null',
+                   method='a list of texts', learning_rate_bounds='a list of two numbers',
+                   weight_decay_bounds='a list of two numbers', lr_scale='a text', evaluations='an integer',
+                   init_points='an integer', epochs='an integer', repetitions='an integer', batch_size='an integer',
+                   seed='an integer', curves='true or false', table='a text or null')
 
 
 def flag(name):
@@ -89,8 +76,8 @@ class Settings:
         missing = [field.name for field in dataclasses.fields(cls) if field.name not in saved]
         if missing:
             raise ValueError(f'{path}: its configuration has no {", ".join(missing)}')
-        for name, (kind, is_kind) in SAVED_KINDS.items():
-            if not is_kind(saved[name]):
+        for name, kind in SAVED_KINDS.items():
+            if not KINDS[kind](saved[name]):
                 raise ValueError(f'{path}: its configuration holds {name} {saved[name]!r}, where a run writes {kind}')
         settings = cls(**{name: saved[name] for name in SAVED_KINDS})
         settings.method = tuple(settings.method)
@@ -110,8 +97,9 @@ class Settings:
         """ValueError (one line, naming the flag, its value and what is allowed) for the first setting that is not
         allowed; the dataset's default validation size filled in."""
         self.validation_size = dataset_management.checked_sizes(self.dataset, self.validation_size, self.training_size)
-        unknown = [method for method in self.method if method not in searches.METHODS]  # in METHODS, edited by hand
-        if unknown:
+        unknown = [method for method in self.method if method not in searches.METHODS]
+        if unknown or not self.method:
+            unknown = unknown or ['']
             raise ValueError(f'invalid method {unknown[0]!r} (choose from {", ".join(searches.METHODS)})')
         if len(set(self.method)) < len(self.method):
             raise ValueError(f'method list {",".join(self.method)!r} names a method twice')
@@ -126,6 +114,8 @@ class Settings:
             if not 0 <= low < high <= LARGEST_BOUND:
                 raise ValueError(f'{flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH '
                                  f'<= {LARGEST_BOUND:g}')
+        if self.lr_scale not in ('linear', 'log'):
+            raise ValueError(f'--lr-scale {self.lr_scale!r} is not allowed: use linear or log')
         if self.lr_scale == 'log' and self.learning_rate_bounds[0] == 0:
             raise ValueError('--lr-scale log needs a positive --learning-rate-bounds LOW (it is 0)')
         if self.seed < 0:

@@ -1,5 +1,12 @@
-"""Shared helpers: the project on sys.path, running its scripts, reading their results files, pretend training,
-and small datasets written in the real on-disk formats."""
+"""Shared helpers: the project on sys.path, running its scripts, the small runs the tests make (small_run, and
+finished_run, which makes each once), reading their results files, pretend training, and small datasets written in
+the real on-disk formats.
+
+The slowest tests (pytest --durations=15; seconds here with a training run on the other core, 2 CPU cores):
+the Ray driver stopped and killed (120), the 7-method unchanged-numbers commands at population 1 and 10 (65, 34),
+populations against one-at-a-time searches (53, 37), bayes_opt 3.4's replay of Table II (49), Hyperband stopped
+anywhere (39, 31), an Optuna run killed mid-search (35), lockstep Bayesian searches with diverging networks (33),
+the progress bar on a terminal (28)."""
 import contextlib
 import csv
 import gzip
@@ -23,6 +30,47 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # before the standard library's own `test` package
 MNIST_T10K = ROOT.parent / 'shared' / 'data' / 'mnist-t10k'
 FASHION_MNIST = ROOT.parent / 'shared' / 'data' / 'fashion-mnist'  # the whole of it, as Debian's package has it
+
+
+# The settings of the small runs the tests make: each test file changes what it needs (small_run)
+SMALL_RUN = {'dataset': 'digits', 'device': 'cpu', 'epochs': 1, 'evaluations': 4, 'init_points': 2, 'repetitions': 2,
+             'method': 'both'}
+
+
+def small_run(**changes):
+    """test.py's flags for a small run on digits: SMALL_RUN with these changes (True: a switch; a tuple: a flag of
+    several values; None: the flag left out, its default then)."""
+    flags = []
+    for name, value in {**SMALL_RUN, **changes}.items():
+        flag = '--' + name.replace('_', '-')
+        if value is True:
+            flags.append(flag)
+        elif value is not None:
+            flags += [flag, *map(str, value if isinstance(value, tuple) else [value])]
+    return flags
+
+
+@pytest.fixture(scope='session')
+def finished_run(tmp_path_factory):
+    """finished_run(flags): the results CSV of a finished run of test.py with these flags, made once per set of flags
+    in the session (copy it before changing it); with script=True run as a user runs it, in a process of its own:
+    (the CSV, what it printed)."""
+    made = {}
+
+    def run(flags, *, script=False):
+        key = (tuple(flags), script)
+        if key not in made:
+            output = tmp_path_factory.mktemp('run') / 'results.csv'
+            if script:
+                result = run_script('test.py', *flags, '--output', output.name, cwd=output.parent)
+                assert result.returncode == 0, result.stderr
+                made[key] = output, result.stdout
+            else:
+                import test as experiment
+                experiment.main([*flags, '--output', str(output)])
+                made[key] = output
+        return made[key]
+    return run
 
 
 def run_script(script, *args, cwd):
@@ -255,18 +303,15 @@ def no_downloads(monkeypatch, tmp_path_factory):
 
 
 # A small benchmark table: a 3 x 3 grid on 300 digits with a learning rate up to 1, where some networks diverge
-TABLE_SETTINGS = ['--dataset', 'digits', '--training-size', '300', '--epochs', '3', '--learning-rate-bounds', '0.001',
-                  '1', '--device', 'cpu']
+TABLE_SETTINGS = small_run(training_size=300, epochs=3, learning_rate_bounds=(0.001, 1), evaluations=None,
+                           init_points=None, repetitions=None, method=None)
 
 
 @pytest.fixture(scope='session')
-def digits_table(tmp_path_factory):
+def digits_table(finished_run):
     """A finished grid run with curves (2 replicas of TABLE_SETTINGS's 3 x 3 grid): its results CSV's path."""
-    import test as experiment
-    path = tmp_path_factory.mktemp('table') / 'grid.csv'
-    experiment.main([*TABLE_SETTINGS, '--method', 'grid', '--evaluations', '9', '--repetitions', '2', '--curves',
-                     '--quiet', '--output', str(path)])
-    return path
+    return finished_run([*TABLE_SETTINGS, '--method', 'grid', '--evaluations', '9', '--repetitions', '2', '--curves',
+                         '--quiet'])
 
 
 @pytest.fixture(scope='session')
@@ -293,3 +338,37 @@ def mnist_t10k_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp('mnist-t10k')
     write_mnist(root, images, labels, images[:1000], labels[:1000])
     return root
+
+
+# The results file's tests (test_results_*.py): a run of 16 evaluations, never stopped, at each population size
+
+def config_path(output):
+    """The configuration JSON beside a results CSV, as a Path."""
+    import files
+    return Path(files.configuration_path(str(output)))
+
+
+def same_rows(first, second):
+    """Whether two results files hold the same rows, in the same order, but for their wall times."""
+    return without_seconds(read_rows(first)) == without_seconds(read_rows(second))
+
+
+def population_flags(population):
+    """The flags of a population size, or of 'rounds': populations of 3 with --schedule rounds."""
+    return ['--population', '3', '--schedule', 'rounds'] if population == 'rounds' else ['--population',
+                                                                                        str(population)]
+
+
+@pytest.fixture(scope='session')
+def uninterrupted(finished_run):
+    """{population: results file} of small_run() never stopped (10: the CPU default)."""
+    return {population: finished_run([*small_run(), *population_flags(population)])
+            for population in (1, 3, 10, 'rounds')}
+
+
+def copy_of_finished_run(uninterrupted, folder):
+    """A copy of the finished population-3 run in `folder`: (its CSV, its configuration JSON)."""
+    output = folder / 'results.csv'
+    shutil.copy(uninterrupted[3], output)
+    shutil.copy(config_path(uninterrupted[3]), config_path(output))
+    return output, config_path(output)

@@ -11,24 +11,21 @@ import time
 import pytest
 import ray
 import torch
-from conftest import ROOT, read_rows, refused, snapshot, sorted_rows, without_seconds
+from conftest import ROOT, read_rows, refused, small_run, snapshot, sorted_rows, without_seconds
 
 import cluster
 import test as experiment
 
-RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2', '--repetitions', '2',
-       '--method', 'both', '--device', 'cpu']
+RUN = small_run(epochs=2)
 # One worker with the threads of a run without Ray, hence its numbers to the last digit
 THREADS = torch.get_num_threads()
 RAY = ['--ray', 'local', '--ray-worker-cpus', str(THREADS)]
 
 
 @pytest.fixture(scope='module')
-def without_ray(tmp_path_factory):
+def without_ray(finished_run):
     """The results file of RUN without Ray, in populations of 3."""
-    output = tmp_path_factory.mktemp('without-ray') / 'results.csv'
-    experiment.main([*RUN, '--population', '3', '--output', str(output)])
-    return output
+    return finished_run([*RUN, '--population', '3'])
 
 
 @pytest.fixture

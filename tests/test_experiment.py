@@ -17,8 +17,8 @@ import termios
 import numpy as np
 import pytest
 from bayes_opt import BayesianOptimization, target_space
-from conftest import (ROOT, FakeResultsFile, pretend_scores, read_rows, refused, run_script, snapshot, sorted_rows,
-                      typed_rows, without_seconds)
+from conftest import (ROOT, FakeResultsFile, pretend_scores, read_rows, refused, run_script, small_run, snapshot,
+                      sorted_rows, typed_rows, without_seconds)
 
 import local_training
 import network
@@ -27,18 +27,15 @@ import run_settings
 import searches
 import test as experiment
 
-DIGITS_RUN = ['--dataset', 'digits', '--epochs', '2', '--evaluations', '4', '--init-points', '2',
-              '--repetitions', '2', '--method', 'both', '--device', 'cpu']  # results are reproducible on CPU
+DIGITS_RUN = small_run(epochs=2)  # results are reproducible on CPU
 SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
 
 
 @pytest.fixture(scope='module')
-def digits_run(tmp_path_factory):
+def digits_run(finished_run):
     """The short end-to-end run of both methods on digits, as a user runs it: (folder, stdout, CSV rows)."""
-    folder = tmp_path_factory.mktemp('digits-run')
-    result = run_script('test.py', *DIGITS_RUN, '--output', 'results.csv', cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder, result.stdout, read_rows(folder / 'results.csv')
+    output, stdout = finished_run(DIGITS_RUN, script=True)
+    return output.parent, stdout, read_rows(output)
 
 
 def test_every_evaluation_is_a_csv_row(digits_run):
@@ -298,8 +295,7 @@ def test_a_bayesian_search_makes_exactly_its_budget_of_evaluations_starting_with
                                expected, rtol=1e-12)
 
 
-RUN = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '5', '--init-points', '2', '--repetitions', '2',
-       '--method', 'bayesian']
+RUN = small_run(epochs=None, evaluations=5, method='bayesian')
 CORNER = {'learning_rate': 0.1, 'weight_decay': 0.001}
 
 
@@ -419,8 +415,7 @@ def run_on_a_terminal(arguments, cwd):
     return stdout, shown.decode(errors='replace')
 
 
-RUN_SMALL = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '2', '--init-points', '1', '--repetitions', '2',
-             '--method', 'bayesian,sobol', '--device', 'cpu', '--population', '1']
+RUN_SMALL = small_run(evaluations=2, init_points=1, method='bayesian,sobol', population=1)
 
 
 def test_on_a_terminal_a_progress_bar_replaces_the_lines_and_quiet_silences_both(tmp_path, monkeypatch, capsys):

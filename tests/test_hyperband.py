@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from conftest import read_rows, refused, snapshot, typed_rows, without_seconds
+from conftest import read_rows, refused, small_run, snapshot, typed_rows, without_seconds
 
 import dataset_management
 import files
@@ -20,8 +20,7 @@ import test as experiment
 
 BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
 # 2 repetitions of 9 scorings (brackets [(3, 1), (1, 3)], [(2, 3)] and the cut [(2, 1), (1, 3)]) and of 5 evaluations
-RUN = ['--dataset', 'digits', '--device', 'cpu', '--method', 'hyperband,random', '--evaluations', '5', '--epochs', '3',
-       '--repetitions', '2', '--quiet']
+RUN = small_run(method='hyperband,random', evaluations=5, epochs=3, init_points=None, quiet=True)
 
 
 def li_et_al_bracket(s, s_max, max_epochs, eta=3):
@@ -114,17 +113,9 @@ class Stopped(KeyboardInterrupt):
 
 
 @pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
-    """The rows of RUN uninterrupted, by population, made once."""
-    files = {}
-
-    def rows(population):
-        if population not in files:
-            files[population] = tmp_path_factory.mktemp('uninterrupted') / 'results.csv'
-            experiment.main([*RUN, '--population', str(population), '--output', str(files[population])])
-        return without_seconds(read_rows(files[population]))
-    rows.files = files
-    return rows
+def hyperband_uninterrupted(finished_run):
+    """population -> the rows of RUN uninterrupted in populations of that size, made once."""
+    return lambda population: without_seconds(read_rows(finished_run([*RUN, '--population', str(population)])))
 
 
 @pytest.mark.parametrize('population, appends, before_writing', [
@@ -133,7 +124,8 @@ def uninterrupted(tmp_path_factory):
     (10, 5, True),  # in bracket 3's last rung, before it is written (weights saved, rows not)
 ])
 def test_a_run_stopped_anywhere_resumes_to_the_file_of_an_uninterrupted_run(population, appends, before_writing,
-                                                                             uninterrupted, tmp_path, monkeypatch):
+                                                                             hyperband_uninterrupted, tmp_path,
+                                                                             monkeypatch):
     """Stopped at an append of Hyperband's rows (before or after they are written)."""
     run = [*RUN, '--population', str(population)]
     append, calls = results.ResultsFile.append, []
@@ -152,7 +144,7 @@ def test_a_run_stopped_anywhere_resumes_to_the_file_of_an_uninterrupted_run(popu
     assert (tmp_path / 'results.weights').is_dir()  # the rungs trained so far
     monkeypatch.setattr(results.ResultsFile, 'append', append)
     experiment.main([*run, '--output', str(output)])
-    assert without_seconds(read_rows(output)) == uninterrupted(population)
+    assert without_seconds(read_rows(output)) == hyperband_uninterrupted(population)
     assert not (tmp_path / 'results.weights').exists()
 
 
@@ -256,11 +248,11 @@ EDITS = [((4, 'epochs', '1'), 'epochs is 1, where the plan makes it 3'),  # brac
 
 
 @pytest.mark.parametrize('edit, named', EDITS, ids=[edit[1] for edit, _ in EDITS])
-def test_an_edited_hyperband_row_is_refused_alike_by_resume_and_report_naming_the_line(edit, named, uninterrupted,
+def test_an_edited_hyperband_row_is_refused_alike_by_resume_and_report_naming_the_line(edit, named, finished_run,
                                                                                        tmp_path, capsys):
-    uninterrupted(10)
-    shutil.copy(uninterrupted.files[10], tmp_path / 'results.csv')
-    shutil.copy(files.configuration_path(str(uninterrupted.files[10])), tmp_path / 'results.config.json')
+    uninterrupted = finished_run([*RUN, '--population', '10'])
+    shutil.copy(uninterrupted, tmp_path / 'results.csv')
+    shutil.copy(files.configuration_path(str(uninterrupted)), tmp_path / 'results.config.json')
     iteration, column, value = edit
     lines = (tmp_path / 'results.csv').read_text().splitlines(keepends=True)
     number = next(number for number, line in enumerate(lines, 1) if line.startswith(f'hyperband,1,{iteration},'))

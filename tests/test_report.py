@@ -9,25 +9,22 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
-from conftest import ROOT, refused, run_script, snapshot, typed_rows
+from conftest import ROOT, refused, run_script, small_run, snapshot, typed_rows
 
 import network
 import report
 import results
 import test as experiment
 
-RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '6', '--init-points', '2', '--repetitions', '3',
-       '--method', 'bayesian,sobol,random', '--device', 'cpu']
+RUN = small_run(evaluations=6, repetitions=3, method='bayesian,sobol,random')
 REPORT_FILES = ['summary.json', 'summary.md', 'convergence', 'convergence-model-epochs', 'points', 'sobol-vs-random']
 
 
 @pytest.fixture(scope='module')
-def three_methods(tmp_path_factory):
+def three_methods(finished_run):
     """A finished run of all three methods on digits, as a user runs it: (folder, stdout)."""
-    folder = tmp_path_factory.mktemp('three-methods')
-    result = run_script('test.py', *RUN, '--output', 'results.csv', cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder, result.stdout
+    output, stdout = finished_run(RUN, script=True)
+    return output.parent, stdout
 
 
 def test_table_one_uses_each_repetitions_best_finite_evaluation():

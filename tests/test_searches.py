@@ -14,7 +14,8 @@ import optuna
 import optunity
 import pytest
 import torch
-from conftest import ROOT, FakeResultsFile, read_rows, rows_in, run_script, start_and_stop, typed_rows, without_seconds
+from conftest import (ROOT, FakeResultsFile, read_rows, rows_in, run_script, small_run, start_and_stop, typed_rows,
+                      without_seconds)
 from scipy import stats
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
@@ -23,7 +24,6 @@ import dataset_management
 import files
 import local_training
 import network
-import results
 import run_settings
 import searches
 import test as experiment
@@ -239,8 +239,7 @@ def test_a_grid_of_evaluations_that_are_no_square_is_refused_in_one_line(evaluat
 
 # tpe and gp in the experiment
 
-OPTUNA_RUN = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '1', '--evaluations', '6', '--init-points', '2',
-              '--repetitions', '2', '--method', 'tpe,gp']  # 24 evaluations, 8 of them init points
+OPTUNA_RUN = small_run(evaluations=6, method='tpe,gp')  # 24 evaluations, 8 of them init points
 
 
 @pytest.mark.parametrize('population', [1, 3])

@@ -1,224 +1,29 @@
-"""The results file (results.py), and nothing lost: a stopped run resumes to the file of an uninterrupted one,
-whatever its population; a file that is not what the run would write is refused and left as it was."""
+"""The results file read back (results.py): a file, configuration or name that is not what the run would write is
+refused in one line and left as it was; one writer per results file."""
 import contextlib
-import errno
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import pytest
-from conftest import (ROOT, folder_without_permissions, pretend_population, read_rows, refused, rows_in, snapshot,
-                      sorted_rows, start_and_stop, without_seconds)
+from conftest import (ROOT, config_path, copy_of_finished_run, folder_without_permissions, pretend_population,
+                      read_rows, refused, rows_in, same_rows, small_run, snapshot, start_and_stop)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-import files
 import network
 import report
 import results
 import run_settings
-import search_states
-import searches
 import test as experiment
 
-RUN = ['--dataset', 'digits', '--epochs', '1', '--evaluations', '4', '--init-points', '2', '--repetitions', '2',
-       '--method', 'both', '--device', 'cpu']  # 16 evaluations; results are reproducible on CPU
-
-
-def config_path(output):
-    return Path(files.configuration_path(str(output)))
-
-
-def same_rows(first, second):
-    """Whether two results files hold the same rows, in the same order, but for their wall times."""
-    return without_seconds(read_rows(first)) == without_seconds(read_rows(second))
-
-
-def flags(population):
-    """The flags of a population size, or of 'rounds': populations of 3 with --schedule rounds."""
-    return ['--population', '3', '--schedule', 'rounds'] if population == 'rounds' else ['--population',
-                                                                                        str(population)]
-
-
-@pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
-    """{population: results file} of runs that were never stopped (10: the CPU default)."""
-    folder = tmp_path_factory.mktemp('uninterrupted')
-    outputs = {}
-    for population in (1, 3, 10, 'rounds'):
-        outputs[population] = folder / f'population-{population}.csv'
-        experiment.main([*RUN, *flags(population), '--output', str(outputs[population])])
-    return outputs
-
-
-# The sizes of the populations the 16 rows of RUN are written in, in file order: with 3, the two Bayesian
-# repetitions in lockstep (2 per iteration), then the 8 Sobol points in threes; with rounds, each of the 4 rounds
-# trains the two Bayesian repetitions' points and 2 of the Sobol points, as populations of 3 and 1
-POPULATION_SIZES = {1: [1] * 16, 3: [2, 2, 2, 2, 3, 3, 2], 'rounds': [3, 1] * 4}
-# (whole lines kept, characters of the next line kept): the run stopped there, possibly while writing a row
-CUTS = {3: [(0, 10), (1, 0), (4, 20), (6, 50), (9, 0), (11, 30), (13, 7), (17, 0)], 1: [(4, 30), (11, 0)],
-        'rounds': [(3, 5), (4, 0), (15, 20)]}
-
-
-def retrained(full_rows, population, rows_kept):
-    """The networks a resume must train: every new point of each population that the file does not hold whole
-    (a repeated Bayesian point is answered from its earlier row, never trained)."""
-    count, start = 0, 0
-    for size in POPULATION_SIZES[population]:
-        members = full_rows[start:start + size]
-        if start + size > rows_kept and any(row['repeat_of'] == ''
-                                            for row in members[max(rows_kept - start, 0):]):
-            count += sum(row['repeat_of'] == '' for row in members)
-        start += size
-    return count
-
-
-@pytest.mark.parametrize('population, lines, characters',
-                         [(population, *cut) for population, cuts in CUTS.items() for cut in cuts])
-def test_a_stopped_run_resumes_to_the_file_of_an_uninterrupted_run(uninterrupted, population, lines, characters,
-                                                                   tmp_path, count_trained, capsys):
-    full = uninterrupted[population].read_text().splitlines(keepends=True)
-    output = tmp_path / 'results.csv'
-    output.write_text(''.join(full[:lines]) + full[lines][:characters] if lines < len(full) else ''.join(full))
-    shutil.copy(config_path(uninterrupted[population]), config_path(output))
-    experiment.main([*RUN, *flags(population), '--output', str(output)])
-    assert same_rows(output, uninterrupted[population])
-    assert output.read_text().splitlines(keepends=True)[:lines] == full[:lines]  # recorded rows stay as they were
-    # finished evaluations are read, not retrained; a population the file holds in part is retrained whole
-    assert len(count_trained) == retrained(read_rows(uninterrupted[population]), population, max(lines - 1, 0))
-    if lines > 1:
-        assert f'{lines - 1} of 16 evaluations are recorded' in capsys.readouterr().out
-
-
-def test_the_retrained_count_is_worked_out_from_the_populations():
-    rows = [{'repeat_of': ''}] * 16
-    assert [retrained(rows, 3, kept) for kept in (0, 1, 2, 3, 8, 9, 11, 14, 15, 16)] == [16, 16, 14, 14, 8, 8, 5, 2,
-                                                                                         2, 0]
-    rows = [{'repeat_of': ''}] * 8 + [{'repeat_of': '1'}] * 8
-    assert [retrained(rows, 3, kept) for kept in (7, 8, 9)] == [2, 0, 0]  # repeats are never trained
-    rows = [{'repeat_of': ''}] * 9 + [{'repeat_of': '1'}] * 2 + [{'repeat_of': ''}] * 5
-    assert [retrained(rows, 3, kept) for kept in (8, 9)] == [6, 5]  # a population's new point, then its repeats
-    rows = [{'repeat_of': ''}] * 16
-    assert [retrained(rows, 'rounds', kept) for kept in (2, 3, 4, 14, 15)] == [16, 13, 12, 4, 1]
-
-
-@pytest.mark.parametrize('before, after', [(3, 1), (3, 2), (1, 3), (1, None), ('rounds', 3), (3, 'rounds')])
-@pytest.mark.parametrize('rows_kept', [3, 7, 12])
-def test_a_run_resumed_with_another_population_makes_the_same_searches(before, after, rows_kept, pretend_training,
-                                                                       tmp_path):
-    run = [*RUN, '--method', 'bayesian,sobol,random', '--repetitions', '3']  # lockstep over 3 repetitions
-    full = tmp_path / 'full.csv'
-    experiment.main([*run, *flags(before), '--output', str(full)])
-    lines = full.read_text().splitlines(keepends=True)
-    output = tmp_path / 'resumed.csv'
-    output.write_text(''.join(lines[:rows_kept + 1]) + lines[rows_kept + 1][:15])
-    shutil.copy(config_path(full), config_path(output))
-    del pretend_training[:]
-    experiment.main([*run, *(flags(after) if after else []), '--output', str(output)])
-    assert without_seconds(sorted_rows(output)) == without_seconds(sorted_rows(full))
-    assert output.read_text().splitlines(keepends=True)[:rows_kept + 1] == lines[:rows_kept + 1]
-    # every evaluation not recorded is trained once; a population holding recorded ones retrains them with it
-    assert len(pretend_training) >= 36 - rows_kept and len(set(pretend_training)) == len(pretend_training)
-
-
-# (rows written, signal): each stop of one run; with 10 (the CPU default) the 8 Sobol points train as one population.
-# SIGTERM: kill, SLURM, systemd; SIGHUP: a closed terminal
-STOPS = {3: [(1, signal.SIGKILL), (5, signal.SIGTERM), (10, signal.SIGINT)],
-         1: [(9, signal.SIGHUP)], 10: [(3, signal.SIGKILL), (8, signal.SIGTERM)]}
-
-
-@pytest.mark.parametrize('population', [3, 1], ids=['population 3', 'population 1'])
-def test_killed_at_any_point_and_resumed_each_time_the_file_is_that_of_an_uninterrupted_run(population, uninterrupted,
-                                                                                          tmp_path):
-    output = tmp_path / 'results.csv'
-    flags = [] if population == 10 else ['--population', str(population)]
-    for rows, stop_signal in STOPS[population]:
-        stderr = start_and_stop(output, rows, stop_signal, [*RUN, *flags])
-        assert rows <= rows_in(output) < 16
-        assert (tmp_path / 'results.lock').exists() == (stop_signal == signal.SIGKILL)  # a stop removes it
-        if stop_signal != signal.SIGKILL:
-            assert stderr.count('\n') == 1 and stderr.startswith('test.py: interrupted: ')
-            assert stderr.endswith(f'{rows_in(output)} of 16 evaluations are saved in {output.name}; run the same '
-                                   'command again to resume\n')
-    result = subprocess.run([sys.executable, str(ROOT / 'test.py'), *RUN, *flags, '--output', output.name],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert same_rows(output, uninterrupted[population])
-
-
-# Guided searches of every kind (with planned rows shared over the rounds): 6 rounds of 4 x 2 guided searches
-SAVED_RUN = ['--dataset', 'digits', '--device', 'cpu', '--epochs', '1', '--evaluations', '5', '--init-points', '2',
-             '--repetitions', '2', '--method', 'bayesian,bayesian-library,tpe,gp,sobol', '--population', '3',
-             '--schedule', 'rounds', '--quiet']
-
-
-def unreadable(output):
-    output.with_name('results.searches.pickle').write_bytes(b'not a pickle')
-
-
-def cut_after_round_2(output):  # the file then holds less than the state of round 3 it stopped after
-    output.write_text(''.join(output.read_text().splitlines(keepends=True)[:1 + 2 * 10]))
-
-
-@pytest.fixture(scope='module')
-def uninterrupted_saved_run(tmp_path_factory):
-    """SAVED_RUN never stopped: its results file."""
-    output = tmp_path_factory.mktemp('uninterrupted') / 'results.csv'
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(network, 'train_and_evaluate_population', pretend_population)
-        experiment.main([*SAVED_RUN, '--output', str(output)])
-    assert not output.with_name('results.searches.pickle').exists()  # removed once the searches end
-    return output
-
-
-@pytest.mark.parametrize('damage, asks_saved', [(None, 3 * 8), (unreadable, 0), (cut_after_round_2, 0)],
-                         ids=['saved', 'an unreadable state', 'a file cut back before it'])
-def test_a_resume_continues_the_searches_from_their_saved_state_and_replays_them_without_it(
-        damage, asks_saved, uninterrupted_saved_run, pretend_training, tmp_path, monkeypatch):
-    """Stopped just after round 3's state is saved: the resume asks the guided searches only for their later points
-    (8 x 6 asks uninterrupted), and writes the file of an uninterrupted run; a state it cannot use is replayed, to
-    the same file."""
-    asked = []
-    for search_class in (searches.BayesOptSearch, searches.OptunaSearch):
-        monkeypatch.setattr(search_class, 'ask', lambda search, ask=search_class.ask: asked.append(1) or ask(search))
-    save, saves = search_states.save, []
-
-    def stopping_save(output, rounds):
-        save(output, rounds)
-        saves.append(rounds.done)
-        if rounds.done == 3:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(search_states, 'save', stopping_save)
-    output = tmp_path / 'results.csv'
-    with pytest.raises(SystemExit):
-        experiment.main([*SAVED_RUN, '--output', str(output)])
-    assert saves == [1, 2, 3] and rows_in(output) == 3 * 10
-    if damage:
-        damage(output)
-    monkeypatch.setattr(search_states, 'save', save)
-    recorded = rows_in(output)
-    del asked[:], pretend_training[:]
-    experiment.main([*SAVED_RUN, '--output', str(output)])
-    assert len(pretend_training) == 50 - recorded  # and no recorded row trained again
-    assert len(asked) == 8 * 2 + 8 * 6 - asks_saved  # 8 * 2: the file's check replays the init points (no model)
-    assert same_rows(output, uninterrupted_saved_run)
-    assert not (tmp_path / 'results.searches.pickle').exists()
-
-
-def finished_run(uninterrupted, folder):
-    """A copy of the finished population-3 run in `folder`: (its CSV, its configuration JSON)."""
-    output = folder / 'results.csv'
-    shutil.copy(uninterrupted[3], output)
-    shutil.copy(config_path(uninterrupted[3]), config_path(output))
-    return output, config_path(output)
+RUN = small_run()  # 16 evaluations; results are reproducible on CPU (conftest's uninterrupted: never stopped)
 
 
 def garbage(lines):
@@ -262,7 +67,7 @@ MALFORMED = [
 @pytest.mark.parametrize('damage, named', MALFORMED, ids=[named for _, named in MALFORMED])
 def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_left_unchanged(
         uninterrupted, tmp_path, capsys, damage, named):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     output.write_text(damage(output.read_text().splitlines(keepends=True)))
     before = snapshot(tmp_path)
     stderr = refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
@@ -279,7 +84,7 @@ def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_l
 ])
 def test_resuming_with_another_configuration_is_refused_naming_the_differences(uninterrupted, tmp_path, capsys,
                                                                                arguments, named):
-    output, _ = finished_run(uninterrupted, tmp_path)
+    output, _ = copy_of_finished_run(uninterrupted, tmp_path)
     before = snapshot(tmp_path)
     stderr = refused(experiment.main, [*RUN, *arguments, '--output', str(output)], capsys)
     assert f'{output} was made with another configuration ({named}' in stderr and '--fresh' in stderr
@@ -287,7 +92,7 @@ def test_resuming_with_another_configuration_is_refused_naming_the_differences(u
 
 
 def test_another_library_version_is_another_configuration(uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     saved = json.loads(config.read_text())
     assert saved['versions']['bayesian-optimization'] == '3.4.0' and saved['epochs'] == 1
     saved['versions']['bayesian-optimization'] = '1.4.3'
@@ -300,7 +105,7 @@ def test_another_library_version_is_another_configuration(uninterrupted, tmp_pat
 
 def test_a_file_saved_before_the_training_size_was_a_setting_resumes_and_reports_as_one_of_all_images(
         uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     saved = json.loads(config.read_text())
     assert saved.pop('training_size') is None
     config.write_text(json.dumps(saved))
@@ -316,7 +121,7 @@ def test_a_file_saved_before_the_training_size_was_a_setting_resumes_and_reports
 
 def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_refused(uninterrupted, tmp_path,
                                                                                      capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     saved = json.loads(config.read_text())
     assert saved.pop('results_format') == 3
     config.write_text(json.dumps(saved))  # as a run before format 2 saved it
@@ -328,7 +133,7 @@ def test_a_results_file_of_the_format_before_the_authors_gaussian_process_is_ref
 
 
 def test_a_results_file_without_its_configuration_is_refused(uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     config.unlink()
     before = snapshot(tmp_path)
     assert 'exists without its configuration' in refused(experiment.main, [*RUN, '--output', str(output)], capsys)
@@ -337,7 +142,7 @@ def test_a_results_file_without_its_configuration_is_refused(uninterrupted, tmp_
 
 def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume_and_nothing_is_written(uninterrupted,
                                                                                            tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     lines = output.read_text().splitlines(keepends=True)
     fields = lines[5].split(',')  # Bayesian repetition 1, iteration 3: proposed from the two init points' scores
     assert fields[:3] == ['bayesian', '1', '3']
@@ -357,7 +162,7 @@ def test_a_recorded_point_the_search_does_not_ask_for_stops_the_resume_and_nothi
 
 def test_a_recorded_point_that_differs_in_its_last_digits_is_put_down_to_the_machine_that_wrote_it(
         uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     saved = json.loads(config.read_text())
     assert saved['machines'] == [results.machine()]
     lines = output.read_text().splitlines(keepends=True)
@@ -389,7 +194,7 @@ def test_the_machine_names_the_cpu_its_vector_instructions_and_the_blas_cores_th
 
 
 def test_fresh_moves_the_old_files_aside_and_starts_over(uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     before = output.read_bytes(), config.read_bytes()
     experiment.main([*RUN, '--epochs', '2', '--method', 'sobol', '--repetitions', '1', '--output', str(output),
                      '--fresh'])
@@ -438,153 +243,6 @@ def test_an_output_that_cannot_be_used_fails_before_training_or_writing(tmp_path
     assert named in refused(experiment.main, [*RUN, '--output', str(output)], capsys)
     assert count_trained == [] and snapshot(tmp_path) == before
 
-
-# A full disk, a folder that loses its permissions
-
-@contextlib.contextmanager
-def writes_failing(first, error=errno.ENOSPC, ending='.csv'):
-    """From the `first` write of the run's files on (1: the first), every one fails with `error`, as on a full disk:
-    an append to a file whose name ends in `ending` after writing half its bytes, a file written whole as it opens
-    (its partial file made). Yields the count of writes so far."""
-    count, real_write, real_open = [0], os.write, open
-
-    def fails():
-        count[0] += 1
-        return count[0] >= first
-
-    def write(fd, data):
-        if os.readlink(f'/proc/self/fd/{fd}').endswith(ending) and fails():
-            real_write(fd, bytes(data)[:len(data) // 2])
-            raise OSError(error, os.strerror(error))
-        return real_write(fd, data)
-
-    def open_whole(path, *args, **kwargs):
-        file = real_open(path, *args, **kwargs)
-        if ending == '.csv' and fails():
-            file.close()
-            raise OSError(error, os.strerror(error))
-        return file
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'write': write}))
-        patch.setattr(files, 'open', open_whole, raising=False)
-        yield count
-
-
-# The writes of RUN with --population 3: the configuration, the 4 Bayesian rounds' appends each followed by the
-# searches' state, the 3 Sobol populations' appends, then (from write 13 on, the report's) summary.json, summary.md
-# and the 4 plots
-WRITES = {1: 'results.config.json', 2: 'results.csv', 3: 'results.searches.pickle', 6: 'results.csv',
-          10: 'results.csv', 12: 'results.csv', 13: 'results.summary.json', 14: 'results.summary.md',
-          18: 'results.sobol-vs-random.png'}
-
-
-@pytest.mark.parametrize('first_failing, error', [*((write, errno.ENOSPC) for write in WRITES), (13, errno.EACCES)])
-def test_a_full_disk_ends_the_run_in_one_line_with_whole_files_and_the_same_command_finishes_it(
-        first_failing, error, pretend_training, tmp_path, capsys):
-    arguments = [*RUN, '--population', '3', '--output', str(tmp_path / 'results.csv')]
-    experiment.main([*arguments[:-1], str(tmp_path / 'uninterrupted.csv')])
-    with writes_failing(first_failing, error) as writes:
-        with pytest.raises(SystemExit) as exit:
-            experiment.main(arguments)
-    stderr = capsys.readouterr().err
-    assert writes[0] == first_failing and exit.value.code == 1 and stderr.count('\n') == 1
-    assert f'{tmp_path / WRITES[first_failing]} cannot be written ({os.strerror(error)}); ' in stderr
-    names = sorted(path.name for path in tmp_path.iterdir())
-    assert not [name for name in names if name.endswith(('.partial', '.lock'))], names
-    if first_failing <= 2:  # nothing recorded: the new run's files are gone
-        assert 'results.csv' not in names and 'results.config.json' not in names
-    else:
-        assert (tmp_path / 'results.csv').read_bytes().endswith(b'\n')  # whole rows only
-    then = f'python test.py --report {tmp_path / "results.csv"}' if first_failing >= 13 else 'run the same command'
-    assert f'evaluations are saved in {tmp_path / "results.csv"}: make room (or restore the permission), then {then}' \
-        in stderr
-    experiment.main(arguments)
-    assert same_rows(tmp_path / 'results.csv', tmp_path / 'uninterrupted.csv')
-
-
-def test_a_report_that_cannot_write_keeps_the_summaries_it_had(pretend_training, tmp_path, capsys):
-    output = tmp_path / 'results.csv'
-    experiment.main([*RUN, '--output', str(output)])
-    before = snapshot(tmp_path)
-    with writes_failing(2):  # summary.md
-        with pytest.raises(SystemExit) as exit:
-            experiment.main(['--report', str(output)])
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 1 and stderr.count('\n') == 1
-    assert stderr.endswith(f'--report: {tmp_path}/results.summary.md cannot be written (No space left on device); '
-                           'its previous version is kept\n')
-    assert snapshot(tmp_path) == before
-
-
-def test_a_run_refused_for_lack_of_room_for_its_lock_leaves_no_lock_file(tmp_path, count_trained, capsys):
-    with writes_failing(1, ending='.lock'):
-        stderr = refused(experiment.main, [*RUN, '--output', str(tmp_path / 'results.csv')], capsys)
-    assert 'results.lock cannot be used as the lock of' in stderr and '(No space left on device)' in stderr
-    assert list(tmp_path.iterdir()) == [] and count_trained == []
-
-
-def test_a_lock_file_that_cannot_be_removed_is_left_and_blocks_no_later_run(pretend_training, tmp_path, monkeypatch):
-    arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
-
-    def unlink(path):
-        raise PermissionError(errno.EACCES, 'Permission denied', path)
-    with monkeypatch.context() as patch:
-        patch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'unlink': unlink}))
-        experiment.main(arguments)  # the folder made read-only before the run ends
-    assert (tmp_path / 'results.lock').exists()
-    experiment.main(arguments)  # resumes a finished file
-    assert not (tmp_path / 'results.lock').exists() and len(read_rows(tmp_path / 'results.csv')) == 16
-
-
-@pytest.mark.parametrize('stop_signal', [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_while_rows_are_synced_keeps_them(stop_signal, stop_handlers, pretend_training, tmp_path, monkeypatch,
-                                                 capsys):
-    output = tmp_path / 'results.csv'
-    synced = []
-
-    def fsync(fd):  # the signal arrives after the rows are written, when a reader can already see them
-        if os.readlink(f'/proc/self/fd/{fd}').endswith('.csv') and len(synced) == 2:
-            signal.raise_signal(stop_signal)
-        synced.append(fd)
-        os.fsync(fd)
-    monkeypatch.setattr(results, 'os', types.SimpleNamespace(**{**vars(os), 'fsync': fsync}))
-    with pytest.raises(SystemExit) as exit:
-        experiment.main([*RUN, '--output', str(output)])
-    assert exit.value.code == 128 + stop_signal and len(synced) == 3
-    assert capsys.readouterr().err.endswith(f'{len(read_rows(output))} of 16 evaluations are saved in {output}; run '
-                                            'the same command again to resume\n')
-    assert len(read_rows(output)) == rows_in(output) > 0 and output.read_bytes().endswith(b'\n')
-
-
-@pytest.mark.parametrize('stopped_in', ['results.open_results', 'command_line.load_data',
-                                        'report.report_results'])
-def test_a_stop_before_or_after_the_training_is_one_line(stopped_in, pretend_training, tmp_path, monkeypatch, capsys):
-    arguments = [*RUN, '--output', str(tmp_path / 'results.csv')]
-    if stopped_in == 'report.report_results':  # --report of a finished run
-        experiment.main(arguments)
-        arguments = ['--report', str(tmp_path / 'results.csv')]
-    before = snapshot(tmp_path)
-    module, name = stopped_in.split('.')
-
-    def stopped(*_, **__):
-        raise KeyboardInterrupt
-    monkeypatch.setattr({'results': results, 'command_line': experiment.command_line, 'report': report}[module], name,
-                        stopped)
-    with pytest.raises(SystemExit) as exit:
-        experiment.main(arguments)
-    stderr = capsys.readouterr().err
-    assert exit.value.code == 130 and stderr.count('\n') == 1 and ': interrupted: ' in stderr
-    assert stderr.endswith({'results.open_results': 'nothing was written\n',
-                            'command_line.load_data': 'run the same command again to resume\n',
-                            'report.report_results': 'the others as they were\n'}[stopped_in])
-    assert snapshot(tmp_path) == before
-
-
-def test_an_output_named_like_a_flag_resumes(pretend_training, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for _ in range(2):
-        experiment.main([*RUN, '--output=-r.csv'])
-    assert len(read_rows(tmp_path / '-r.csv')) == 16
 
 
 # One writer per results file, and hostile paths, names and configurations
@@ -652,7 +310,7 @@ BAD_OUTPUTS = [
 @pytest.mark.parametrize('output, named', BAD_OUTPUTS, ids=[named[:24] for _, named in BAD_OUTPUTS])
 def test_a_bad_output_name_is_refused_in_one_line_before_the_data_loads(output, named, fresh, uninterrupted, tmp_path,
                                                                        monkeypatch, capsys):
-    finished_run(uninterrupted, tmp_path)  # a run whose files a bad name must not touch
+    copy_of_finished_run(uninterrupted, tmp_path)  # a run whose files a bad name must not touch
     monkeypatch.chdir(tmp_path)
     name = output(tmp_path)
     monkeypatch.setattr(experiment.command_line, 'load_data', lambda *args: pytest.fail('the data was loaded'))
@@ -702,7 +360,7 @@ def test_a_file_of_the_run_that_is_not_a_file_is_refused_in_one_line(name, make,
 
 
 def test_a_link_to_the_results_file_shares_its_lock(uninterrupted, tmp_path):
-    output, _ = finished_run(uninterrupted, tmp_path)
+    output, _ = copy_of_finished_run(uninterrupted, tmp_path)
     (tmp_path / 'other').mkdir()
     (tmp_path / 'other' / 'link.csv').symlink_to(output)
     (tmp_path / 'other' / 'link.config.json').symlink_to(config_path(output))
@@ -721,7 +379,7 @@ def test_a_link_to_the_results_file_shares_its_lock(uninterrupted, tmp_path):
     ({'versions': ['torch']}, "its versions ['torch'] are not package names with version texts"),
 ])
 def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named, uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     config.write_text(json.dumps({**json.loads(config.read_text()), **change}))
     before = snapshot(tmp_path)
     assert named in refused(experiment.main, [*RUN, '--population', '3', '--output', str(output)], capsys)
@@ -737,7 +395,7 @@ def test_a_configuration_of_the_wrong_types_is_refused_in_one_line(change, named
     ({'devices': 5}, 'its devices 5 are not a list of device names'),
 ])
 def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, named, uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     saved = {name: value for name, value in {**json.loads(config.read_text()), **change}.items() if value is not None}
     config.write_text(json.dumps(saved))
     before = snapshot(tmp_path)
@@ -753,7 +411,7 @@ def test_report_refuses_a_configuration_that_the_flags_would_refuse(change, name
     ({'results_format': '3'}, "is in results format '3', this code reads formats 2 and 3"),
 ])
 def test_resume_and_report_refuse_the_same_configurations(change, named, uninterrupted, tmp_path, capsys):
-    output, config = finished_run(uninterrupted, tmp_path)
+    output, config = copy_of_finished_run(uninterrupted, tmp_path)
     config.write_text(json.dumps({**json.loads(config.read_text()), **change}))
     before = snapshot(tmp_path)
     for arguments in ([*RUN, '--population', '3', '--output', str(output)], ['--report', str(output)]):
@@ -763,7 +421,7 @@ def test_resume_and_report_refuse_the_same_configurations(change, named, uninter
 
 @pytest.mark.parametrize('line', [2, 5, 11])
 def test_a_row_missing_in_the_middle_is_refused_by_resume_and_report_naming_it(line, uninterrupted, tmp_path, capsys):
-    output, _ = finished_run(uninterrupted, tmp_path)
+    output, _ = copy_of_finished_run(uninterrupted, tmp_path)
     lines = output.read_text().splitlines(keepends=True)
     method, repetition, iteration = lines[line - 1].split(',')[:3]
     output.write_text(''.join(lines[:line - 1] + lines[line:]))
@@ -792,8 +450,7 @@ def json_values():
                                                                                     max_size=2), max_leaves=4)
 
 
-SMALL_RUN = ['--dataset', 'digits', '--device', 'cpu', '--method', 'random,bayesian', '--evaluations', '2',
-             '--init-points', '1', '--repetitions', '1']
+SMALL_RUN = small_run(method='random,bayesian', evaluations=2, init_points=1, repetitions=1, epochs=None)
 
 
 def run_or_refusal(arguments, folder, watched=None):
@@ -845,81 +502,3 @@ def test_any_configuration_content_resumes_reports_or_is_refused_in_one_line(cha
         event(f'resume {"ran" if resumed == 0 else "refused"}, report {"ran" if reported == 0 else "refused"}')
         # the same configurations are readable both ways; a readable one that is not the command's is not resumed
         assert resumed == reported or (reported == 0 and 'was made with another configuration' in why), why
-
-
-# Curves: every network's scores after each epoch, beside the results, written just before its row
-
-CURVES_RUN = ['--dataset', 'digits', '--training-size', '200', '--epochs', '3', '--evaluations', '3',
-              '--init-points', '2', '--repetitions', '2', '--method', 'bayesian,hyperband', '--population', '3',
-              '--curves', '--device', 'cpu', '--quiet']
-
-
-@pytest.fixture(scope='module')
-def with_curves(tmp_path_factory):
-    """A finished run of CURVES_RUN: its results CSV's path."""
-    output = tmp_path_factory.mktemp('curves') / 'results.csv'
-    experiment.main([*CURVES_RUN, '--output', str(output)])
-    return output
-
-
-def test_every_trained_row_has_its_curve_epoch_by_epoch_ending_in_its_scores(with_curves):
-    rows = {(row['method'], row['repetition'], row['iteration']): row for row in read_rows(with_curves)}
-    lines = read_rows(with_curves.with_suffix('.curves.csv'))
-    curves = {}
-    for line in lines:
-        curves.setdefault((line['method'], line['repetition'], line['iteration']), []).append(line)
-    assert set(curves) == {key for key, row in rows.items() if row['repeat_of'] == ''}
-    for key, curve in curves.items():
-        row = rows[key]
-        scores = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
-        assert [curve[-1][name] for name in scores] == [row[name] for name in scores]  # the same scoring, again
-        epochs = [int(line['epoch']) for line in curve]
-        assert epochs[-1] == int(row['epochs']) and epochs == list(range(epochs[0], epochs[-1] + 1))
-        if row['method'] == 'hyperband' and int(row['epochs']) == 3 and row['bracket'] == '1':
-            assert epochs == [2, 3]  # continued from its first rung's epoch: only the epochs it added
-        elif row['method'] == 'bayesian':
-            assert epochs == [1, 2, 3]
-
-
-class Stopped(KeyboardInterrupt):
-    """A stop signal, as stopping.Stopped, raised by the test."""
-
-
-@pytest.mark.parametrize('writes, stop', [(1, 'before'), (4, 'between'), (6, 'after')])  # of the run's 7 appends
-def test_a_run_with_curves_stopped_at_any_write_resumes_to_the_files_of_an_uninterrupted_run(
-        writes, stop, with_curves, tmp_path, monkeypatch):
-    """Stopped at the `writes`-th append: before its curves are written, between its curves and its rows, or after
-    both."""
-    write, appends = results.AppendedFile.write, []
-
-    def stopping_write(self, data):
-        rows_file = not self.path.endswith('.curves.csv')
-        if (stop, rows_file, len(appends)) in (('before', False, writes - 1), ('between', True, writes - 1)):
-            raise Stopped
-        write(self, data)
-        if rows_file:
-            appends.append(data)
-            if stop == 'after' and len(appends) == writes:
-                raise Stopped
-    monkeypatch.setattr(results.AppendedFile, 'write', stopping_write)
-    output = tmp_path / 'results.csv'
-    with pytest.raises(SystemExit):
-        experiment.main([*CURVES_RUN, '--output', str(output)])
-    monkeypatch.setattr(results.AppendedFile, 'write', write)
-    experiment.main([*CURVES_RUN, '--output', str(output)])
-    assert same_rows(output, with_curves)
-    assert output.with_suffix('.curves.csv').read_bytes() == with_curves.with_suffix('.curves.csv').read_bytes()
-
-
-def test_resuming_with_curves_other_than_the_files_is_refused(with_curves, tmp_path, capsys):
-    for suffix in ('.csv', '.config.json', '.curves.csv'):
-        shutil.copy(with_curves.with_suffix('').with_suffix(suffix), tmp_path / f'results{suffix}')
-    before = snapshot(tmp_path)
-    arguments = [argument for argument in CURVES_RUN if argument != '--curves']
-    stderr = refused(experiment.main, [*arguments, '--output', str(tmp_path / 'results.csv')], capsys)
-    assert 'curves True (now False)' in stderr
-    (tmp_path / 'results.curves.csv').unlink()
-    stderr = refused(experiment.main, [*CURVES_RUN, '--output', str(tmp_path / 'results.csv')], capsys)
-    assert 'results.curves.csv is missing: the curves of the rows' in stderr
-    assert snapshot(tmp_path) == {path: content for path, content in before.items()
-                                  if path.name != 'results.curves.csv'}
