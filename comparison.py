@@ -262,7 +262,8 @@ def against(table_task, real_task):
     for name in ('evaluations', 'epochs'):
         if getattr(table_task.settings, name) != getattr(real_task.settings, name):
             raise ValueError(f'{real_task.name} has {name} {getattr(real_task.settings, name)!r}, {table_task.name} '
-                             f'{getattr(table_task.settings, name)!r}: a check against real training needs the same budget')
+                             f'{getattr(table_task.settings, name)!r}: a check against real training needs the same '
+                             'budget')
     evaluations, rows = table_task.settings.evaluations, []
     for method in (method for method in table_task.settings.method if method in real_task.settings.method):
         table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
@@ -310,7 +311,8 @@ def report_against(table_path, real_path):
     rows, overall = against(table_task, real_task)
     side_by_side = report.Table(
         f'{table_task.name} (on a table) against {real_task.name} (real training): best validation loss after '
-        f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both finished; '
+        f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both '
+        'finished; '
         f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
         [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('Table std', '{:.4f}'),
          ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'), ('Real rank', '{:g}'),
@@ -321,7 +323,8 @@ def report_against(table_path, real_path):
     lines = [f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
              else "Spearman's correlation needs three methods or more",
              f"Pooled bias (the table's mean minus real training's, averaged over the methods): {overall['bias']:+.4f}",
-             f"Spread ratio (the table's pooled standard deviation over real training's): {overall['spread_ratio']:.2f}"]
+             "Spread ratio (the table's pooled standard deviation over real training's): "
+             f"{overall['spread_ratio']:.2f}"]
     print('\n' + '\n'.join(lines), flush=True)
     path = files.path_beside(table_path, '.against.md')
     text = "\n".join([*report.format_table(side_by_side, markdown=True), '', *(f'- {line}' for line in lines), ''])

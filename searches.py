@@ -275,8 +275,9 @@ class HyperbandSearch(Search):
     """Synchronous Hyperband (eta = reduction_factor) at the same model-epochs as every other search (evaluations x
     epochs; see hyperband_brackets). Each ask() returns one rung: its points name their 'bracket', 'configuration'
     (numbered in the search from 1) and 'epochs', those to train the network to, continuing from its weights at its
-    last rung, and 'epochs_before', those it trained to at that rung (0 at its first). Each bracket draws its configurations uniformly at random from the box, in order, from one generator
-    seeded with the search's seed (so the first are random search's). A rung keeps its best by validation loss, a
+    last rung, and 'epochs_before', those it trained to at that rung (0 at its first). Each bracket draws its
+    configurations uniformly at random from the box, in order, from one generator seeded with the search's seed (so
+    the first are random search's). A rung keeps its best by validation loss, a
     diverged network last, ties by the earlier row. Written here because Optuna's pruners and Ray Tune's schedulers
     decide asynchronously, trial by trial, in the order the scores arrive: here a rung is decided once all its
     networks are scored, so it does not depend on how they are trained."""

@@ -67,7 +67,8 @@ class Table:
         self.axes, self.curves, self.log_learning_rate = axes, curves, log_learning_rate
         self.replicas = len(curves)
         if self.replicas < 2:
-            raise TableError(f'a table needs two replicas or more to measure the training noise, it has {self.replicas}')
+            raise TableError(f'a table needs two replicas or more to measure the training noise, it has '
+                             f'{self.replicas}')
         self.trained = np.isfinite(curves[:, :, :, -1, 0])  # replica x grid point: whether that network did not diverge
         counts = self.trained.sum(axis=0)[..., None, None]
         with np.errstate(invalid='ignore'):  # NaN where every replica diverged

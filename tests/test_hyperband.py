@@ -68,7 +68,8 @@ def test_a_network_continued_rung_by_rung_is_the_network_trained_its_epochs_in_o
         return [{name: tensor[member] for name, tensor in parameters.items()} for member in range(2)]
     at_once, at_once_weights = network.train_and_evaluate_from(splits, weights=[None, None], epochs=5, **options)
     _, after_two = network.train_and_evaluate_from(splits, weights=[None, None], epochs=2, **options)
-    in_steps, in_steps_weights = network.train_and_evaluate_from(splits, weights=members(after_two), epochs=3, **options)
+    in_steps, in_steps_weights = network.train_and_evaluate_from(splits, weights=members(after_two), epochs=3,
+                                                                 **options)
     for one_go, steps in zip(at_once, in_steps):
         assert one_go['val_loss'] == pytest.approx(steps['val_loss'], rel=1e-6)
         assert one_go['test_accuracy'] == steps['test_accuracy']

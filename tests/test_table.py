@@ -193,7 +193,8 @@ def test_a_point_outside_the_tables_box_is_refused():
     (['--ray', 'local'], '--ray local has nothing to train with --table'),
     (['--dataset', 'mnist'], "was built with dataset 'digits', this run has 'mnist'"),
     (['--validation-size', '300'], 'was built with validation_size 360, this run has 300'),
-    (['--weight-decay-bounds', '0', '0.01'], 'was built with weight_decay_bounds [0.0, 0.001], this run has [0.0, 0.01]'),
+    (['--weight-decay-bounds', '0', '0.01'], 'was built with weight_decay_bounds [0.0, 0.001], this run has '
+                                             '[0.0, 0.01]'),
 ])
 def test_a_run_that_is_not_the_tables_is_refused_in_one_line_naming_the_first_difference(
         arguments, named, digits_table, tmp_path, capsys):
