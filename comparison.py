@@ -6,6 +6,7 @@ benchmark table checked against real training (NAME.against.md).
 """
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -26,6 +27,8 @@ BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # the intervals are the same every time the report is made
 FIGURE_INCHES = {'ranks': (8, 5), 'critical-difference': (8, 4)}
 FEWEST_PAIRS = 5  # autorank's fewest (task, repetition) pairs
+# What a run on a table and the real training it is checked against must share (the first difference is named)
+ALIKE = (*table.SHARED_SETTINGS, 'seed', 'evaluations', 'init_points')
 
 
 class Task:
@@ -62,12 +65,20 @@ class Task:
 
 def tasks_of(paths):
     """The Task of each results file, named after the file (by its path where two files share a name); ValueError
-    (one line) for a file named twice or that cannot be read."""
-    twice = [path for path in paths if paths.count(path) > 1]
-    if twice:
-        raise ValueError(f'{twice[0]} is named twice: each task once')
+    (one line) for a file named twice, under any spelling or link, or that cannot be read."""
+    seen = {}
+    for path in paths:
+        same = os.path.realpath(path)
+        with contextlib.suppress(OSError):
+            same = os.stat(path).st_dev, os.stat(path).st_ino  # a hard link too
+        if same in seen:
+            raise ValueError(f'{seen[same]} and {path} are the same file: each task once')
+        seen[same] = path
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     runs = [results.load_run(path) for path in paths]
+    for run in runs:
+        if not run.recorded:
+            raise ValueError(f'{run.path} records no evaluation yet')
     return [Task(name if names.count(name) == 1 else run.path, run.settings, run.rows,
                  table_best=table.lowest_loss_of(run)) for run, name in zip(runs, names)]
 
@@ -250,22 +261,45 @@ def report_across(paths, output=None):
     print(f'\nwritten: {", ".join(paths.values())}', flush=True)
 
 
-def against(table_task, real_task):
-    """A run on a table beside the real run of the same searches: per method both ran, over the repetitions both
-    finished, the mean and standard deviation of the best loss after the full budget in each, the two-sided
-    Mann-Whitney test of the two samples (they differ beyond the training noise where p < report.SIGNIFICANCE; None
-    below two repetitions), and each mean's rank among the methods. Then over the methods: Spearman's correlation
-    between the two columns of means (NaN below three methods), the pooled bias (the table's mean minus real
-    training's, averaged over the methods) and the spread ratio (the table's pooled standard deviation over real
-    training's: the root of the mean variance of each). ValueError (one line) if the budgets differ or the runs share no
-    method and repetition."""
-    for name in ('evaluations', 'epochs'):
-        if getattr(table_task.settings, name) != getattr(real_task.settings, name):
-            raise ValueError(f'{real_task.name} has {name} {getattr(real_task.settings, name)!r}, {table_task.name} '
-                             f'{getattr(table_task.settings, name)!r}: a check against real training needs the same '
-                             'budget')
+def fewest_repetitions():
+    """The fewest repetitions of each of two samples with which the two-sided Mann-Whitney test can reach
+    report.SIGNIFICANCE: its smallest p-value, 2 / C(2n, n), is below it (4 at 0.05)."""
+    return next(count for count in itertools.count(2) if 2 / math.comb(2 * count, count) < report.SIGNIFICANCE)
+
+
+def check_like_with_like(table_task, real_tasks):
+    """ValueError (one line) naming the first setting (ALIKE) in which a real run differs from the run on a table,
+    the first method a real run has that the run on the table has not, or the first method two real runs share."""
+    methods = {}
+    for real in real_tasks:
+        for name in ALIKE:
+            mine, theirs = (list(value) if isinstance(value, tuple) else value
+                            for value in (getattr(table_task.settings, name), getattr(real.settings, name)))
+            if mine != theirs:
+                raise ValueError(f'{real.name} has {name} {theirs!r}, {table_task.name} {mine!r}: a check against '
+                                 'real training compares runs of the same settings')
+        for method in real.settings.method:
+            if method not in table_task.settings.method:
+                raise ValueError(f'{real.name} ran {method}, which {table_task.name} did not: a check against real '
+                                 'training compares the methods both ran')
+            if method in methods:
+                raise ValueError(f'{methods[method]} and {real.name} both ran {method}: name each method\'s real '
+                                 'training once')
+            methods[method] = real.name
+
+
+def against(table_task, real_tasks):
+    """A run on a table beside the real runs of the same searches (of the same settings, ALIKE, their methods apart):
+    per method of the real runs, over the repetitions both finished, the mean and standard deviation of the best loss
+    after the full budget in each, the two-sided Mann-Whitney test of the two samples (they differ beyond the
+    training noise where p < report.SIGNIFICANCE; too few repetitions below fewest_repetitions, where it cannot), and
+    each mean's rank among the methods. Then over the methods: Spearman's correlation between the two columns of means
+    (NaN below three methods), the pooled bias (the table's mean minus real training's, averaged over the methods) and
+    the spread ratio (the table's pooled standard deviation over real training's: the root of the mean variance of
+    each). ValueError (one line) if the runs are not alike or share no finished repetition."""
+    check_like_with_like(table_task, real_tasks)
     evaluations, rows = table_task.settings.evaluations, []
-    for method in (method for method in table_task.settings.method if method in real_task.settings.method):
+    for real_task, method in ((real, method) for real in real_tasks for method in real.settings.method):
         table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
         both = sorted(set(table_best) & set(real_best))
         if both:
@@ -273,14 +307,15 @@ def against(table_task, real_task):
             p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
             rows.append(dict(method=method, repetitions=len(both), table_mean=finite_mean(samples[0]),
                              real_mean=finite_mean(samples[1]), table_std=finite_std(samples[0]),
-                             real_std=finite_std(samples[1]), p_value=p_value))
+                             real_std=finite_std(samples[1]), p_value=p_value,
+                             verdict='too few repetitions' if len(both) < fewest_repetitions() else
+                             'differ' if p_value < report.SIGNIFICANCE else 'agree'))
     if not rows:
-        raise ValueError(f'{table_task.name} and {real_task.name} share no method with a finished repetition')
+        raise ValueError(f'{table_task.name} and {", ".join(task.name for task in real_tasks)} share no finished '
+                         'repetition')
     table_ranks, real_ranks = (stats.rankdata([row[column] for row in rows]) for column in ('table_mean', 'real_mean'))
     for row, table_rank, real_rank in zip(rows, table_ranks, real_ranks):
-        row.update(table_rank=float(table_rank), real_rank=float(real_rank),
-                   verdict=None if row['p_value'] is None else 'differ' if row['p_value'] < report.SIGNIFICANCE
-                   else 'agree')
+        row.update(table_rank=float(table_rank), real_rank=float(real_rank), verdict=row.pop('verdict'))
     spearman = float(stats.spearmanr(table_ranks, real_ranks).statistic) if len(rows) > 2 else math.nan
     bias = float(np.mean([row['table_mean'] - row['real_mean'] for row in rows]))
     spread_ratio = math.sqrt(np.mean([row['table_std'] ** 2 for row in rows])
@@ -300,17 +335,18 @@ def finite_std(values):
     return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
 
 
-def report_against(table_path, real_path):
-    """--report FILE --against REAL.csv: print the check of a run on a table against real training of the same searches
-    (against()) and write it beside it as FILE-NAME.against.md; ValueError (one line) if the files cannot be read or
-    compared, files.WriteError if it cannot be written."""
-    table_task, real_task = tasks_of([table_path, real_path])
-    if table_task.settings.table is None or real_task.settings.table is not None:
-        raise ValueError(f'{table_path} must be a run on a table and {real_path} one without')
+def report_against(table_path, real_paths):
+    """--report FILE --against REAL.csv [REAL.csv ...]: print the check of a run on a table against real training of
+    the same searches (against()) and write it beside it as FILE-NAME.against.md; ValueError (one line) if the files
+    cannot be read or compared, files.WriteError if it cannot be written."""
+    table_task, *real_tasks = tasks_of([table_path, *real_paths])
+    if table_task.settings.table is None or any(task.settings.table is not None for task in real_tasks):
+        raise ValueError(f'{table_path} must be a run on a table and {", ".join(real_paths)} runs without')
     results.check_path(table_path, fresh=False)
-    rows, overall = against(table_task, real_task)
+    rows, overall = against(table_task, real_tasks)
+    real_name = ' and '.join(task.name for task in real_tasks)
     side_by_side = report.Table(
-        f'{table_task.name} (on a table) against {real_task.name} (real training): best validation loss after '
+        f'{table_task.name} (on a table) against {real_name} (real training): best validation loss after '
         f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both '
         'finished; '
         f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',

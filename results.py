@@ -197,12 +197,14 @@ def check_format(path, saved):
 
 
 def configuration_differences(saved, current):
-    """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may)."""
+    """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may, and so may the table's
+    paths: a table is the same by its hash, table_sha256, whatever path names it)."""
     flat = [{**settings_of(config),
              **{f'{package} version': version for package, version in config.get('versions', {}).items()}}
             for config in (saved, current)]
     return [f'{name} {flat[0].get(name)!r} (now {flat[1].get(name)!r})'
-            for name in sorted(flat[0].keys() | flat[1].keys()) if not same_value(flat[0].get(name), flat[1].get(name))]
+            for name in sorted(flat[0].keys() | flat[1].keys()) if name not in ('table', 'table_relative')
+            and not same_value(flat[0].get(name), flat[1].get(name))]
 
 
 def same_value(first, second):

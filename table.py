@@ -161,9 +161,11 @@ class Table:
 
 
 def load(path):
-    """The Table in `path`, a finished grid run with curves (read as --report reads a results file, its curves file
-    plain or gzipped); ValueError (TableError among them), OSError or EOFError (a gzipped curves file cut short), one
-    line, if it is no such table."""
+    """The Table in `path`, a finished grid run with curves, checked whole (read as --report reads a results file, its
+    curves file plain or gzipped, each curve ending in its row's scores); TableError, or another ValueError, one line
+    naming the file, if it is no such table."""
+    if not os.path.isfile(path):
+        raise TableError(f'{path} is not a table: {"a folder" if os.path.isdir(path) else "there is no such file"}')
     run = results.load_run(path)
     settings = run.settings
     if 'grid' not in settings.method or not settings.curves or settings.table is not None:
@@ -174,16 +176,28 @@ def load(path):
     if len(rows) < settings.repetitions * settings.evaluations:
         raise TableError(f'{path} is not finished: it records {len(rows)} of its '
                          f'{settings.repetitions * settings.evaluations} grid evaluations')
-    curves_file = next((name for name in (files.curves_path(path), files.curves_path(path) + '.gz')
-                        if os.path.exists(name)), None)
-    if curves_file is None:
-        raise TableError(f'{files.curves_path(path)} (or .gz) is missing: the curves of the table {path}')
-    curves = results.read_curves(curves_file, run.recorded)[0]
+    curves_files = [name for name in (files.curves_path(path), files.curves_path(path) + '.gz') if os.path.exists(name)]
+    if len(curves_files) != 1:
+        raise TableError(f'{files.curves_path(path)} and its .gz are both there: a table has one curves file'
+                         if curves_files else f'{files.curves_path(path)} (or .gz) is missing: the curves of the '
+                                               f'table {path}')
+    curves_file = curves_files[0]
+    try:
+        curves = results.read_curves(curves_file, run.recorded)[0]
+    except (OSError, EOFError) as error:  # EOFError: a gzipped file cut short
+        raise TableError(f'{curves_file} cannot be read ({getattr(error, "strerror", None) or error})') from None
     side = math.isqrt(settings.evaluations)
     values = np.empty((settings.repetitions, side, side, settings.epochs, len(SCORES)))
-    for row in rows:
-        values[(row['repetition'] - 1, *divmod(row['iteration'] - 1, side))] = curves[
-            'grid', row['repetition'], row['iteration']]
+    for row in sorted(rows, key=lambda row: (row['repetition'], row['iteration'])):
+        curve = np.array(curves['grid', row['repetition'], row['iteration']])
+        ends = np.array([row[name] for name in SCORES])
+        if not np.array_equal(curve[-1], ends, equal_nan=True) or (
+                math.isfinite(row['val_loss']) and not np.isfinite(curve[:, 0]).all()):
+            found, recorded = (', '.join(map(repr, scores.tolist())) for scores in (curve[-1], ends))
+            raise TableError(f'{curves_file}: the curve of grid repetition {row["repetition"]} iteration '
+                             f'{row["iteration"]} ends in {found}, where {path} records {recorded}, or its network '
+                             'diverged on the way')
+        values[(row['repetition'] - 1, *divmod(row['iteration'] - 1, side))] = curve
     answering = Table(searches.grid_axes(settings.box(), evaluations=settings.evaluations), values,
                       log_learning_rate=settings.lr_scale == 'log')
     answering.path, answering.settings, answering.sha256 = path, settings, file_hash(path, curves_file)
@@ -208,12 +222,14 @@ class TableTraining:
 
 
 def lowest_loss_of(run):
-    """The lowest validation loss of the table that results.Run `run` was answered from, found as its configuration
-    names it (or beside its results file) with the contents it had; None for a run trained for real, and None, said in
-    a line, where the table is not there as it was."""
+    """The lowest validation loss of the table that results.Run `run` was answered from, found by its path or by its
+    path from the results file's folder, with the contents it had (its hash); None for a run trained for real, and
+    None, said in a line, where the table is not there as it was."""
     if run.settings.table is None:
         return None
-    for candidate in (run.settings.table, os.path.join(os.path.dirname(run.path), run.settings.table)):
+    folder = os.path.dirname(run.path)
+    for candidate in (run.settings.table, os.path.join(folder, run.configuration.get('table_relative', '')),
+                      os.path.join(folder, run.settings.table)):  # runs made before table_relative: beside the run
         with contextlib.suppress(ValueError, OSError, EOFError):
             answering = load(candidate)
             if answering.sha256 == run.configuration.get('table_sha256'):

@@ -18,6 +18,7 @@ if __name__ == '__main__':
 
 import argparse
 import itertools
+import os
 
 import torch
 
@@ -143,10 +144,11 @@ def build_parser():
                             'intervals, normalised regret, ranks, Friedman test, critical-difference diagram), '
                             'writing NAME.across.json, .across.md, .ranks.png and .critical-difference.png (None: '
                             'beside the first file with several; with one file, only when given)')
-    files.add_argument('--against', metavar='REAL.csv',
+    files.add_argument('--against', metavar='REAL.csv', nargs='+',
                        help='with --report FILE, a run on a benchmark table: check it against REAL.csv, the real '
-                            'training of the same searches (mean best losses side by side per method, a '
-                            'Mann-Whitney test each, ranks, Spearman), writing FILE-NAME.against.md')
+                            'training of the same searches with the same settings (or several files of other '
+                            'methods): per method the best losses side by side, a Mann-Whitney test each, ranks, '
+                            'Spearman, the pooled bias and spread ratio, written as FILE-NAME.against.md')
     files.add_argument('--quiet', action='store_true',
                        help='no progress: no progress bars (shown on a terminal), no line per evaluation (otherwise)')
     return parser
@@ -221,20 +223,27 @@ def run_in_rounds(searches_to_run, training, args, results_file):
             if new:
                 search.tell(new)
         if not all(map(results_file.holds, scored)):  # a round replayed from the file saves nothing, changes nothing
-            search_states.save(args.output, search_states.Rounds(searches_to_run, adaptive, adaptive_rows, shared,
+            search_states.save(args.output, search_states.Rounds(search_states.run_hash(results_file.configuration),
+                                                                 searches_to_run, adaptive, adaptive_rows, shared,
                                                                  rounds))
     score_and_record(planned[shared:], training, args, results_file)
     return [row for rows in adaptive_rows for row in rows] + planned
 
 
 def saved_rounds(searches_to_run, planned, args, results_file):
-    """The state search_states saved after the last round of these searches, if the results file records every row
-    it holds, point and scores, and the planned rows it had scored; else None (the searches are then replayed)."""
-    saved = search_states.load(args.output, searches_to_run)
-    if saved and all(map(results_file.holds, itertools.chain(*saved.adaptive_rows))) and all(
-            results_file.recorded_scores(row) for row in planned[:saved.shared]):
-        return saved
-    return None
+    """The state search_states saved after the last round of these searches of this run, if it checks (signed by this
+    user's runs, of this configuration) and the results file records every row it holds, point and scores, and the
+    planned rows it had scored; else None, said in a line where there is a state (the searches are then replayed). A
+    new run reads none."""
+    if not results_file.recorded:
+        return None
+    saved, why = search_states.load(args.output, search_states.run_hash(results_file.configuration), searches_to_run)
+    if saved and not (all(map(results_file.holds, itertools.chain(*saved.adaptive_rows))) and all(
+            results_file.recorded_scores(row) for row in planned[:saved.shared])):
+        saved, why = None, 'the results file does not record every row it holds'
+    if why:
+        print(f'{files.searches_path(args.output)} is not used ({why}): the searches are replayed', flush=True)
+    return saved
 
 
 def run_searches(training, args, results_file):
@@ -296,17 +305,17 @@ def table_training(parser, args):
     cannot."""
     try:
         return table.TableTraining(table.load(args.table), args)
-    except OSError as error:  # a curves file that is no gzip file, or cannot be read
-        parser.error(f'--table: {error.filename or args.table} cannot be read ({error.strerror or error})')
-    except (ValueError, EOFError) as error:  # EOFError: a gzipped curves file cut short
+    except ValueError as error:
         parser.error(f'--table: {error}')
 
 
 def run_constants(args, training):
-    """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and the
-    hash of a table's files and its answer rule."""
+    """What decides the numbers besides the settings, saved in the configuration: the searches' constants, and a
+    table's hash, answer rule and path from the results file's folder (its `table` setting is its resolved path)."""
+    relative = args.table and os.path.relpath(args.table, os.path.dirname(os.path.realpath(args.output)))
     return {**searches.fixed_settings(args.method),
-            **({'table_sha256': training.table.sha256, 'table_answer': table.ANSWER_RULE} if args.table else {})}
+            **({'table_sha256': training.table.sha256, 'table_answer': table.ANSWER_RULE, 'table_relative': relative}
+               if args.table else {})}
 
 
 def report_files(parser, args):
@@ -337,9 +346,12 @@ def main(argv=None, *, splits=None):
     if args.across and not args.report:
         parser.error(f'--across {args.across} needs --report: it names where a comparison of results files goes')
     if args.against and (not args.report or len(args.report) > 1 or args.across):
-        parser.error(f'--against {args.against} needs --report with one file and no --across: it checks that run')
+        parser.error(f'--against {" ".join(args.against)} needs --report with one file and no --across: it checks that '
+                     'run')
     if args.report:
         return report_files(parser, args)
+    if args.table is not None:
+        args.table = os.path.realpath(args.table)  # saved so, and found from the results file's folder too
     settings = check_arguments(parser, args)
     # on a cluster, from a table, or (None) here: LocalTraining, once the data is loaded
     training = ray_training(parser, args) if args.ray else table_training(parser, args) if args.table else None

@@ -28,6 +28,8 @@ import torchvision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # before the standard library's own `test` package
+# The key that signs the searches' saved states (search_states.py): the tests' own, not the user's
+os.environ['XDG_CONFIG_HOME'] = tempfile.mkdtemp(prefix='tests-config-')
 MNIST_T10K = ROOT.parent / 'shared' / 'data' / 'mnist-t10k'
 FASHION_MNIST = ROOT.parent / 'shared' / 'data' / 'fashion-mnist'  # the whole of it, as Debian's package has it
 

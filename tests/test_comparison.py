@@ -4,11 +4,12 @@ and plots written."""
 import argparse
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
-from conftest import read_rows, refused, snapshot
+from conftest import read_rows, refused, small_run, snapshot
 from scipy import stats
 
 import comparison
@@ -75,16 +76,15 @@ def test_the_bootstrap_interval_is_seeded_repeatable_and_brackets_the_mean():
     assert 0.5 <= comparison.bootstrap_interval([0.5, 0.7])[0] < comparison.bootstrap_interval([0.5, 0.7])[1] <= 0.7
 
 
-def small_run(folder, name, *, seed=0, methods='sobol,random,bayesian', evaluations='5', epochs='1'):
+def task_file(folder, name, *, seed=0, methods='sobol,random,bayesian', evaluations=5, epochs=1):
     """A finished small run, trained for pretence: its path."""
-    experiment.main(['--dataset', 'digits', '--method', methods, '--evaluations', evaluations, '--init-points', '2',
-                     '--repetitions', '3', '--epochs', epochs, '--seed', str(seed), '--quiet',
-                     '--output', str(folder / f'{name}.csv')])
+    experiment.main([*small_run(method=methods, evaluations=evaluations, repetitions=3, epochs=epochs, seed=seed,
+                                quiet=True), '--output', str(folder / f'{name}.csv')])
     return folder / f'{name}.csv'
 
 
 def test_a_report_across_files_prints_and_writes_its_tables_and_plots(pretend_training, tmp_path, capsys):
-    first, second = small_run(tmp_path, 'first'), small_run(tmp_path, 'second', seed=1, epochs='2')  # its own epochs
+    first, second = task_file(tmp_path, 'first'), task_file(tmp_path, 'second', seed=1, epochs=2)  # its own epochs
     capsys.readouterr()
     experiment.main(['--report', str(first), str(second)])
     printed = capsys.readouterr().out
@@ -114,16 +114,36 @@ def test_a_report_across_files_prints_and_writes_its_tables_and_plots(pretend_tr
 
 @pytest.mark.parametrize('other, named', [
     (dict(methods='sobol,random'), "second has method ('sobol', 'random'), first ('sobol', 'random', 'bayesian')"),
-    (dict(evaluations='4'), 'second has evaluations 4, first 5: a comparison across files needs the same methods'),
+    (dict(evaluations=4), 'second has evaluations 4, first 5: a comparison across files needs the same methods'),
 ])
 def test_files_of_other_methods_or_budgets_are_refused_in_one_line(other, named, pretend_training, tmp_path, capsys):
-    first, second = small_run(tmp_path, 'first'), small_run(tmp_path, 'second', **other)
+    first, second = task_file(tmp_path, 'first'), task_file(tmp_path, 'second', **other)
     before = snapshot(tmp_path)
     assert named in refused(experiment.main, ['--report', str(first), str(second)], capsys)
     assert snapshot(tmp_path) == before
 
 
 def test_a_task_without_random_search_has_no_regret_and_is_refused(pretend_training, tmp_path, capsys):
-    first = small_run(tmp_path, 'first', methods='sobol,bayesian')
+    first = task_file(tmp_path, 'first', methods='sobol,bayesian')
     assert 'first has no finite random-search loss: normalised regret needs method random' in refused(
         experiment.main, ['--report', str(first), '--across', str(tmp_path / 'x.csv')], capsys)
+
+
+def test_one_file_named_two_ways_is_one_task_and_refused_twice(pretend_training, tmp_path, capsys):
+    first = task_file(tmp_path, 'first')
+    (tmp_path / 'link.csv').symlink_to(first)
+    (tmp_path / 'sub').mkdir()
+    before = snapshot(tmp_path)
+    for other in (tmp_path / 'sub' / '..' / 'first.csv', tmp_path / 'link.csv'):
+        assert f'{first} and {other} are the same file: each task once' in refused(
+            experiment.main, ['--report', str(first), str(other)], capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_that_records_nothing_is_named_as_such_across_files(pretend_training, tmp_path, capsys):
+    first = task_file(tmp_path, 'first')
+    empty = tmp_path / 'empty.csv'
+    empty.write_text(first.read_text().splitlines(keepends=True)[0])
+    shutil.copy(first.with_suffix('.config.json'), tmp_path / 'empty.config.json')
+    assert f'{empty} records no evaluation yet' in refused(experiment.main, ['--report', str(first), str(empty)],
+                                                           capsys)

@@ -1,5 +1,7 @@
 """Nothing lost: a run stopped anywhere, by a signal or a kill, resumes to the file of an uninterrupted one,
 whatever its population, continuing its searches from their saved state or replaying them; with curves too."""
+import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -126,6 +128,27 @@ def cut_after_round_2(output):  # the file then holds less than the state of rou
     output.write_text(''.join(output.read_text().splitlines(keepends=True)[:1 + 2 * 10]))
 
 
+def of_another_run(output):  # signed by this user, but saved by a run of other settings (another --init-points, say)
+    with open(output.with_name('results.searches.pickle'), 'rb') as file:
+        rounds = pickle.loads(file.read()[len(search_states.MAGIC) + 32:])
+    search_states.save(str(output), rounds._replace(run=search_states.run_hash({'init_points': 3})))
+
+
+class Planted:
+    """What a hostile pickle holds: unpickled, it runs a command (here it makes the file planted.txt)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.folder}/planted.txt',)
+
+
+def planted(output):  # a pickle that runs code, unsigned or signed with another key
+    data = pickle.dumps(Planted(output.parent))
+    output.with_name('results.searches.pickle').write_bytes(search_states.MAGIC + bytes(32) + data)
+
+
 @pytest.fixture(scope='module')
 def uninterrupted_saved_run(tmp_path_factory):
     """SAVED_RUN never stopped: its results file."""
@@ -137,13 +160,17 @@ def uninterrupted_saved_run(tmp_path_factory):
     return output
 
 
-@pytest.mark.parametrize('damage, asks_saved', [(None, 3 * 8), (unreadable, 0), (cut_after_round_2, 0)],
-                         ids=['saved', 'an unreadable state', 'a file cut back before it'])
+@pytest.mark.parametrize('damage, asks_saved, why', [
+    (None, 3 * 8, None), (unreadable, 0, "it is not signed with the key of this user's runs"),
+    (cut_after_round_2, 0, 'the results file does not record every row it holds'),
+    (of_another_run, 0, 'it belongs to a run of other settings'),
+    (planted, 0, "it is not signed with the key of this user's runs")],
+    ids=['saved', 'an unreadable state', 'a file cut back before it', "another run's state", 'a planted pickle'])
 def test_a_resume_continues_the_searches_from_their_saved_state_and_replays_them_without_it(
-        damage, asks_saved, uninterrupted_saved_run, pretend_training, tmp_path, monkeypatch):
+        damage, asks_saved, why, uninterrupted_saved_run, pretend_training, tmp_path, monkeypatch, capsys):
     """Stopped just after round 3's state is saved: the resume asks the guided searches only for their later points
-    (8 x 6 asks uninterrupted), and writes the file of an uninterrupted run; a state it cannot use is replayed, to
-    the same file."""
+    (8 x 6 asks uninterrupted), and writes the file of an uninterrupted run; a state it cannot use (one line says
+    why) is replayed, to the same file, and a pickle it did not sign is never unpickled."""
     asked = []
     for search_class in (searches.BayesOptSearch, searches.OptunaSearch):
         monkeypatch.setattr(search_class, 'ask', lambda search, ask=search_class.ask: asked.append(1) or ask(search))
@@ -159,16 +186,34 @@ def test_a_resume_continues_the_searches_from_their_saved_state_and_replays_them
     with pytest.raises(SystemExit):
         experiment.main([*SAVED_RUN, '--output', str(output)])
     assert saves == [1, 2, 3] and rows_in(output) == 3 * 10
+    monkeypatch.setattr(search_states, 'save', save)
     if damage:
         damage(output)
-    monkeypatch.setattr(search_states, 'save', save)
     recorded = rows_in(output)
     del asked[:], pretend_training[:]
+    capsys.readouterr()
     experiment.main([*SAVED_RUN, '--output', str(output)])
     assert len(pretend_training) == 50 - recorded  # and no recorded row trained again
     assert len(asked) == 8 * 2 + 8 * 6 - asks_saved  # 8 * 2: the file's check replays the init points (no model)
     assert same_rows(output, uninterrupted_saved_run)
-    assert not (tmp_path / 'results.searches.pickle').exists()
+    assert not (tmp_path / 'results.searches.pickle').exists() and not (tmp_path / 'planted.txt').exists()
+    said = [line for line in capsys.readouterr().out.splitlines() if 'results.searches.pickle is not used' in line]
+    assert len(said) == (1 if why else 0) and all(line.startswith(f'{tmp_path}/results.searches.pickle is not used '
+                                                                  f'({why}') for line in said)
+
+
+def test_a_new_run_reads_no_saved_state_and_a_planted_pickle_runs_nothing(pretend_training, tmp_path, capsys):
+    planted(tmp_path / 'results.csv')
+    experiment.main([*SAVED_RUN, '--output', str(tmp_path / 'results.csv')])
+    assert not (tmp_path / 'planted.txt').exists() and 'is not used' not in capsys.readouterr().out
+    assert rows_in(tmp_path / 'results.csv') == 50
+
+
+def test_the_saved_state_is_signed_with_a_key_only_its_owner_reads(tmp_path):
+    key = search_states.key(make=True)
+    assert len(key) == 32 and search_states.key(make=False) == key
+    assert os.stat(search_states.key_path()).st_mode & 0o777 == 0o600
+    assert not search_states.key_path().startswith(str(tmp_path))  # outside any results folder
 
 
 

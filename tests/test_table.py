@@ -1,8 +1,10 @@
 """Benchmark tables (table.py, test.py --table): a finished grid run with curves answers every method's evaluations,
 interpolated bilinearly in the searches' coordinates from the replica the network seed picks, at the row's epochs;
 what it cannot answer is refused in one line; bench.py --fidelity measures how well it answers."""
+import gzip
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -211,13 +213,51 @@ def without_curves(source, folder):
     return folder / 'grid.csv'
 
 
+def nan_in_a_curve(path):
+    """A NaN put into the table's curves where its CSV has a finite loss (grid repetition 1 iteration 2's epoch 2)."""
+    curves = path.with_suffix('.curves.csv')
+    lines = curves.read_text().splitlines(keepends=True)
+    number = next(number for number, line in enumerate(lines) if line.startswith('grid,1,2,2,'))
+    lines[number] = 'grid,1,2,2,nan,' + lines[number].split(',', 5)[5]
+    curves.write_text(''.join(lines))
+
+
+def another_last_epoch(path):
+    """The curve of grid repetition 2 iteration 9 ending in another test accuracy than its row's."""
+    curves = path.with_suffix('.curves.csv')
+    *lines, last = curves.read_text().splitlines(keepends=True)
+    curves.write_text(''.join(lines) + last.rsplit(',', 1)[0] + ',0.0001\n')
+
+
+def gzipped_too(path):
+    """The curves gzipped beside the plain ones, their content changed."""
+    with gzip.open(path.with_suffix('.curves.csv.gz'), 'wt') as file:
+        file.write(path.with_suffix('.curves.csv').read_text().replace('grid,1,1,1,', 'grid,1,1,1,9'))
+
+
+def cut_gzip(path):
+    """The curves gzipped and cut short."""
+    data = gzip.compress(path.with_suffix('.curves.csv').read_bytes())
+    path.with_suffix('.curves.csv').unlink()
+    path.with_suffix('.curves.csv.gz').write_bytes(data[:len(data) // 2])
+
+
 @pytest.mark.parametrize('damage, named', [
-    (lambda path: None, 'grid.curves.csv (or .gz) is missing'),
+    (lambda path: path.with_suffix('.curves.csv').unlink(), 'grid.curves.csv (or .gz) is missing'),
     (lambda path: path.write_text(''.join(path.read_text().splitlines(keepends=True)[:10])),
      'is not finished: it records 9 of its 18 grid evaluations'),
-])
-def test_a_table_without_its_curves_or_unfinished_is_refused(damage, named, digits_table, tmp_path, capsys):
+    (nan_in_a_curve, 'grid.curves.csv: the curve of grid repetition 1 iteration 2 ends in'),
+    (another_last_epoch, 'grid.curves.csv: the curve of grid repetition 2 iteration 9 ends in'),
+    (gzipped_too, 'grid.curves.csv and its .gz are both there: a table has one curves file'),
+    (cut_gzip, 'grid.curves.csv.gz cannot be read (Compressed file ended'),
+    (lambda path: path.unlink(), 'grid.csv is not a table: there is no such file'),
+    (lambda path: (path.unlink(), path.mkdir()), 'grid.csv is not a table: a folder'),
+], ids=['no curves', 'unfinished', 'a NaN in a curve', 'another last epoch', 'plain and gzipped', 'a cut .gz',
+        'no file', 'a folder'])
+def test_a_table_is_checked_whole_and_what_is_wrong_is_refused_naming_its_file(damage, named, digits_table, tmp_path,
+                                                                               capsys):
     path = without_curves(digits_table, tmp_path)
+    shutil.copy(digits_table.with_suffix('.curves.csv'), tmp_path / 'grid.curves.csv')
     damage(path)
     stderr = refused(experiment.main, [*TABLE_SETTINGS, '--method', 'random', '--evaluations', '4', '--table',
                                        str(path), '--output', str(tmp_path / 'results.csv')], capsys)
@@ -252,10 +292,10 @@ def test_a_table_run_resumes_to_the_same_file_and_is_refused_once_its_table_chan
     run = [*TABLE_SETTINGS, '--method', 'random', '--evaluations', '4', '--repetitions', '1', '--quiet', '--table',
            str(own), '--output', str(tmp_path / 'small.csv')]
     experiment.main(run)
-    *lines, last = curves.splitlines(keepends=True)
-    fields = last.rstrip('\n').split(',')
-    fields[-1] = '0.25' if fields[-1] != '0.25' else '0.5'  # the last network's test accuracy at its last epoch
-    (tmp_path / 'grid.curves.csv').write_text(''.join(lines) + ','.join(fields) + '\n')
+    header, first, *lines = curves.splitlines(keepends=True)
+    fields = first.rstrip('\n').split(',')
+    fields[-1] = '0.25' if fields[-1] != '0.25' else '0.5'  # the first network's test accuracy after its first epoch
+    (tmp_path / 'grid.curves.csv').write_text(header + ','.join(fields) + '\n' + ''.join(lines))
     stderr = refused(experiment.main, run, capsys)
     assert "was made with another configuration (table_sha256 '" in stderr
 
@@ -325,8 +365,8 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
                                                                            pretend_training, tmp_path, capsys):
     on_table, table_rows = every_method_on_the_table
     real = tmp_path / 'real.csv'
-    experiment.main([*TABLE_SETTINGS, '--method', 'sobol,random,grid,tpe', '--evaluations', '9', '--repetitions', '2',
-                     '--quiet', '--output', str(real)])
+    experiment.main([*TABLE_SETTINGS, '--method', 'sobol,random,grid,tpe', '--evaluations', '9', '--init-points', '3',
+                     '--repetitions', '2', '--quiet', '--output', str(real)])
     real_rows = typed_rows(real)
     capsys.readouterr()
     experiment.main(['--report', str(on_table), '--against', str(real)])
@@ -348,7 +388,7 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
         assert float(cells[3]) == pytest.approx(means['real', method], abs=5e-5)
         assert float(cells[4]) == pytest.approx(deviations['table', method], abs=5e-5)
         assert float(cells[5]) == pytest.approx(deviations['real', method], abs=5e-5)
-        assert (float(cells[7]), float(cells[8])) == (table_rank, real_rank)
+        assert (float(cells[7]), float(cells[8]), cells[9]) == (table_rank, real_rank, 'too few repetitions')
     spearman = stats.spearmanr(table_ranks, real_ranks).statistic
     bias = np.mean([means['table', method] - means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
     ratio = math.sqrt(np.mean([deviations['table', method] ** 2 for method in ('sobol', 'random', 'grid', 'tpe')])
@@ -362,7 +402,7 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
 @pytest.mark.parametrize('arguments, named', [
     (lambda table_run, real: ['--against', str(real)], '--against {real} needs --report with one file'),
     (lambda table_run, real: ['--report', str(real), '--against', str(table_run)],
-     '--against: {real} must be a run on a table and {table_run} one without'),
+     '--against: {real} must be a run on a table and {table_run} runs without'),
 ])
 def test_a_check_against_real_training_needs_a_table_run_and_a_real_one(arguments, named, every_method_on_the_table,
                                                                         pretend_training, tmp_path, capsys):
@@ -372,3 +412,61 @@ def test_a_check_against_real_training_needs_a_table_run_and_a_real_one(argument
     before = snapshot(tmp_path)
     assert named.format(real=real, table_run=table_run) in refused(experiment.main, arguments(table_run, real), capsys)
     assert snapshot(tmp_path) == before
+
+
+def test_a_table_run_finds_its_table_from_its_own_folder_and_resumes_under_any_spelling_of_it(
+        digits_table, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'study' / 'tables').mkdir(parents=True)
+    own = without_curves(digits_table, tmp_path / 'study' / 'tables')
+    shutil.copy(digits_table.with_suffix('.curves.csv'), own.with_suffix('.curves.csv'))
+    monkeypatch.chdir(tmp_path / 'study')
+    run = [*TABLE_SETTINGS, '--method', 'random,sobol', '--evaluations', '9', '--repetitions', '3', '--quiet',
+           '--output', 'on-the-table.csv']
+    experiment.main([*run, '--table', 'tables/grid.csv'])
+    written = (tmp_path / 'study' / 'on-the-table.csv').read_text()
+    experiment.main([*run, '--table', str(own)])  # the same table by another spelling: the run is finished
+    experiment.main([*run, '--table', './tables/../tables/grid.csv'])
+    assert (tmp_path / 'study' / 'on-the-table.csv').read_text() == written
+    configuration = json.loads((tmp_path / 'study' / 'on-the-table.config.json').read_text())
+    assert (configuration['table'], configuration['table_relative']) == (str(own), 'tables/grid.csv')
+    monkeypatch.chdir(tmp_path)  # elsewhere, and with the table moved: found from the results file's folder
+    os.rename(tmp_path / 'study', tmp_path / 'moved')
+    capsys.readouterr()
+    experiment.main(['--report', 'moved/on-the-table.csv', '--across', 'moved/across.csv'])
+    task = json.loads((tmp_path / 'moved' / 'across.across.json').read_text())['tasks']['on-the-table']
+    assert task['best_from'] == "the table's lowest loss" and 'is not there as it was' not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('other, named', [
+    (['--seed', '1'], 'real has seed 1, results 0: a check against real training compares runs of the same settings'),
+    (['--training-size', '200'], 'real has training_size 200, results 300'),
+    (['--method', 'sobol,hyperband', '--epochs', '3'], None),
+], ids=['another seed', 'another size', 'fine'])
+def test_a_check_against_real_training_compares_only_runs_of_the_same_settings(other, named, every_method_on_the_table,
+                                                                              pretend_training, tmp_path, capsys):
+    real = tmp_path / 'real.csv'
+    experiment.main([*TABLE_SETTINGS, '--method', 'sobol', '--evaluations', '9', '--init-points', '3', '--repetitions',
+                     '3', *other, '--quiet', '--output', str(real)])
+    arguments = ['--report', str(every_method_on_the_table[0]), '--against', str(real)]
+    if named:
+        assert named in refused(experiment.main, arguments, capsys)
+    else:
+        experiment.main(arguments)
+        assert '| hyperband | 3 |' in every_method_on_the_table[0].with_suffix('.against.md').read_text()
+
+
+def test_real_training_of_several_files_is_checked_method_by_method_each_method_once(every_method_on_the_table,
+                                                                                      pretend_training, tmp_path,
+                                                                                      capsys):
+    files = {}
+    for name, methods in (('first', 'sobol,random'), ('second', 'tpe'), ('again', 'random')):
+        files[name] = tmp_path / f'{name}.csv'
+        experiment.main([*TABLE_SETTINGS, '--method', methods, '--evaluations', '9', '--init-points', '3',
+                         '--repetitions', '3', '--quiet', '--output', str(files[name])])
+    table_run = every_method_on_the_table[0]
+    experiment.main(['--report', str(table_run), '--against', str(files['first']), str(files['second'])])
+    written = table_run.with_suffix('.against.md').read_text()
+    assert [line.split('|')[1].strip() for line in written.splitlines() if line.startswith('| ') and
+            line.split('|')[1].strip() in searches.METHODS] == ['sobol', 'random', 'tpe']
+    assert 'first and again both ran random' in refused(
+        experiment.main, ['--report', str(table_run), '--against', str(files['first']), str(files['again'])], capsys)
