@@ -16,15 +16,15 @@ from typing import NamedTuple
 
 import files
 
-MAGIC = b'searches-state 1\n'  # then the signature's 32 bytes, then the pickle
+MAGIC = b'searches-state 2\n'  # then the signature's 32 bytes, then the pickle
 KEY_FILE = 'searches-state.key'  # in the user's configuration folder: $XDG_CONFIG_HOME/bartoli-hpo or ~/.config/...
 KEY_FOLDER = 'bartoli-hpo'
 
 
 class Rounds(NamedTuple):
     """run_in_rounds' state after `done` rounds of the searches `searches_to_run` ((method, repetition) pairs) of the
-    run whose configuration hashes to `run`: its adaptive searches ((method, repetition, search) triples), their rows
-    so far, and how many planned rows it has scored."""
+    run whose configuration hashes to `run`: its adaptive searches ((method, repetition, search) triples, each search
+    pickled when saved), their rows so far, and how many planned rows it has scored."""
     run: str
     searches_to_run: list
     adaptive: list
@@ -87,13 +87,15 @@ def load(output, run, searches_to_run):
         return None, f'it is not signed with the key of this user\'s runs, {key_path()}'
     try:
         rounds = pickle.loads(data)
+        if not isinstance(rounds, Rounds) or rounds.run != run:
+            return None, 'it belongs to a run of other settings'
+        if rounds.searches_to_run != searches_to_run:
+            return None, 'it holds other searches'
+        return rounds._replace(adaptive=[(method, repetition, pickle.loads(search))
+                                         for method, repetition, search in rounds.adaptive]), None
     except Exception:  # noqa: BLE001 (signed, but from another version of the code: the replay does not need it)
         return None, 'it was written by another version of this code'
-    if not isinstance(rounds, Rounds) or rounds.run != run:
-        return None, 'it belongs to a run of other settings'
-    if rounds.searches_to_run != searches_to_run:
-        return None, 'it holds other searches'
-    return rounds, None
+
 
 
 def remove(output):

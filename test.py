@@ -17,6 +17,7 @@ if __name__ == '__main__':
     stopping.exit_while_starting('nothing was written')
 
 import argparse
+import contextlib
 import itertools
 import os
 
@@ -27,6 +28,7 @@ import comparison
 import files
 import local_training
 import network
+import proposals
 import report
 import results
 import rung_weights
@@ -63,6 +65,9 @@ SCHEDULE = 'after'
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 RAY = None  # train on a Ray cluster: 'auto' (the one running here), 'local' (start one here), 'HOST:PORT'; None: here
 RAY_WORKER_CPUS = None  # with RAY on CPU: torch threads per worker; None: 4 (a node's CPUs where it has fewer)
+# Processes that the adaptive searches' proposals are shared among (the same points whatever the number); None: the
+# cores this process may use, once a round's proposals take a second here (proposals.HANDOFF_SECONDS); 1: here
+PROPOSAL_PROCESSES = None
 DATA_DIR = 'data'  # where the datasets are, or are downloaded to
 OUTPUT = 'results.csv'  # one row per evaluation; rerunning the same command resumes it
 
@@ -123,6 +128,10 @@ def build_parser():
     computation.add_argument('--schedule', choices=SCHEDULE_NAMES, default=SCHEDULE,
                              help='with populations, when the Sobol and random points train: after the guided '
                                   'searches, or a share alongside each of their rounds')
+    computation.add_argument('--proposal-processes', type=int, default=PROPOSAL_PROCESSES, metavar='N',
+                             help="worker processes that the guided and multi-fidelity searches' proposals are shared "
+                                  'among, the same points whatever N (None: the cores this process may use, once a '
+                                  "round's proposals take over a second here; 1: in this process)")
     computation.add_argument('--ray', default=RAY, metavar='ADDRESS',
                              help='train on a Ray cluster: auto (the one running here), local (start one here), '
                                   'HOST:PORT')
@@ -167,6 +176,8 @@ def check_arguments(parser, args):
     if args.population is None:
         args.population = default_population(args.device)
     command_line.check_positive_integers(parser, args, 'population')
+    if args.proposal_processes is not None:
+        command_line.check_positive_integers(parser, args, 'proposal_processes')
     if args.ray_worker_cpus is not None:
         command_line.check_positive_integers(parser, args, 'ray_worker_cpus')
     if args.ray == '':
@@ -192,7 +203,8 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     """The searches, (method, repetition) pairs, to the end of their budgets. The adaptive ones (guided, multi-fidelity)
     advance in lockstep rounds: each asks every one for its next points (a guided search's one, a Hyperband rung),
     trains them in populations with an even share of the planned rows (--schedule rounds; else those train after the
-    rounds), and tells each search its rows. After each round that records new rows the searches are saved
+    rounds), and tells each search its rows; the searches propose here or in --proposal-processes worker processes
+    (proposals.py), the same points. After each round that records new rows the searches are saved
     (search_states), and a resume continues them from there. Returns the adaptive searches' rows, then the planned
     ones."""
     settings = results_file.settings
@@ -208,24 +220,26 @@ def run_in_rounds(searches_to_run, training, args, results_file):
     for row in planned[:shared]:  # scored in the rounds before the stop
         row.update(results_file.recorded_scores(row))
     total = max([search.rounds if search.multi_fidelity else args.evaluations for _, _, search in adaptive], default=1)
-    for rounds in itertools.count(done + 1):  # the planned rows are shared over the `total` rounds of the longest one
-        asked = [[searches.answered_from_cache(row, rows) if searches.is_guided(method) else row
-                  for row in settings.rows_of(method, repetition, search.ask(), len(rows) + 1)]
-                 for (method, repetition, search), rows in zip(adaptive, adaptive_rows)]
-        if not any(asked):
-            break
-        end = len(planned) * min(rounds, total) // total if args.schedule == 'rounds' else 0
-        scored = score_and_record([row for new in asked for row in new] + planned[shared:end], training, args,
-                                  results_file)
-        shared = max(shared, end)
-        for (_, _, search), rows, new in zip(adaptive, adaptive_rows, asked):
-            rows += new
-            if new:
-                search.tell(new)
-        if not all(map(results_file.holds, scored)):  # a round replayed from the file saves nothing, changes nothing
-            search_states.save(args.output, search_states.Rounds(search_states.run_hash(results_file.configuration),
-                                                                 searches_to_run, adaptive, adaptive_rows, shared,
-                                                                 rounds))
+    with contextlib.closing(proposals.proposing(adaptive, args.proposal_processes or len(os.sched_getaffinity(0)),
+                                                at_once=args.proposal_processes is not None)) as proposer:
+        for rounds in itertools.count(done + 1):  # the planned rows are shared over the `total` rounds of the longest
+            asked = [[searches.answered_from_cache(row, rows) if searches.is_guided(method) else row
+                      for row in settings.rows_of(method, repetition, points, len(rows) + 1)]
+                     for (method, repetition, _), rows, points in zip(adaptive, adaptive_rows, proposer.ask())]
+            if not any(asked):
+                break
+            end = len(planned) * min(rounds, total) // total if args.schedule == 'rounds' else 0
+            scored = score_and_record([row for new in asked for row in new] + planned[shared:end], training, args,
+                                      results_file)
+            shared = max(shared, end)
+            for rows, new in zip(adaptive_rows, asked):
+                rows += new
+            proposer.tell(asked)
+            if not all(map(results_file.holds, scored)):  # a round replayed from the file saves nothing
+                search_states.save(args.output, search_states.Rounds(
+                    search_states.run_hash(results_file.configuration), searches_to_run,
+                    [(method, repetition, pickled) for (method, repetition, _), pickled in
+                     zip(adaptive, proposer.pickled())], adaptive_rows, shared, rounds))
     score_and_record(planned[shared:], training, args, results_file)
     return [row for rows in adaptive_rows for row in rows] + planned
 
@@ -381,7 +395,7 @@ def main(argv=None, *, splits=None):
                 report.print_search_tables(rows, args)
         except (KeyboardInterrupt, files.WriteError) as error:
             end_run(parser, error, results_file, 'run the same command again to resume')
-        except (results.ResumeMismatchError, rung_weights.MissingWeightsError) as error:
+        except (results.ResumeMismatchError, rung_weights.MissingWeightsError, proposals.ProposalsError) as error:
             parser.fail(1, str(error))
         except table.TableError as error:
             parser.error(f'--table: {error}')
