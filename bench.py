@@ -27,10 +27,10 @@ shrink it.
 --profile K prints torch.profiler's table of the operations (and on a GPU the kernels) of one training step of a
 population of K.
 
---proposals FILE times each guided method's proposals in results file FILE: its searches run again from their
-seeds, told the rows the file records, as a resume replays them, and each ask() is timed; nothing is trained. A
-proposal other than the recorded point (another CPU's rounding, as Optuna's GP fit on another machine gives) is
-counted and the search told the recorded row, so the times are those of a search like the recorded one.
+--proposals TABLE times a fixed study on benchmark table TABLE (its settings; the eight methods, --repetitions 20,
+--evaluations 49) run by test.py in a temporary folder at each of --processes (1 and 2: its --proposal-processes),
+side by side in one run: each one's wall time, its speed-up over the first, whether every run wrote the same CSV,
+and how the first run's proposals split between the methods. Nothing trains on a table: its time is the searches'.
 
 --fidelity FILE measures how closely benchmark table FILE (a finished grid run with curves, see table.py) answers
 for real training: --points seeded random points of its box (not grid points) are trained for real with its
@@ -51,6 +51,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import multiprocessing
@@ -69,8 +70,8 @@ import command_line
 import dataset_management
 import local_training
 import network
+import proposals
 import report
-import results
 import searches
 import table
 import test  # the experiment whose training time is estimated
@@ -99,7 +100,11 @@ WEIGHT_DECAY = 0.0005
 # The flags each mode uses besides --batch-size, --device and --seed: any other given is refused
 MODE_FLAGS = {'rates': ('dataset', 'images', 'populations', 'json'), 'profile': ('dataset', 'profile'),
               'experiment': ('experiment', 'dataset', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
-              'proposals': ('proposals', 'json'), 'fidelity': ('fidelity', 'points', 'data_dir', 'json')}
+              'proposals': ('proposals', 'repetitions', 'evaluations', 'processes', 'json'),
+              'fidelity': ('fidelity', 'points', 'data_dir', 'json')}
+PROPOSAL_REPETITIONS = 20  # --proposals: the fixed study's repetitions (of every method)
+PROPOSAL_EVALUATIONS = 49  # --proposals: the fixed study's evaluations per search (a square, for grid)
+PROPOSAL_PROCESSES = (1, 2)  # --proposals: test.py's --proposal-processes, each timed
 FIDELITY_POINTS = 20  # --fidelity: random points trained for real
 # --fidelity's points are those of random search in repetition 0, which no run has: seeds no table or study uses
 FIDELITY_REPETITION = 0
@@ -399,41 +404,64 @@ def run_experiment(args, device, name):
 
 
 def time_proposals(parser, args):
-    """--proposals FILE: each guided method's searches in the results file replayed from their seeds, told its
-    recorded rows as a resume tells them; print the seconds its asks took, in all and per ask."""
-    path = args.proposals
+    """--proposals TABLE: the fixed study on the table at each number of processes (see the module's docstring)."""
     try:
-        loaded = results.load_run(path)
+        settings = table.load(args.proposals).settings
     except ValueError as error:
         parser.error(f'--proposals: {error}')
-    run, recorded = loaded.settings, loaded.recorded
-    guided = list(filter(searches.is_guided, run.method))
-    if not guided:
-        parser.error(f'--proposals {path}: its methods ({", ".join(run.method)}) have no guided search to time')
-    seconds, asks, other_points = dict.fromkeys(guided, 0.0), dict.fromkeys(guided, 0), dict.fromkeys(guided, 0)
-    for method in guided:
-        for repetition in range(1, run.repetitions + 1):
-            search = run.search(method, repetition)
-            for iteration in range(1, run.evaluations + 1):
-                if (method, repetition, iteration) not in recorded:  # an unfinished file: its searches so far
-                    break
+    study = ['--dataset', settings.dataset, '--validation-size', str(settings.validation_size), '--training-size',
+             str(settings.training_size), '--epochs', str(settings.epochs), '--batch-size', str(settings.batch_size),
+             '--learning-rate-bounds', *map(str, settings.learning_rate_bounds), '--weight-decay-bounds',
+             *map(str, settings.weight_decay_bounds), '--lr-scale', settings.lr_scale, '--method',
+             ','.join(searches.METHODS), '--evaluations', str(args.evaluations), '--repetitions', str(args.repetitions),
+             '--table', os.path.abspath(args.proposals), '--quiet']
+    seconds, by_method, written = [], {}, []
+    with tempfile.TemporaryDirectory() as folder:
+        for count in args.processes:
+            output = os.path.join(folder, f'processes-{count}.csv')
+            with contextlib.ExitStack() as stack:
+                if not by_method:  # the first run: each search's asks timed
+                    stack.enter_context(timed_asks(by_method))
+                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
                 start = time.perf_counter()
-                points = search.ask()
-                seconds[method] += time.perf_counter() - start
-                asks[method] += 1
-                row, asked = recorded[method, repetition, iteration], run.rows_of(method, repetition, points,
-                                                                                   iteration)[0]
-                other_points[method] += (row['learning_rate'], row['weight_decay']) != (asked['learning_rate'],
-                                                                                        asked['weight_decay'])
-                search.tell([row])
-    columns = [('Method', '{}'), ('Asks', '{}'), ('Other points', '{}'), ('Seconds', '{:.1f}'),
-               ('Per ask (ms)', '{:.1f}')]
-    report.print_table(report.Table(f'Proposals of the guided searches in {path}, replayed (other points: proposals '
-                                    'that differ from the recorded ones)', columns,
-                                    [(method, asks[method], other_points[method], seconds[method],
-                                      1000 * seconds[method] / asks[method]) for method in guided if asks[method]]))
+                test.main([*study, '--proposal-processes', str(count), '--output', output])
+                seconds.append(time.perf_counter() - start)
+            with open(output) as file:
+                written.append(file.read())
+    same = all(text == written[0] for text in written)
+    report.print_table(report.Table(
+        f'The eight methods on {args.proposals}, {args.repetitions} repetitions of {args.evaluations} evaluations: '
+        f'wall time by the processes proposing (the same CSV each time: {"yes" if same else "NO"})',
+        [('Processes', '{:d}'), ('Seconds', '{:.1f}'), ('Speed-up', '{:.2f}')],
+        [(count, spent, seconds[0] / spent) for count, spent in zip(args.processes, seconds)]))
+    total = sum(by_method.values())
+    report.print_table(report.Table(
+        f'Where the time of the proposals goes ({args.processes[0]} process{"es" * (args.processes[0] > 1)}, '
+        f'{total:.1f} s of asks in all)', [('Method', '{}'), ('Seconds', '{:.1f}'), ('Share', '{:.1%}')],
+        [(method, spent, spent / total) for method, spent in by_method.items()]))
     if args.json:
-        print(json.dumps({'file': path, 'asks': asks, 'other_points': other_points, 'seconds': seconds}))
+        print(json.dumps({'table': args.proposals, 'processes': list(args.processes), 'seconds': seconds,
+                          'same_csv': same, 'ask_seconds': by_method}))
+
+
+@contextlib.contextmanager
+def timed_asks(by_method):
+    """While it lasts, the searches proposing in this process time each search's asks, summed by method into
+    by_method (their points unchanged)."""
+    def ask(here):
+        points = []
+        with proposals.one_thread():
+            for method, _, search in here.adaptive:
+                start = time.perf_counter()
+                points.append(search.ask())
+                by_method[method] = by_method.get(method, 0.0) + time.perf_counter() - start
+        return points
+    original = proposals.Here.ask
+    proposals.Here.ask = ask
+    try:
+        yield
+    finally:
+        proposals.Here.ask = original
 
 
 def agreement(first, second):
@@ -499,9 +527,9 @@ def build_parser():
                       help="print torch.profiler's table of one training step of a population of K")
     what.add_argument('--experiment', action='store_true',
                       help="run test.py's experiment end to end on synthetic data and time its parts")
-    what.add_argument('--proposals', metavar='FILE',
-                      help="time each guided method's proposals in results file FILE, replaying its searches with "
-                           'the rows it records (nothing is trained)')
+    what.add_argument('--proposals', metavar='TABLE',
+                      help='time a fixed study of the eight methods on benchmark table TABLE at each number of '
+                           '--processes proposing, side by side')
     what.add_argument('--fidelity', metavar='FILE',
                       help='how closely benchmark table FILE answers for real training at random points, beside '
                            'its replicas\' agreement (the training noise)')
@@ -511,6 +539,11 @@ def build_parser():
     parser.add_argument('--epochs', type=int, help=f'--experiment: training epochs per network (None: {EPOCHS})')
     parser.add_argument('--repetitions', type=int,
                         help=f'--experiment: repetitions per search (None: {REPETITIONS})')
+    parser.add_argument('--evaluations', type=int, help=f'--proposals: evaluations per search (None: '
+                                                        f'{PROPOSAL_EVALUATIONS})')
+    parser.add_argument('--processes', type=int, nargs='+', metavar='N',
+                        help=f"--proposals: test.py's --proposal-processes, each timed (None: "
+                             f"{' '.join(map(str, PROPOSAL_PROCESSES))})")
     parser.add_argument('--schedule', choices=test.SCHEDULE_NAMES,
                         help=f"--experiment: test.py's --schedule (None: {test.SCHEDULE})")
     return parser
@@ -525,7 +558,9 @@ def check_flags_of_mode(parser, args):
             without = {'rates': 'without --experiment'}.get(mode, f'with --{mode}')
             parser.error(f'{command_line.flag(name)} has no effect {without}')
     defaults = dict(dataset=DATASET, populations=POPULATIONS[torch.device(args.device).type], epochs=EPOCHS,
-                    repetitions=REPETITIONS, schedule=test.SCHEDULE, points=FIDELITY_POINTS, data_dir=DATA_DIR)
+                    repetitions=PROPOSAL_REPETITIONS if mode == 'proposals' else REPETITIONS,
+                    evaluations=PROPOSAL_EVALUATIONS, processes=PROPOSAL_PROCESSES, schedule=test.SCHEDULE,
+                    points=FIDELITY_POINTS, data_dir=DATA_DIR)
     defaults['images'] = IMAGES or training_split_size(args.dataset or DATASET)
     for name, default in defaults.items():
         if getattr(args, name) is None:
@@ -539,7 +574,7 @@ def main(argv=None):
     device, name = torch.device(args.device), network.device_name(args.device)
     check_flags_of_mode(parser, args)
     command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions',
-                                         'points')
+                                         'points', 'evaluations', 'processes')
     if args.profile is not None:
         command_line.check_positive_integers(parser, args, 'profile')
     if args.seed < 0:

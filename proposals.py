@@ -1,14 +1,17 @@
 """The adaptive searches' proposals, here or in worker processes: between rounds each search asks for its next points
 from its own rows alone, so the searches of a run can be spread over processes, each worker owning its share for the
-whole run (rows go to it, points come back). Every search proposes what it would in one process: the CSV is the same
-whatever the number of processes.
+whole run (rows go to it, points come back). Every search proposes on one thread, here as in a worker: a Gaussian
+process of 30 evaluations or more fitted with another number of BLAS threads differs in its last digits, and so its
+next point; so the CSV is the same whatever the number of processes, and of the machine's cores.
 """
+import contextlib
 import multiprocessing
 import pickle
 import signal
 import time
 
 import threadpoolctl
+import torch
 
 import stopping
 
@@ -22,6 +25,19 @@ class ProposalsError(Exception):
     """A worker process that proposed points died (killed, out of memory); one line naming a search it held."""
 
 
+@contextlib.contextmanager
+def one_thread():
+    """numpy's and scipy's BLAS and torch (Optuna's Gaussian process computes with it) on one thread, as before
+    afterwards."""
+    threads = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(1, user_api='blas'):
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
 class Here:
     """The searches ((method, repetition, search) triples) proposing in this process."""
 
@@ -29,8 +45,9 @@ class Here:
         self.adaptive = adaptive
 
     def ask(self):
-        """Each search's next points ([] once its budget is spent)."""
-        return [search.ask() for _, _, search in self.adaptive]
+        """Each search's next points ([] once its budget is spent), proposed on one thread."""
+        with one_thread():
+            return [search.ask() for _, _, search in self.adaptive]
 
     def tell(self, rows):
         """Tell each search its scored rows of the last ask, where it asked any."""
@@ -51,9 +68,6 @@ def serve(connection):
     pipe closes (the driver stopped, or died). Stop signals are the driver's to answer; one BLAS thread per worker."""
     for number in stopping.SIGNALS:
         signal.signal(number, signal.SIG_IGN)
-    threadpoolctl.threadpool_limits(1)  # numpy's and scipy's BLAS
-    import torch  # Optuna's Gaussian process computes with it (the proposals are the same on any number of threads)
-    torch.set_num_threads(1)
     owned = []
     while True:
         try:
@@ -65,7 +79,8 @@ def serve(connection):
                 owned = [pickle.loads(data) for data in argument]
                 reply = None
             elif request == 'ask':
-                reply = [search.ask() for search in owned]
+                with one_thread():
+                    reply = [search.ask() for search in owned]
             elif request == 'tell':
                 for search, rows in zip(owned, argument):
                     if rows:

@@ -196,12 +196,13 @@ def start_and_stop(output, rows, stop_signal, arguments):
 
 
 class FakeResultsFile:
-    """What the searches need of a results.ResultsFile: the run's settings (of its parsed flags), the scores a file
-    records, by iteration, and the rows appended."""
+    """What the searches need of a results.ResultsFile: the run's settings (of its parsed flags) and configuration, the
+    scores a file records, by iteration, and the rows appended."""
 
     def __init__(self, args, recorded=None):
         import run_settings
         self.settings = run_settings.Settings.of(args)
+        self.configuration = self.settings.saved()
         self.recorded, self.appended = recorded or {}, []
 
     def recorded_scores(self, row):

@@ -8,14 +8,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import read_rows, run_script, typed_rows
+from conftest import run_script
 
 import bench
 import dataset_management
 import network
-import searches
 import stopping
-import test as experiment
 
 
 def test_the_authors_dataset_reads_the_values_the_tensor_paths_train_on():
@@ -192,36 +190,12 @@ def test_an_experiment_stopped_says_nothing_was_kept_and_leaves_no_folder(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_proposals_of_a_results_file_are_replayed_and_timed_per_guided_method(pretend_training, tmp_path,
-                                                                                  capsys):
-    output = tmp_path / 'results.csv'
-    experiment.main(['--dataset', 'digits', '--device', 'cpu', '--evaluations', '6', '--init-points', '2',
-                     '--repetitions', '2', '--method', 'tpe,sobol,bayesian', '--output', str(output)])
-    capsys.readouterr()
-    asks = []
-    ask = searches.OptunaSearch.ask
-    with pytest.MonkeyPatch.context() as patch:  # each ask replays the recorded point
-        patch.setattr(searches.OptunaSearch, 'ask', lambda search: asks.append(ask(search)) or asks[-1])
-        bench.main(['--proposals', str(output), '--json'])
+def test_the_proposals_of_a_study_on_a_table_are_timed_at_each_number_of_processes(digits_table, capsys):
+    bench.main(['--proposals', str(digits_table), '--repetitions', '2', '--evaluations', '9', '--processes', '1', '2',
+                '--json'])
     out = capsys.readouterr().out
     figures = json.loads(out.splitlines()[-1])
-    assert figures['asks'] == {'tpe': 12, 'bayesian': 12} and all(value > 0 for value in figures['seconds'].values())
-    recorded = [{'learning_rate': row['learning_rate'], 'weight_decay': row['weight_decay']}
-                for row in typed_rows(output) if row['method'] == 'tpe']
-    replayed = asks[-12:]  # reading the file replayed the init points first (the plan's check), then bench
-    assert sorted(point[0]['learning_rate'] for point in replayed) == sorted(row['learning_rate'] for row in recorded)
-    assert 'Proposals of the guided searches' in out
-    assert figures['other_points'] == {'tpe': 0, 'bayesian': 0}
-    whole = output.read_text()
-    lines = whole.splitlines(keepends=True)
-    output.write_text(''.join(lines[:8]))  # 7 rows: the first round's 4, then tpe's 2 and one of bayesian's
-    bench.main(['--proposals', str(output), '--json'])
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])['asks'] == {'tpe': 4, 'bayesian': 3}
-    output.write_text(whole)
-    rows = read_rows(output)
-    other = next(row for row in rows if (row['method'], row['repetition'], row['iteration']) == ('tpe', '1', '3'))
-    other['learning_rate'] = repr(float(other['learning_rate']) * (1 - 1e-12))  # as another CPU's rounding
-    output.write_text(','.join(rows[0]) + '\n' + ''.join(','.join(row.values()) + '\n' for row in rows))
-    bench.main(['--proposals', str(output), '--json'])
-    figures = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert figures['asks'] == {'tpe': 12, 'bayesian': 12} and figures['other_points'] == {'tpe': 1, 'bayesian': 0}
+    assert figures['processes'] == [1, 2] and len(figures['seconds']) == 2 and figures['same_csv'] is True
+    assert set(figures['ask_seconds']) == {'bayesian', 'bayesian-library', 'tpe', 'gp', 'hyperband'}  # the adaptive
+    assert all(seconds > 0 for seconds in [*figures['seconds'], *figures['ask_seconds'].values()])
+    assert 'wall time by the processes proposing (the same CSV each time: yes)' in out

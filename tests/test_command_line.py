@@ -245,7 +245,8 @@ def test_help_groups_the_flags_into_the_experiment_its_computation_and_its_files
         '--dataset', '--validation-size', '--training-size', '--batch-size', '--method', '--evaluations',
         '--init-points', '--epochs', '--repetitions', '--learning-rate-bounds', '--weight-decay-bounds', '--lr-scale',
         '--seed', '--curves', '--table']
-    assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--ray', '--ray-worker-cpus']
+    assert groups['how it is computed'] == ['--device', '--population', '--schedule', '--proposal-processes', '--ray',
+                                           '--ray-worker-cpus']
     assert groups['the files'] == ['--data-dir', '--output', '--fresh', '--report', '--across', '--against',
                                   '--quiet']
     assert {'--device', '--data-dir'} <= set(re.findall(r'^  (--[a-z-]+)', network_help(), flags=re.M))
@@ -296,7 +297,7 @@ def test_network_py_refuses_bad_input_in_one_line(arguments, named, capsys):
                                               (['--proposals', 'r.csv', '--dataset', 'mnist'],
                                                '--dataset has no effect with --proposals'),
                                               (['--dataset', 'svhn'], "invalid choice: 'svhn'"),
-                                              (['--proposals', 'missing.csv'], 'missing.config.json'),
+                                              (['--proposals', 'missing.csv'], 'missing.csv is not a table: there is no such file'),
                                               (['--proposals', 'r.csv', '--experiment'], 'not allowed with')])
 def test_bench_py_refuses_bad_input_in_one_line_before_measuring(arguments, named, monkeypatch, capsys):
     for measure in ('model_epochs_per_second', 'profile_step', 'run_experiment'):
