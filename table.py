@@ -90,6 +90,14 @@ class Table:
         """The point as the searches see it."""
         return math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay
 
+    def evaluate(self, learning_rate, weight_decay, epochs, seed=0):
+        """The scores ({name: value} for SCORES) of the network of this seed trained `epochs` epochs at this point, by
+        the rule a run on the table answers with (see curve): for any optimiser, without test.py. The learning rate as
+        trained (not its log10); TableError for a point outside the table's box or epochs outside 1 to its epochs."""
+        if not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= self.curves.shape[3]:
+            raise TableError(f'epochs {epochs!r} is not a whole number from 1 to the table\'s {self.curves.shape[3]}')
+        return dict(zip(SCORES, map(float, self.curve(learning_rate, weight_decay, seed)[epochs - 1])))
+
     def scores(self, row, *, curve_from=None):
         """The row's scores at its epochs (see curve), with `seconds` 0; with curve_from (the epochs its network had
         before), also its curve: the scores after each epoch it adds."""

@@ -179,6 +179,21 @@ def test_a_log_scale_table_interpolates_in_log10_of_the_learning_rate():
     assert answering.curve(0.001, 0.5, 0)[0, 0] == pytest.approx(1 / 3)
 
 
+def test_evaluate_answers_any_optimiser_as_a_run_on_the_table_does_and_refuses_what_it_cannot_answer():
+    curves = np.random.default_rng(1).uniform(0.2, 0.8, (2, 3, 3, 5, 4))
+    answering = table.Table([[-4.0, -2.0, 0.0], [0.0, 0.5, 1.0]], curves, log_learning_rate=True)
+    row = {'learning_rate': 0.003, 'weight_decay': 0.2, 'seed': 7, 'epochs': 4}
+    expected = {name: value for name, value in answering.scores(row).items() if name != 'seconds'}
+    assert answering.evaluate(0.003, 0.2, 4, seed=7) == expected
+    assert answering.evaluate(0.003, 0.2, 4, seed=7)['val_loss'] == answering.curve(0.003, 0.2, 7)[3, 0]
+    assert answering.evaluate(0.01, 0.5, 5) == dict(zip(table.SCORES, curves[0, 1, 1, 4]))  # a grid point
+    for epochs in (0, 6, 2.5):
+        with pytest.raises(table.TableError, match=f"epochs {epochs} is not a whole number from 1 to the table's 5"):
+            answering.evaluate(0.003, 0.2, epochs)
+    with pytest.raises(table.TableError, match="the point 0.3010.* is outside the table's range -4.0 to 0.0"):
+        answering.evaluate(2.0, 0.2, 4)
+
+
 def test_a_point_outside_the_tables_box_is_refused():
     answering = synthetic_table([[0.0, 0.0], [1.0, 1.0]], 0.1)
     with pytest.raises(table.TableError, match="the point 1.5 is outside the table's range 0.0 to 1.0"):
