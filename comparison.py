@@ -74,7 +74,7 @@ def tasks_of(paths):
         if same in seen:
             raise ValueError(f'{seen[same]} and {path} are the same file: each task once')
         seen[same] = path
-    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    names = [os.path.basename(files.path_beside(path, '')) for path in paths]
     runs = [results.load_run(path) for path in paths]
     for run in runs:
         if not run.recorded:
@@ -236,7 +236,7 @@ def report_across(paths, output=None):
     cannot be read or the tasks are not alike, files.WriteError if a file cannot be written."""
     tasks = tasks_of(paths)
     output = output or paths[0]
-    results.check_path(output, fresh=False)
+    results.check_path(output, fresh=False, gzipped=True)
     check_alike(tasks)
     settings = tasks[0].settings
     methods = list(settings.method)
@@ -342,7 +342,7 @@ def report_against(table_path, real_paths):
     table_task, *real_tasks = tasks_of([table_path, *real_paths])
     if table_task.settings.table is None or any(task.settings.table is not None for task in real_tasks):
         raise ValueError(f'{table_path} must be a run on a table and {", ".join(real_paths)} runs without')
-    results.check_path(table_path, fresh=False)
+    results.check_path(table_path, fresh=False, gzipped=True)
     rows, overall = against(table_task, real_tasks)
     real_name = ' and '.join(task.name for task in real_tasks)
     side_by_side = report.Table(

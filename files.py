@@ -15,8 +15,9 @@ FIGURES = ('convergence', 'convergence-model-epochs', 'points', 'sobol-vs-random
 
 
 def path_beside(output, suffix):
-    """A file named after the results CSV: results.csv, '.summary.json' -> results.summary.json."""
-    return os.path.splitext(output)[0] + suffix
+    """A file named after the results CSV, plain or gzipped: results.csv (or results.csv.gz), '.summary.json' ->
+    results.summary.json."""
+    return (output[:-len('.csv.gz')] if output.endswith('.csv.gz') else os.path.splitext(output)[0]) + suffix
 
 
 def configuration_path(output):

@@ -475,7 +475,7 @@ def report_file(path):
     """--report FILE: print the tables of results file `path` and write its summaries and plots, with the settings its
     configuration saved (checked as the flags are); nothing is trained. ValueError (one line) if it cannot be read or
     records nothing, files.WriteError if a file cannot be written (its previous version kept)."""
-    results.check_path(path, fresh=False)  # its summaries and plots are written beside it
+    results.check_path(path, fresh=False, gzipped=True)  # its summaries and plots are written beside it
     run = results.load_run(path)
     if not run.recorded:
         raise ValueError(f'{path}: the file records no evaluation yet')

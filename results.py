@@ -278,12 +278,12 @@ def same_evaluation(repeat, original):
 
 
 def read(path, settings, results_format=FORMAT):
-    """The rows a results file in `results_format` records, by (method, repetition, iteration), and how many of its
-    bytes to keep: a last line cut while it was being written (it has no newline yet) is dropped. ValueError (one
-    line) for any other content a run of these settings could not have written; OSError if the file cannot be
-    read. Each row carries its epochs_before, as the plan makes it."""
+    """The rows a results file in `results_format` (gzipped where its name ends in .gz) records, by (method,
+    repetition, iteration), and how many of its bytes to keep: a last line cut while it was being written (it has no
+    newline yet) is dropped. ValueError (one line) for any other content a run of these settings could not have
+    written; OSError if the file cannot be read. Each row carries its epochs_before, as the plan makes it."""
     columns = COLUMNS_OF_FORMAT[results_format]
-    with open(path, 'rb') as file:
+    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:  # a finished run, gzipped to commit it
         data = file.read()
     keep = data.rfind(b'\n') + 1
     cut_line = data[keep:].decode('utf-8', errors='replace')
@@ -373,10 +373,14 @@ def move_aside(path):
     return moves
 
 
-def check_path(path, *, fresh):
-    """ResultsFileError (one line) unless `path` can be a results CSV: a name ending in .csv in a folder that exists
-    and can be written, where it and the files beside it (and with fresh, their names moved aside) can be made."""
-    if not path.endswith('.csv') or os.path.basename(path) == '.csv' or '\0' in path:
+def check_path(path, *, fresh, gzipped=False):
+    """ResultsFileError (one line) unless `path` can be a results CSV: a name ending in .csv (with gzipped, a report's
+    file, also .csv.gz) in a folder that exists and can be written, where it and the files beside it (and with fresh,
+    their names moved aside) can be made."""
+    if path.endswith('.csv.gz') and not gzipped:
+        raise ResultsFileError(f'{path}: a run writes a plain .csv (gzip it once it is finished: --report reads it so)')
+    if not path.endswith(('.csv', '.csv.gz') if gzipped else '.csv') or os.path.basename(path) in (
+            '.csv', '.csv.gz') or '\0' in path:
         raise ResultsFileError(f'{path!r} is not a results file name: it must end in .csv, as results.csv does')
     folder = os.path.dirname(path) or '.'
     if not os.path.isdir(folder):  # not normalised: a/missing/../r.csv has no folder
@@ -668,5 +672,5 @@ def load_run(path):
     settings, results_format = saved_settings(path, saved)
     try:
         return Run(path, settings, saved, read(path, settings, results_format)[0])
-    except OSError as error:
-        raise ResultsFileError(f'{path} cannot be read ({error.strerror})') from None
+    except (OSError, EOFError) as error:  # EOFError: a gzipped file cut short
+        raise ResultsFileError(f'{path} cannot be read ({getattr(error, "strerror", None) or error})') from None

@@ -2,6 +2,7 @@
 normalised regret, ranks and the Friedman test computed independently on handmade rows, the refusals, and the files
 and plots written."""
 import argparse
+import gzip
 import json
 import math
 import shutil
@@ -110,6 +111,35 @@ def test_a_report_across_files_prints_and_writes_its_tables_and_plots(pretend_tr
     assert again.read_text() == (tmp_path / 'first.across.json').read_text()  # the bootstrap is seeded
     experiment.main(['--report', str(first), '--across', str(tmp_path / 'alone.csv')])  # one task: over repetitions
     assert json.loads((tmp_path / 'alone.across.json').read_text())['ranks']['5']['blocks'] == 3
+
+
+def gzipped(path):
+    """The results file at `path` gzipped in its place (NAME.csv -> NAME.csv.gz): its path."""
+    target = path.parent / (path.name + '.gz')
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return target
+
+
+def test_finished_runs_gzipped_report_as_they_did_plain_and_a_run_writes_no_gzip(pretend_training, tmp_path, capsys):
+    first, second = task_file(tmp_path, 'first'), task_file(tmp_path, 'second', seed=1)
+    experiment.main(['--report', str(first)])
+    experiment.main(['--report', str(first), str(second)])
+    written = ('first.summary.json', 'first.summary.md', 'first.across.json')
+    plain = {name: (tmp_path / name).read_bytes() for name in written}
+    first, second = gzipped(first), gzipped(second)
+    for name in written:
+        (tmp_path / name).unlink()
+    experiment.main(['--report', str(first)])
+    experiment.main(['--report', str(first), str(second)])
+    assert {name: (tmp_path / name).read_bytes() for name in written} == plain
+    cut = tmp_path / 'cut.csv.gz'
+    cut.write_bytes(first.read_bytes()[:-20])
+    shutil.copy(tmp_path / 'first.config.json', tmp_path / 'cut.config.json')
+    assert f'{cut} cannot be read (Compressed file ended before the end-of-stream marker was reached)' in refused(
+        experiment.main, ['--report', str(cut)], capsys)
+    assert f'{first}: a run writes a plain .csv (gzip it once it is finished: --report reads it so)' in refused(
+        experiment.main, [*small_run(), '--output', str(first)], capsys)
 
 
 @pytest.mark.parametrize('other, named', [

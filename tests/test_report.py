@@ -2,8 +2,10 @@
 --report, which rebuilds them from a results file without training."""
 import json
 import math
+import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 from scipy import stats
 from conftest import ROOT, refused, run_script, small_run, snapshot, typed_rows
 
+import files
 import network
 import report
 import results
@@ -75,18 +78,23 @@ def test_fewer_than_two_repetitions_get_no_deviation_and_no_test_printed_as_numb
     assert summary['table_1']['sobol']['std_val_loss'] is None
 
 
-STUDIES = sorted((ROOT / 'studies').glob('*.csv'))
+STUDIES = sorted([*(ROOT / 'studies').glob('*.csv'), *(ROOT / 'studies').glob('*.csv.gz')])
 
 
-@pytest.mark.parametrize('study', STUDIES, ids=lambda path: path.stem)
+@pytest.mark.parametrize('study', STUDIES, ids=lambda path: path.name.split('.')[0])
 def test_report_on_a_copy_of_a_committed_study_gives_its_committed_summaries(study, tmp_path, monkeypatch):
     for plot in ('plot_convergence', 'plot_points', 'plot_unit_square'):  # drawn, not compared: the tests above
         monkeypatch.setattr(report, plot, lambda *_, **__: None)       # check the plots (about 5 s a study)
-    for suffix in ('.csv', '.config.json'):
-        shutil.copy(study.with_suffix(suffix), tmp_path / f'study{suffix}')
-    experiment.main(['--report', str(tmp_path / 'study.csv'), '--quiet'])
-    for suffix in ('.summary.json', '.summary.md'):
-        assert (tmp_path / f'study{suffix}').read_text() == study.with_suffix(suffix).read_text(), suffix
+    copy = tmp_path / ('study.csv.gz' if study.name.endswith('.gz') else 'study.csv')
+    shutil.copy(study, copy)
+    shutil.copy(files.configuration_path(str(study)), files.configuration_path(str(copy)))
+    experiment.main(['--report', str(copy), '--quiet'])
+    committed = [suffix for suffix in ('.summary.json', '.summary.md')  # a large summary.md is not committed
+                 if os.path.exists(files.path_beside(str(study), suffix))]
+    assert '.summary.json' in committed
+    for suffix in committed:
+        assert (Path(files.path_beside(str(copy), suffix)).read_text()
+                == Path(files.path_beside(str(study), suffix)).read_text()), suffix
 
 
 def rows_of(method, losses_by_repetition):
