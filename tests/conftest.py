@@ -215,6 +215,15 @@ class FakeResultsFile:
         self.appended += rows
 
 
+@pytest.fixture(autouse=True)
+def proposals_here(monkeypatch):
+    """The searches propose in the test's process unless a test asks for workers (--proposal-processes N, or
+    proposals.HANDOFF_SECONDS set): a slow round on a loaded machine would otherwise hand them to workers, where
+    what a test patched or counts in its process does not reach."""
+    import proposals
+    monkeypatch.setattr(proposals, 'HANDOFF_SECONDS', float('inf'))
+
+
 @pytest.fixture
 def stop_handlers(monkeypatch):
     """The scripts' stop handlers (stopping.raise_when_stopped) for the test, the process's own restored after it."""
