@@ -129,6 +129,12 @@ def curve_lines(rows, *, header):
     return text.getvalue()
 
 
+
+def read_bytes(path):
+    """The contents of file `path`, gunzipped where its name ends in .gz."""
+    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
+        return file.read()
+
 def read_curves(path, recorded):
     """The curves in curves file `path` (gzipped if its name ends in .gz) of the recorded rows, {(method, repetition,
     iteration): [[val_loss, val_accuracy, test_loss, test_accuracy] after each epoch its training added]}, and how
@@ -136,8 +142,7 @@ def read_curves(path, recorded):
     curves just before its rows) and a last line cut short are dropped. ValueError (one line) for anything else: a
     line this code does not write, or a row trained without its whole curve (from its epochs_before + 1 to its
     epochs). OSError or EOFError if the file cannot be read."""
-    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
-        data = file.read()
+    data = read_bytes(path)
     lines = data[:data.rfind(b'\n') + 1].split(b'\n')[:-1]
     if not lines or lines[0] != ','.join(CURVE_COLUMNS).encode():
         raise ValueError(f'{path} line 1: the header is not {",".join(CURVE_COLUMNS)}')
@@ -283,8 +288,7 @@ def read(path, settings, results_format=FORMAT):
     newline yet) is dropped. ValueError (one line) for any other content a run of these settings could not have
     written; OSError if the file cannot be read. Each row carries its epochs_before, as the plan makes it."""
     columns = COLUMNS_OF_FORMAT[results_format]
-    with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:  # a finished run, gzipped to commit it
-        data = file.read()
+    data = read_bytes(path)  # a finished run may be gzipped to commit it
     keep = data.rfind(b'\n') + 1
     cut_line = data[keep:].decode('utf-8', errors='replace')
     cut_short = ','.join(columns).startswith(cut_line) if keep == 0 else starts_a_row(cut_line, settings, columns)
