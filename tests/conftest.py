@@ -215,6 +215,21 @@ class FakeResultsFile:
         self.appended += rows
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'drawn: the test looks at the plots a run writes, so they are drawn for real')
+
+
+@pytest.fixture(autouse=True)
+def figures_not_drawn(request, monkeypatch):
+    """A run in the test's process writes each plot as a few bytes instead of drawing it (drawing is a third of a
+    small run's time); tests marked `drawn` draw them. The plots are written whole as ever (files.write_whole)."""
+    if 'drawn' not in request.keywords:
+        import files
+        import report
+        monkeypatch.setattr(report, 'save_figure', lambda figure, path: files.write_whole(
+            path, lambda file: file.write(b'a plot not drawn by this test'), binary=True))
+
+
 @pytest.fixture(autouse=True)
 def proposals_here(monkeypatch):
     """The searches propose in the test's process unless a test asks for workers (--proposal-processes N, or

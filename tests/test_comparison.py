@@ -84,6 +84,7 @@ def task_file(folder, name, *, seed=0, methods='sobol,random,bayesian', evaluati
     return folder / f'{name}.csv'
 
 
+@pytest.mark.drawn
 def test_a_report_across_files_prints_and_writes_its_tables_and_plots(pretend_training, tmp_path, capsys):
     first, second = task_file(tmp_path, 'first'), task_file(tmp_path, 'second', seed=1, epochs=2)  # its own epochs
     capsys.readouterr()

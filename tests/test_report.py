@@ -211,6 +211,7 @@ def png_pixels(path):
         return np.asarray(image.convert('RGB'))
 
 
+@pytest.mark.drawn
 def test_the_convergence_plot_spans_the_means_and_bands_from_the_fifth_evaluation_on(monkeypatch, tmp_path):
     figures = []
     monkeypatch.setattr(report.Figure, 'savefig', lambda figure, *_, **__: figures.append(figure))
@@ -236,6 +237,7 @@ def test_plots_are_pngs_of_the_right_size_with_content(three_methods, name, size
     assert left.mean() > 0.01 and right.mean() > 0.01  # drawn across the figure, not in one corner
 
 
+@pytest.mark.drawn
 def test_report_rebuilds_the_same_files_without_training(three_methods, tmp_path, monkeypatch, capsys):
     folder, stdout = three_methods
     for name in ('results.csv', 'results.config.json'):
