@@ -57,8 +57,7 @@ def children(pid):
 
 def test_a_killed_worker_ends_the_run_in_one_line_and_the_same_command_resumes_to_the_same_file(
         digits_table, finished_run, tmp_path):
-    run = [*ON_THE_TABLE, '--method', 'bayesian,tpe,random,hyperband', '--evaluations', '16', '--repetitions', '4',
-           '--table', str(digits_table)]
+    run = [*ON_THE_TABLE, '--table', str(digits_table)]
     alone = finished_run([*run, '--proposal-processes', '1'])
     arguments = [sys.executable, str(ROOT / 'test.py'), *run, '--proposal-processes', '2', '--output', 'results.csv']
     process = subprocess.Popen(arguments, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

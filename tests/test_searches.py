@@ -98,11 +98,12 @@ def proposes_the_paper(proposal, row):
                for (name, (low, high)), value in zip(BOUNDS.items(), row[1:]))
 
 
-def replay(*, library):
+def replay(*, library, repetitions=5):
     """Register the paper's rows 1..n (target: minus the loss) in a fresh optimizer and ask for the next point, for n
-    = 5..24 and the search seeds of repetitions 1-5: how many of the 100 proposals are the paper's row n + 1."""
+    = 5..24 and the search seeds of repetitions 1 to `repetitions`: how many of the 20 proposals a repetition are the
+    paper's row n + 1."""
     matches = 0
-    for repetition in range(1, 6):
+    for repetition in range(1, repetitions + 1):
         for known in range(INIT_POINTS, len(PAPER_TABLE_II)):
             optimizer = searches.bayesian_optimizer(BOUNDS, seed=searches.seed_for(0, repetition), library=library)
             for loss, learning_rate, weight_decay in PAPER_TABLE_II[:known]:
@@ -116,7 +117,7 @@ def test_the_authors_gaussian_process_proposes_the_papers_table_ii():
 
 
 def test_bayes_opt_3_4s_own_gaussian_process_fails_the_same_replay():
-    assert replay(library=True) <= 10  # 0 when measured
+    assert replay(library=True, repetitions=1) <= 2  # 0 when measured (and 0 of 100 over five repetitions)
 
 
 def test_the_optimizer_fits_the_authors_gaussian_process_with_25_restarts_from_its_own_random_state():
