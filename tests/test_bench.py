@@ -149,17 +149,17 @@ def test_the_profile_tables_one_training_step_of_the_population(tmp_path):
 def test_the_experiment_runs_test_py_end_to_end_and_splits_its_time(tmp_path):
     start = time.perf_counter()
     result = run_script('bench.py', '--experiment', '--images', '64', '--batch-size', '32', '--epochs', '2',
-                        '--repetitions', '2', '--schedule', 'rounds', '--device', 'cpu', '--json', cwd=tmp_path)
+                        '--repetitions', '1', '--schedule', 'rounds', '--device', 'cpu', '--json', cwd=tmp_path)
     wall_seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(' evaluation ') == 100  # test.py's two searches: 2 x 2 repetitions x 25 evaluations
+    assert result.stdout.count(' evaluation ') == 50  # test.py's two searches: 2 x 1 repetition x 25 evaluations
     assert 'Table I:' in result.stdout and 'epochs                2' in result.stdout
     assert 'schedule              rounds' in result.stdout
     figures = json.loads(result.stdout.splitlines()[-1])
-    assert figures['split_images'] == [64, 16, 16] and (figures['epochs'], figures['repetitions']) == (2, 2)
+    assert figures['split_images'] == [64, 16, 16] and (figures['epochs'], figures['repetitions']) == (2, 1)
     assert figures['schedule'] == 'rounds' and figures['paper_epochs'] == 50
     seconds, at_50_epochs = figures['seconds'], figures['seconds_at_paper_epochs']
-    # every part was timed (40 Gaussian-process proposals), apart, and within the script's own wall time
+    # every part was timed (20 Gaussian-process proposals), apart, and within the script's own wall time
     assert all(seconds[part] > 0 for part in ('training', 'scoring', 'proposals', 'rest'))
     assert seconds['training'] + seconds['scoring'] + seconds['proposals'] < seconds['total'] < wall_seconds
     assert at_50_epochs == pytest.approx({**seconds, 'training': 25 * seconds['training'],

@@ -174,15 +174,14 @@ def test_diverged_evaluations_are_recorded_and_tell_the_optimizer_a_finite_worst
 def test_population_searches_propose_exactly_the_points_of_one_at_a_time_searches(tmp_path, pretend_training):
     run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '7', '--init-points', '3', '--repetitions', '3',
            '--method', 'bayesian,bayesian-library,tpe,gp,sobol,random']
-    for population in (1, 2):  # 2: three repetitions train as populations of 2 and 1
-        experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
+    experiment.main([*run, '--population', '1', '--output', str(tmp_path / '1.csv')])
     for population in (4, 18):  # rounds of 12 guided and 6 planned points: populations of 4, 4, 4, 4 and 2, or one
         experiment.main([*run, '--population', str(population), '--schedule', 'rounds',
                          '--output', str(tmp_path / f'rounds-{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
     assert len(one_at_a_time) == 126
     assert len({row['learning_rate'] for row in one_at_a_time if row['method'] in ('sobol', 'random')}) == 42
-    for name in ('2', 'rounds-4', 'rounds-18'):
+    for name in ('rounds-4', 'rounds-18'):
         assert sorted_rows(tmp_path / f'{name}.csv') == one_at_a_time, name
     planned = [(method, repetition, iteration) for method in ('sobol', 'random') for repetition in (1, 2, 3)
                for iteration in range(1, 8)]
@@ -202,12 +201,12 @@ def test_lockstep_bayesian_searches_make_the_one_at_a_time_searches_when_network
                                                                                   config['seeds'])])
     run = ['--dataset', 'digits', '--device', 'cpu', '--evaluations', '8', '--init-points', '3', '--repetitions', '4',
            '--method', 'bayesian,bayesian-library']
-    for population in (1, 3, 4):  # 3: the four repetitions step in populations of 3 and 1
+    for population in (1, 3):  # 3: the four repetitions step in populations of 3 and 1
         experiment.main([*run, '--population', str(population), '--output', str(tmp_path / f'{population}.csv')])
     one_at_a_time = sorted_rows(tmp_path / '1.csv')
     diverged = {(row['method'], row['repetition']) for row in one_at_a_time if row['val_loss'] == 'nan'}
     assert len(one_at_a_time) == 64 and len(diverged) >= 6  # most searches have diverged networks
-    assert sorted_rows(tmp_path / '3.csv') == sorted_rows(tmp_path / '4.csv') == one_at_a_time
+    assert sorted_rows(tmp_path / '3.csv') == one_at_a_time
 
 
 def test_population_searches_record_the_scores_of_one_at_a_time_searches(tmp_path):
