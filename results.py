@@ -129,11 +129,11 @@ def curve_lines(rows, *, header):
     return text.getvalue()
 
 
-
 def read_bytes(path):
     """The contents of file `path`, gunzipped where its name ends in .gz."""
     with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as file:
         return file.read()
+
 
 def read_curves(path, recorded):
     """The curves in curves file `path` (gzipped if its name ends in .gz) of the recorded rows, {(method, repetition,

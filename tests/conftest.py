@@ -5,9 +5,8 @@ the real on-disk formats.
 The slowest tests (pytest --durations=15, one process, seconds here on 2 CPU cores, nothing else running): the Ray
 driver stopped and resumed with a worker killed (39), a proposing worker killed (29), the 7-method unchanged-numbers
 command at population 1 (22), an Optuna run killed mid-search (18), every method on a table at 3 proposing processes
-(18), a run killed anywhere at population 3 and 1 (17, 15), the committed 100-evaluation Fashion-MNIST study
-re-reported (16), the progress bar on a terminal (16), the paper's Table II replayed (15). Plots are drawn only in the
-tests marked `drawn` (figures_not_drawn)."""
+(18), a run killed anywhere at population 3 and 1 (17, 15), the progress bar on a terminal (16), the paper's Table II
+replayed (15). Plots are drawn only in the tests marked `drawn` (figures_not_drawn)."""
 import contextlib
 import csv
 import gzip
