@@ -6,6 +6,7 @@ messages.
 """
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import gzip
 import importlib.metadata
@@ -605,9 +606,9 @@ class ResultsFile:
         for name, value in (('devices', self.device), ('machines', self.machine)):
             if value not in configuration.get(name, []):
                 configuration[name] = [*configuration.get(name, []), value]
-        if configuration != self.configuration:
-            files.write_whole(files.configuration_path(self.path),
-                              lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
+        saved_path = files.configuration_path(self.path)
+        if not os.path.exists(saved_path) or configuration != read_configuration(saved_path):
+            files.write_whole(saved_path, lambda file: file.write(json.dumps(configuration, indent=1) + '\n'))
             self.configuration = configuration
         self.configuration_saved = True
 
@@ -649,6 +650,9 @@ def recorded_run(path, current, *, fresh):
     except ValueError as error:
         raise ResultsFileError(f'{error}; --fresh moves it and {path} aside') from None
     current = {**current, 'results_format': results_format}  # a format-2 file resumes in format 2
+    if current['repetitions'] > settings.repetitions:  # more repetitions extend the run: each is seeded on its own
+        saved, settings = ({**saved, 'repetitions': current['repetitions']},
+                           dataclasses.replace(settings, repetitions=current['repetitions']))
     differences = configuration_differences({**saved, **settings.saved()}, current)
     if differences:
         raise ResultsFileError(f'{path} was made with another configuration ({"; ".join(differences)}): rerun with '

@@ -78,7 +78,8 @@ def test_a_results_file_with_anything_but_a_cut_last_line_wrong_is_refused_and_l
 @pytest.mark.parametrize('arguments, named', [
     (['--epochs', '2'], 'epochs 1 (now 2)'),
     (['--learning-rate-bounds', '0.001', '0.1'], 'learning_rate_bounds [0.0001, 0.1] (now [0.001, 0.1])'),
-    (['--repetitions', '3', '--seed', '4'], 'repetitions 2 (now 3); seed 0 (now 4)'),
+    (['--repetitions', '1', '--seed', '4'], 'repetitions 2 (now 1); seed 0 (now 4)'),
+    (['--repetitions', '3', '--seed', '4'], 'seed 0 (now 4)'),  # more repetitions alone extend the run
     (['--method', 'sobol'], "method ['bayesian', 'sobol'] (now ['sobol'])"),
     (['--training-size', '500'], 'training_size None (now 500)'),
 ])

@@ -1,5 +1,6 @@
 """Nothing lost: a run stopped anywhere, by a signal or a kill, resumes to the file of an uninterrupted one,
 whatever its population, continuing its searches from their saved state or replaying them; with curves too."""
+import json
 import os
 import pickle
 import shutil
@@ -298,3 +299,19 @@ def test_resuming_with_curves_other_than_the_files_is_refused(with_curves, tmp_p
     assert 'results.curves.csv is missing: the curves of the rows' in stderr
     assert snapshot(tmp_path) == {path: content for path, content in before.items()
                                   if path.name != 'results.curves.csv'}
+
+
+def test_more_repetitions_extend_a_finished_run_to_the_rows_of_a_run_made_with_them(pretend_training, tmp_path):
+    """Each repetition is seeded on its own, so the same command with a larger --repetitions records the rows that a
+    run made with that many from the start records (in another order); search after search (--population 1) it
+    trains only the new repetitions' networks (in populations, one partly recorded is retrained whole)."""
+    run = small_run(method='bayesian,sobol,grid', repetitions=None)
+    extended, fresh = tmp_path / 'extended.csv', tmp_path / 'fresh.csv'
+    experiment.main([*run, '--repetitions', '2', '--output', str(extended)])
+    del pretend_training[:]
+    experiment.main([*run, '--repetitions', '3', '--population', '1', '--output', str(extended)])
+    trained_seeds = {seed for _, _, seed in pretend_training}
+    experiment.main([*run, '--repetitions', '3', '--output', str(fresh)])
+    assert trained_seeds == {int(row['seed']) for row in read_rows(fresh) if row['repetition'] == '3'}
+    assert without_seconds(sorted_rows(extended)) == without_seconds(sorted_rows(fresh))
+    assert json.loads(config_path(extended).read_text())['repetitions'] == 3
