@@ -318,22 +318,18 @@ def profile_step(args, device, name):
     warm-up steps (on a GPU, training replays the same kernels as one CUDA graph)."""
     members = args.profile
     input_shape = dataset_management.DATASETS[args.dataset].input_shape
-    images, labels = synthetic_images(args.batch_size, input_shape, np.random.default_rng(args.seed))
-    batch = as_split(images, labels, device)
+    batch = as_split(*synthetic_images(args.batch_size, input_shape, np.random.default_rng(args.seed)), device)
     parameters = network.build_population(input_shape=input_shape, seeds=range(members), device=device)
     optimizer = network.PopulationSGD(parameters, learning_rates=np.linspace(*LEARNING_RATE_RANGE, members).tolist(),
                                       weight_decays=[WEIGHT_DECAY] * members)
-
-    def step():
-        optimizer.step(*batch)
     for _ in range(3):
-        step()
+        optimizer.step(*batch)
     synchronize(device)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == 'cuda':
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profiler:
-        step()
+        optimizer.step(*batch)
         synchronize(device)
     print(f'One SGD step of a population of {members} {args.dataset} networks on {name}, batch {args.batch_size}:')
     print(profiler.key_averages().table(sort_by=f'{device.type}_time_total', row_limit=30))
@@ -574,9 +570,7 @@ def main(argv=None):
     device, name = torch.device(args.device), network.device_name(args.device)
     check_flags_of_mode(parser, args)
     command_line.check_positive_integers(parser, args, 'images', 'batch_size', 'populations', 'epochs', 'repetitions',
-                                         'points', 'evaluations', 'processes')
-    if args.profile is not None:
-        command_line.check_positive_integers(parser, args, 'profile')
+                                         'points', 'evaluations', 'processes', 'profile')
     if args.seed < 0:
         parser.error(f'--seed {args.seed} must be a non-negative integer')
     if args.experiment and held_out_images(args) < 1:

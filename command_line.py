@@ -39,11 +39,11 @@ def flag(name):
 
 
 def check_positive_integers(parser, args, *names):
-    """End with a one-line error if a flag among `names` (one number, or a list of them) holds one below 1: the
-    flags' values and constants edited by hand are checked alike."""
+    """End with a one-line error if a flag among `names` (one number, or a list of them; None: not given) holds one
+    below 1: the flags' values and constants edited by hand are checked alike."""
     for name in names:
         value = getattr(args, name)
-        for number in value if isinstance(value, (list, tuple)) else [value]:
+        for number in value if isinstance(value, (list, tuple)) else [] if value is None else [value]:
             if number < 1:
                 parser.error(f'{flag(name)} {number} must be a positive integer')
 
@@ -70,15 +70,14 @@ def add_device_argument(parser, device):
     parser.add_argument('--device', default=device, help='cpu, cuda or cuda:N')
 
 
-def check_data_arguments(parser, args, *, device_here=True):
-    """End with a one-line error for a bad data flag; fill in the dataset's default validation size. device_here:
-    the device must exist on this machine (not where another machine trains)."""
+def check_data_arguments(parser, args):
+    """End with a one-line error for a bad data flag; fill in the dataset's default validation size."""
     try:
         args.validation_size = dataset_management.checked_sizes(args.dataset, args.validation_size, args.training_size)
     except ValueError as error:
         parser.error(str(error))
     check_positive_integers(parser, args, 'batch_size')
-    check_device(parser, args.device, here=device_here)
+    check_device(parser, args.device)
     check_data_dir(parser, args)
 
 

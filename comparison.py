@@ -27,6 +27,10 @@ BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # the intervals are the same every time the report is made
 FIGURE_INCHES = {'ranks': (8, 5), 'critical-difference': (8, 4)}
 FEWEST_PAIRS = 5  # autorank's fewest (task, repetition) pairs
+# The fewest repetitions of each of two samples with which the two-sided Mann-Whitney test can reach
+# report.SIGNIFICANCE: its smallest p-value, 2 / C(2n, n), is below it (4 at 0.05)
+FEWEST_REPETITIONS = next(count for count in itertools.count(2)
+                          if 2 / math.comb(2 * count, count) < report.SIGNIFICANCE)
 # What a run on a table and the real training it is checked against must share (the first difference is named)
 ALIKE = (*table.SHARED_SETTINGS, 'seed', 'evaluations', 'init_points')
 
@@ -223,13 +227,6 @@ def plot_critical_difference(tasks, methods, evaluations, path):
     report.save_figure(figure, path)
 
 
-def report_paths(output):
-    """{name: path} of the files the report across tasks writes, named after `output` (a results CSV's name)."""
-    return {'across.json': files.path_beside(output, '.across.json'),
-            'across.md': files.path_beside(output, '.across.md'),
-            **{name: files.path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
-
-
 def report_across(paths, output=None):
     """--report FILE FILE ... (--across NAME.csv): print the comparison of the methods across the tasks of these
     results files (or one) and write its files beside `output` (None: the first file); ValueError (one line) if a file
@@ -245,7 +242,9 @@ def report_across(paths, output=None):
     result_tables = tables(data, methods, checkpoints)
     for result_table in result_tables:
         report.print_table(result_table)
-    paths = report_paths(output)
+    paths = {'across.json': files.path_beside(output, '.across.json'),
+             'across.md': files.path_beside(output, '.across.md'),
+             **{name: files.path_beside(output, f'.{name}.png') for name in FIGURE_INCHES}}
     text = json.dumps(report.without_nan(data), indent=1) + '\n'
     files.write_whole(paths['across.json'], lambda file: file.write(text))
     markdown = '\n'.join(line for result_table in result_tables
@@ -259,12 +258,6 @@ def report_across(paths, output=None):
     else:
         plot_critical_difference(tasks, methods, checkpoints[-1], paths['critical-difference'])
     print(f'\nwritten: {", ".join(paths.values())}', flush=True)
-
-
-def fewest_repetitions():
-    """The fewest repetitions of each of two samples with which the two-sided Mann-Whitney test can reach
-    report.SIGNIFICANCE: its smallest p-value, 2 / C(2n, n), is below it (4 at 0.05)."""
-    return next(count for count in itertools.count(2) if 2 / math.comb(2 * count, count) < report.SIGNIFICANCE)
 
 
 def check_like_with_like(table_task, real_tasks):
@@ -292,7 +285,7 @@ def against(table_task, real_tasks):
     """A run on a table beside the real runs of the same searches (of the same settings, ALIKE, their methods apart):
     per method of the real runs, over the repetitions both finished, the mean and standard deviation of the best loss
     after the full budget in each, the two-sided Mann-Whitney test of the two samples (they differ beyond the
-    training noise where p < report.SIGNIFICANCE; too few repetitions below fewest_repetitions, where it cannot), and
+    training noise where p < report.SIGNIFICANCE; too few repetitions below FEWEST_REPETITIONS, where it cannot), and
     each mean's rank among the methods. Then over the methods: Spearman's correlation between the two columns of means
     (NaN below three methods), the pooled bias (the table's mean minus real training's, averaged over the methods) and
     the spread ratio (the table's pooled standard deviation over real training's: the root of the mean variance of
@@ -305,10 +298,10 @@ def against(table_task, real_tasks):
         if both:
             samples = [[best[repetition] for repetition in both] for best in (table_best, real_best)]
             p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
-            rows.append(dict(method=method, repetitions=len(both), table_mean=finite_mean(samples[0]),
-                             real_mean=finite_mean(samples[1]), table_std=finite_std(samples[0]),
-                             real_std=finite_std(samples[1]), p_value=p_value,
-                             verdict='too few repetitions' if len(both) < fewest_repetitions() else
+            (table_mean, table_std), (real_mean, real_std) = map(finite_mean_and_std, samples)
+            rows.append(dict(method=method, repetitions=len(both), table_mean=table_mean, real_mean=real_mean,
+                             table_std=table_std, real_std=real_std, p_value=p_value,
+                             verdict='too few repetitions' if len(both) < FEWEST_REPETITIONS else
                              'differ' if p_value < report.SIGNIFICANCE else 'agree'))
     if not rows:
         raise ValueError(f'{table_task.name} and {", ".join(task.name for task in real_tasks)} share no finished '
@@ -323,16 +316,11 @@ def against(table_task, real_tasks):
     return rows, dict(spearman=spearman, bias=bias, spread_ratio=spread_ratio)
 
 
-def finite_mean(values):
-    """The mean of the finite values (NaN if none)."""
+def finite_mean_and_std(values):
+    """The mean (NaN if none) and sample standard deviation (NaN below two) of the finite values."""
     finite = [value for value in values if math.isfinite(value)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
-def finite_std(values):
-    """The sample standard deviation of the finite values (NaN below two)."""
-    finite = [value for value in values if math.isfinite(value)]
-    return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+    return (float(np.mean(finite)) if finite else math.nan,
+            float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan)
 
 
 def report_against(table_path, real_paths):

@@ -55,16 +55,12 @@ class Dataset(NamedTuple):
     load: Callable
 
 
-def check_validation_size(dataset, validation_size, training_set_size):
-    """Raise ValueError unless 1 <= validation_size < training_set_size."""
+def check_sizes(dataset, validation_size, training_size, training_set_size):
+    """Raise ValueError unless 1 <= validation_size < training_set_size, and training_size is None (all) or between 1
+    and the images left for training once the validation split is taken."""
     if not 1 <= validation_size < training_set_size:
         raise ValueError(f'--validation-size {validation_size} is out of range for {dataset}: it must be '
                          f'between 1 and {training_set_size - 1} (its training set has {training_set_size} images)')
-
-
-def check_training_size(dataset, training_size, validation_size, training_set_size):
-    """Raise ValueError unless training_size is None (all) or between 1 and the images left for training once the
-    validation split is taken."""
     left = training_set_size - validation_size
     if training_size is not None and not 1 <= training_size <= left:
         raise ValueError(f'--training-size {training_size} is out of range for {dataset}: it must be between 1 and '
@@ -78,31 +74,27 @@ def checked_sizes(dataset, validation_size, training_size):
     if dataset not in DATASETS:
         raise ValueError(f'unknown dataset {dataset!r}: choose from {", ".join(DATASETS)}')
     validation_size = DATASETS[dataset].validation_size if validation_size is None else validation_size
-    check_validation_size(dataset, validation_size, DATASETS[dataset].training_set_size)
-    check_training_size(dataset, training_size, validation_size, DATASETS[dataset].training_set_size)
+    check_sizes(dataset, validation_size, training_size, DATASETS[dataset].training_set_size)
     return validation_size
 
 
 def data_folders(dataset, data_dir):
-    """The data folder and its subfolders down to the one that holds the dataset's files."""
+    """The data folder and its subfolders down to the one that holds the dataset's files; DatasetError if one that
+    exists cannot be listed: torchvision would take it for an empty one."""
     folder = DATASETS[dataset].folder
-    return [os.path.join(data_dir, *folder[:depth]) for depth in range(len(folder) + 1)]
-
-
-def check_readable(dataset, folders):
-    """DatasetError if a folder that exists cannot be listed: torchvision would take it for an empty one."""
-    for folder in filter(os.path.isdir, folders):
+    folders = [os.path.join(data_dir, *folder[:depth]) for depth in range(len(folder) + 1)]
+    for existing in filter(os.path.isdir, folders):
         try:
-            os.listdir(folder)
+            os.listdir(existing)
         except OSError as error:
-            raise DatasetError(f'{folder} cannot be read ({error.strerror}), so {dataset} cannot be loaded from it')
+            raise DatasetError(f'{existing} cannot be read ({error.strerror}), so {dataset} cannot be loaded from it')
+    return folders
 
 
 def load_with_torchvision(dataset, data_dir, *, class_name):
     """The official sets of a torchvision dataset (torchvision.datasets.`class_name`) found in, or downloaded to, its
     folder under data_dir. DatasetNotFoundError if neither; a download that fails leaves no folder it made."""
     folders = data_folders(dataset, data_dir)
-    check_readable(dataset, folders)
     made = [str(folder) for folder in [*reversed(Path(data_dir).absolute().parents), *map(Path, folders)]
             if not folder.exists()]  # by a download, which fails offline
     # imported here, not at the top: torchvision's import takes seconds (its models import torch._dynamo), and the
@@ -155,7 +147,6 @@ def load_fashion_mnist(dataset, data_dir):
     """Fashion-MNIST's sets from the first place that holds its four IDX files (uncompressed or .gz): its folder
     under data_dir, else Debian's package folder; else torchvision's download."""
     places = data_folders(dataset, data_dir)
-    check_readable(dataset, places)
     for folder in (places[-1], DEBIAN_FASHION_MNIST):
         paths = [idx_path(folder, name) for name in IDX_FILES]
         if None not in paths:
@@ -198,15 +189,6 @@ DATASETS = {
 }
 
 
-def load_official_sets(dataset, data_dir):
-    """Return the official (training set, test set) of `dataset` as Splits on the CPU, checked (check_set).
-    DatasetError if they cannot be read; a download that fails leaves no folder it made."""
-    *sets, folder = DATASETS[dataset].load(dataset, data_dir)
-    for name, split in zip(('training', 'test'), sets):
-        check_set(dataset, name, split, folder)
-    return tuple(sets)
-
-
 def check_set(dataset, name, split, folder):
     """DatasetError unless a loaded set has one label per image, every label a class, and images of the network's
     shape: files that do not belong together would otherwise fail in training, after the first output."""
@@ -246,13 +228,12 @@ def load_splits(dataset, data_dir='data', validation_size=None, device='cpu', tr
     Validation is the last `validation_size` images of the official training set (the dataset's default when None);
     training the first `training_size` images before them (all when None); test is the official test set.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f'unknown dataset {dataset!r}: choose from {", ".join(DATASETS)}')
-    if validation_size is None:
-        validation_size = DATASETS[dataset].validation_size
-    training_set, test_set = load_official_sets(dataset, data_dir)
-    check_validation_size(dataset, validation_size, len(training_set.images))
-    check_training_size(dataset, training_size, validation_size, len(training_set.images))
+    validation_size = checked_sizes(dataset, validation_size, training_size)  # before anything is loaded
+    *sets, folder = DATASETS[dataset].load(dataset, data_dir)  # DatasetError if they cannot be read
+    for name, split in zip(('training', 'test'), sets):
+        check_set(dataset, name, split, folder)
+    training_set, test_set = sets
+    check_sizes(dataset, validation_size, training_size, len(training_set.images))  # the data found may hold fewer
     cut = len(training_set.images) - validation_size
     used = cut if training_size is None else training_size
     splits = Splits(train=Split(training_set.images[:used], training_set.labels[:used]),

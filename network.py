@@ -51,18 +51,13 @@ LARGEST_HYPERPARAMETER = float(torch.finfo(torch.float32).max)
 @functools.cache
 def keep_freed_memory():
     """Have glibc's malloc keep the memory that training frees for the next step, instead of handing it back to the
-    system; once per process, and nothing on other C libraries.
+    system; once per process, and nothing on other C libraries (musl ignores mallopt; macOS and Windows have none).
 
-    Every training step allocates and frees the same large activation and gradient buffers (64 x 200 x 28 x 28
-    floats, 40 MB, for the first convolution of a population of 20). glibc serves an allocation above its mmap
-    threshold (128 KiB, rising to at most 32 MiB as such blocks are freed) with fresh pages from mmap() and unmaps
-    them on free(), and it returns the free top of its heap to the system once that exceeds a trim threshold, so
-    by default every step faults in new zeroed pages: about 28,000 page faults per step at K = 20, a quarter of its
-    time here. M_MMAP_MAX = 0 (never mmap) and M_TRIM_THRESHOLD = -1 (never trim) keep it all in the heap, where
-    the next step reuses it: the process keeps its peak memory until it exits. The settings apply to allocations
-    made after the call (blocks mmapped before it are unmapped when freed, as before). It changes no number: every
-    tensor is written before it is read, wherever its memory comes from, and PyTorch aligns it to 64 bytes either
-    way. Other C libraries have no such setting (musl ignores mallopt; macOS and Windows have none).
+    Every step allocates and frees the same large buffers (40 MB for the first convolution of a population of 20),
+    which glibc by default maps fresh and unmaps, or trims off its heap: about 28,000 page faults per step at K = 20,
+    a quarter of its time here (docs/speed.md). M_MMAP_MAX = 0 and M_TRIM_THRESHOLD = -1 keep them in the heap for the
+    next step (the process keeps its peak memory until it exits). It changes no number: every tensor is written
+    before it is read, and PyTorch aligns it to 64 bytes either way.
     """
     if platform.libc_ver()[0] == 'glibc':
         libc = ctypes.CDLL(None)  # the C library this process runs on
@@ -165,13 +160,12 @@ def train_and_evaluate(splits, *, seed, learning_rate, weight_decay, epochs, bat
     network = build_network(input_shape=tuple(images.shape[1:]), seed=seed, device=images.device)
     curve = []
 
-    def score_epoch():
-        curve.append([*evaluate(network, *splits.validation, batch_size=batch_size),
-                      *evaluate(network, *splits.test, batch_size=batch_size)])
-    train(network, *splits.train, learning_rate=learning_rate, weight_decay=weight_decay,
-          epochs=epochs, batch_size=batch_size, progress=progress, after_epoch=score_epoch if curves else None)
-    row = scores(evaluate(network, *splits.validation, batch_size=batch_size),
-                 evaluate(network, *splits.test, batch_size=batch_size), seconds=time.perf_counter() - start)
+    def scored():
+        return [*evaluate(network, *splits.validation, batch_size=batch_size),
+                *evaluate(network, *splits.test, batch_size=batch_size)]
+    train(network, *splits.train, learning_rate=learning_rate, weight_decay=weight_decay, epochs=epochs,
+          batch_size=batch_size, progress=progress, after_epoch=(lambda: curve.append(scored())) if curves else None)
+    row = scores(scored(), seconds=time.perf_counter() - start)
     return {**row, 'curve': curve_of(curve, epochs)} if curves else row
 
 
@@ -181,11 +175,9 @@ def curve_of(scored_epochs, epochs):
     return scored_epochs + scored_epochs[-1:] * (epochs - len(scored_epochs))
 
 
-def scores(validation, test, *, seconds):
-    """A results row's scores from the (loss, accuracy) pairs of the validation and test splits."""
-    (val_loss, val_accuracy), (test_loss, test_accuracy) = validation, test
-    return dict(val_loss=val_loss, val_accuracy=val_accuracy, test_loss=test_loss, test_accuracy=test_accuracy,
-                seconds=seconds)
+def scores(scored, *, seconds):
+    """A results row's scores from [validation loss, validation accuracy, test loss, test accuracy]."""
+    return dict(zip(('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy'), scored), seconds=seconds)
 
 
 def build_population(*, input_shape, seeds, device='cpu'):
@@ -334,18 +326,16 @@ def train_and_evaluate_from(splits, *, seeds, weights, learning_rates, weight_de
                 parameters[name][member] = tensor
     scored_epochs = []  # per epoch, each member's scores
 
-    def score_epoch():
-        scored_epochs.append([[*validation, *test] for validation, test in
-                              zip(evaluate_population(parameters, *splits.validation, batch_size=batch_size),
-                                  evaluate_population(parameters, *splits.test, batch_size=batch_size))])
+    def scored():
+        return [[*validation, *test] for validation, test in
+                zip(evaluate_population(parameters, *splits.validation, batch_size=batch_size),
+                    evaluate_population(parameters, *splits.test, batch_size=batch_size))]
     train_population(parameters, *splits.train, learning_rates=learning_rates, weight_decays=weight_decays,
                      epochs=epochs, batch_size=batch_size, progress=progress,
-                     after_epoch=score_epoch if curves else None)
-    validation = evaluate_population(parameters, *splits.validation, batch_size=batch_size)
-    test_scores = evaluate_population(parameters, *splits.test, batch_size=batch_size)
+                     after_epoch=(lambda: scored_epochs.append(scored())) if curves else None)
+    final = scored()
     seconds = (time.perf_counter() - start) / len(seeds)
-    rows = [scores(member_validation, member_test, seconds=seconds)
-            for member_validation, member_test in zip(validation, test_scores)]
+    rows = [scores(member, seconds=seconds) for member in final]
     if curves:
         for member, row in enumerate(rows):
             row['curve'] = curve_of([epoch[member] for epoch in scored_epochs], epochs)

@@ -68,7 +68,7 @@ def serve(connection):
     pipe closes (the driver stopped, or died). Stop signals are the driver's to answer; one BLAS thread per worker."""
     for number in stopping.SIGNALS:
         signal.signal(number, signal.SIG_IGN)
-    owned = []
+    owned = Here([])
     while True:
         try:
             request, argument = connection.recv()
@@ -76,18 +76,11 @@ def serve(connection):
             return
         try:
             if request == 'take':
-                owned = [pickle.loads(data) for data in argument]
-                reply = None
-            elif request == 'ask':
-                with one_thread():
-                    reply = [search.ask() for search in owned]
+                owned, reply = Here([(None, None, pickle.loads(data)) for data in argument]), None
             elif request == 'tell':
-                for search, rows in zip(owned, argument):
-                    if rows:
-                        search.tell(rows)
-                reply = None
-            else:  # 'pickled'
-                reply = [pickle.dumps(search, pickle.HIGHEST_PROTOCOL) for search in owned]
+                reply = owned.tell(argument)
+            else:  # 'ask', 'pickled'
+                reply = getattr(owned, request)()
         except Exception as error:  # noqa: BLE001 (raised again in the driver, as one process would raise it)
             reply = error
         connection.send(reply)
@@ -115,7 +108,10 @@ class Workers:
         """Send each worker its argument, then gather their replies, in the searches' order; ProposalsError if a
         worker died."""
         for (process, connection), argument, share in zip(self.workers, arguments, self.shares):
-            self.send_or_fail(process, connection, share, (request, argument))
+            try:
+                connection.send((request, argument))
+            except OSError:
+                self.fail(process, share)
         replies = [None] * len(self.names)
         for (process, connection), share in zip(self.workers, self.shares):
             try:
@@ -127,12 +123,6 @@ class Workers:
             for index, item in zip(share, reply or []):
                 replies[index] = item
         return replies
-
-    def send_or_fail(self, process, connection, share, message):
-        try:
-            connection.send(message)
-        except OSError:
-            self.fail(process, share)
 
     def fail(self, process, share):
         process.join(timeout=5)
@@ -174,14 +164,8 @@ class HereUntilSlow:
             self.proposer = Workers(self.proposer.adaptive, self.processes)
         return points
 
-    def tell(self, rows):
-        self.proposer.tell(rows)
-
-    def pickled(self):
-        return self.proposer.pickled()
-
-    def close(self):
-        self.proposer.close()
+    def __getattr__(self, name):  # tell, pickled, close: the current proposer's
+        return getattr(self.proposer, name)
 
 
 def proposing(adaptive, processes, *, at_once):

@@ -3,6 +3,7 @@ best losses, the summary files and the plots. All but the progress is computed f
 settings alone, so `python test.py --report results.csv` rebuilds it exactly from a results file.
 """
 import collections
+import itertools
 import json
 import math
 import sys
@@ -77,11 +78,6 @@ def best_row(rows):
     return min(rows, key=lambda row: searches.finite_or_inf(row['val_loss']))
 
 
-def best_so_far(search_rows):
-    """The lowest finite validation loss after each evaluation of one search (inf until one is finite)."""
-    return np.minimum.accumulate([searches.finite_or_inf(row['val_loss']) for row in search_rows])
-
-
 def mean_std(values, axis=None):
     """Mean and sample standard deviation (n - 1), of all values or along `axis`; the deviation of a single
     value is NaN."""
@@ -108,11 +104,10 @@ def search_progress(search_rows, epochs=None):
     it has spent; best its lowest validation loss so far (inf until one is finite), with `epochs` among networks
     trained that many epochs. A row costs the epochs its network trained for it: a Hyperband network those added since
     its last rung, a repeated point its evaluation's (it uses up its evaluation)."""
-    if epochs is None:
-        return np.arange(1, len(search_rows) + 1), best_so_far(search_rows)
-    costs = [row['epochs'] - row['epochs_before'] for row in search_rows]
-    losses = [row['val_loss'] if row['epochs'] == epochs else math.inf for row in search_rows]
-    return np.cumsum(costs), np.minimum.accumulate(list(map(searches.finite_or_inf, losses)))
+    spent = (np.arange(1, len(search_rows) + 1) if epochs is None
+             else np.cumsum([row['epochs'] - row['epochs_before'] for row in search_rows]))
+    losses = [row['val_loss'] if epochs is None or row['epochs'] == epochs else math.inf for row in search_rows]
+    return spent, np.minimum.accumulate([searches.finite_or_inf(loss) for loss in losses])
 
 
 def best_losses_at(rows, method, counts, epochs=None):
@@ -173,15 +168,11 @@ def summary_rows(rows, methods, epochs):
     """Table I's numbers per method, over repetitions of the search's best evaluation (best_rows): (method,
     repetitions, mean and std of the validation loss, of the validation accuracy (%) and of the test accuracy
     (%))."""
-    table = []
-    for method in methods_present(rows, methods):
-        bests = best_rows(rows, method, epochs)
-        if not bests:
-            continue
-        table.append((method, len(bests), *mean_and_deviation([best['val_loss'] for best in bests]),
-                      *mean_and_deviation([100 * best['val_accuracy'] for best in bests]),
-                      *mean_and_deviation([100 * best['test_accuracy'] for best in bests])))
-    return table
+    bests = {method: best_rows(rows, method, epochs) for method in methods_present(rows, methods)}
+    return [(method, len(best), *mean_and_deviation([row['val_loss'] for row in best]),
+             *mean_and_deviation([100 * row['val_accuracy'] for row in best]),
+             *mean_and_deviation([100 * row['test_accuracy'] for row in best]))
+            for method, best in bests.items() if best]
 
 
 def summary_table(rows, table_one, epochs):
@@ -222,14 +213,9 @@ def method_comparisons(rows, methods, evaluations, epochs=None):
     present = methods_present(rows, compared_methods(methods, epochs))
     best = {(method, count): list(losses.values()) for method in present
             for count, losses in best_losses_at(rows, method, checkpoints(evaluations, epochs), epochs).items()}
-    comparisons = []
-    for i, first in enumerate(present):
-        for second in present[i + 1:]:
-            for count in checkpoints(evaluations, epochs):
-                losses = best[first, count], best[second, count]
-                if all(losses):
-                    comparisons.append({'after': count, **mann_whitney(*losses, names=(first, second))})
-    return comparisons
+    return [{'after': count, **mann_whitney(best[first, count], best[second, count], names=(first, second))}
+            for first, second in itertools.combinations(present, 2) for count in checkpoints(evaluations, epochs)
+            if best[first, count] and best[second, count]]
 
 
 def comparison_table(comparisons, epochs=None):
@@ -270,11 +256,9 @@ def best_so_far_summary(rows, methods, evaluations, epochs=None):
     """{method: {count: (mean, std) of best_losses after `count` evaluations (with `epochs`: model-epochs)}}, of the
     compared_methods: over the repetitions that have made that many, as method_comparisons compares them (None where
     there is no figure: mean_and_deviation)."""
-    summary = {}
-    for method in methods_present(rows, compared_methods(methods, epochs)):
-        summary[method] = {count: mean_and_deviation(list(losses.values())) for count, losses
-                           in best_losses_at(rows, method, checkpoints(evaluations, epochs), epochs).items()}
-    return summary
+    return {method: {count: mean_and_deviation(list(losses.values())) for count, losses
+                     in best_losses_at(rows, method, checkpoints(evaluations, epochs), epochs).items()}
+            for method in methods_present(rows, compared_methods(methods, epochs))}
 
 
 def best_so_far_table(summary, evaluations, epochs=None):
@@ -363,7 +347,7 @@ def plot_convergence(rows, args, path, epochs=None):
         start = min(CHECKPOINTS[0] * (epochs or 1), len(mean)) - 1
         shown += [value for value in [*mean[start:], *(mean - std)[start:], *(mean + std)[start:]]
                   if math.isfinite(value)]
-    if searches.has_guided(args.method):
+    if any(map(searches.is_guided, args.method)):
         axes.axvspan(0.5, args.init_points * (epochs or 1) + 0.5, color='grey', alpha=0.15,
                      label=f'init points of the guided searches ({args.init_points}, uniform random)')
     axes.set(xlabel='model-epochs spent (networks trained x epochs)' if epochs else 'evaluation',

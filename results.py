@@ -191,17 +191,6 @@ def read_configuration(path):
     return saved
 
 
-def check_format(path, saved):
-    """The results format that the configuration `saved` gives its results file `path`; ResultsFileError unless this
-    code reads it."""
-    found = saved.get('results_format', 1)
-    if type(found) is not int or found not in COLUMNS_OF_FORMAT:  # not 2.0, '2' or True
-        raise ResultsFileError(f'{path} is in results format {found!r}, this code reads formats 2 and 3 (in which '
-                               "bayesian rows come from the authors' Gaussian process and repeated points have a "
-                               'repeat_of column): it can be neither resumed nor reported (--fresh moves it aside)')
-    return found
-
-
 def configuration_differences(saved, current):
     """'name SAVED (now CURRENT)' for every setting or version that differs (the devices may, and so may the table's
     paths: a table is the same by its hash, table_sha256, whatever path names it)."""
@@ -315,7 +304,6 @@ def read(path, settings, results_format=FORMAT):
             raise ValueError(f'{path} line {number}: a repeat of iteration {row["repeat_of"]}, which the file does '
                              'not record at the same point with the same scores')
         recorded[key], line_numbers[key] = row, number
-    check_no_row_missing(path, recorded)
     check_plan(path, recorded, line_numbers, settings)
     return recorded, keep
 
@@ -323,10 +311,16 @@ def read(path, settings, results_format=FORMAT):
 def check_plan(path, recorded, line_numbers, settings):
     """ValueError (one line) naming the first line whose row is not the one the plan makes of it (its bracket,
     configuration, epochs, seed, or point where the plan decides them: Settings.expected_rows): resume and --report
-    refuse alike what a run could not have written. Each row gets the epochs_before the plan gives it."""
+    refuse alike what a run could not have written; before it, the first iteration a search's rows skip (every run
+    appends a search's evaluations in order, so a gap is a row deleted or lost, which a resume would append at the end
+    and a report would ignore). Each row gets the epochs_before the plan gives it."""
     mismatches = []
     for (method, repetition), keys in itertools.groupby(sorted(recorded), key=lambda key: key[:2]):
         rows = [recorded[key] for key in keys]
+        missing = next((number for number, row in enumerate(rows, 1) if row['iteration'] != number), None)
+        if missing:
+            raise ValueError(f'{path}: {method} repetition {repetition} iteration {missing} is missing, but iteration '
+                             f'{rows[-1]["iteration"]} of that search is recorded (a row deleted or lost)')
         for row, expected in zip(rows, settings.expected_rows(method, repetition, rows)):
             row['epochs_before'] = expected['epochs_before']
             wrong = [name for name in PLANNED_COLUMNS if row[name] != expected[name]]
@@ -341,19 +335,6 @@ def check_plan(path, recorded, line_numbers, settings):
         raise ValueError(f'{path} line {number} ({row["method"]} repetition {row["repetition"]} iteration '
                          f'{row["iteration"]}): {name} is {shown(row[name])}, where the plan makes it '
                          f'{shown(expected[name])}')
-
-
-def check_no_row_missing(path, recorded):
-    """ValueError (one line) if a search's rows skip an iteration: every run appends a search's evaluations in
-    order, so a gap is a row deleted or lost, which a resume would append at the end and a report would ignore."""
-    iterations = {}
-    for method, repetition, iteration in recorded:
-        iterations.setdefault((method, repetition), set()).add(iteration)
-    for (method, repetition), recorded_iterations in sorted(iterations.items()):
-        missing = min(set(range(1, max(recorded_iterations) + 1)) - recorded_iterations, default=None)
-        if missing is not None:
-            raise ValueError(f'{path}: {method} repetition {repetition} iteration {missing} is missing, but iteration '
-                             f'{max(recorded_iterations)} of that search is recorded (a row deleted or lost)')
 
 
 def moves_aside(path):
@@ -628,11 +609,16 @@ def open_results(path, settings, fixed, device, *, fresh=False):
         raise
 
 
-def saved_settings(path, saved):
-    """(Settings, results format) of the configuration `saved` beside results file `path`, read and checked as the
-    flags are (5.0 is no --evaluations); ValueError (one line) if it cannot be."""
-    results_format = check_format(path, saved)
-    return run_settings.Settings.from_saved(saved, path), results_format
+def saved_settings(path):
+    """(configuration, Settings, results format) saved beside results file `path`, read and checked as the flags are
+    (5.0 is no --evaluations); ValueError (one line) if they cannot be, or this code does not read the format."""
+    saved = read_configuration(files.configuration_path(path))
+    found = saved.get('results_format', 1)
+    if type(found) is not int or found not in COLUMNS_OF_FORMAT:  # not 2.0, '2' or True
+        raise ResultsFileError(f'{path} is in results format {found!r}, this code reads formats 2 and 3 (in which '
+                               "bayesian rows come from the authors' Gaussian process and repeated points have a "
+                               'repeat_of column): it can be neither resumed nor reported (--fresh moves it aside)')
+    return saved, run_settings.Settings.from_saved(saved, path), found
 
 
 def recorded_run(path, current, *, fresh):
@@ -645,8 +631,7 @@ def recorded_run(path, current, *, fresh):
                                    'safely: name another file, or --fresh moves it aside')
         return current, {}, 0, 0
     try:
-        saved = read_configuration(config_path)
-        settings, results_format = saved_settings(path, saved)
+        saved, settings, results_format = saved_settings(path)
     except ValueError as error:
         raise ResultsFileError(f'{error}; --fresh moves it and {path} aside') from None
     current = {**current, 'results_format': results_format}  # a format-2 file resumes in format 2
@@ -676,8 +661,7 @@ def recorded_run(path, current, *, fresh):
 def load_run(path):
     """The Run in results file `path`, finished or not: its settings read from its configuration as the flags are,
     its rows checked as a resume checks them, nothing written; ValueError (one line) if it cannot be read so."""
-    saved = read_configuration(files.configuration_path(path))
-    settings, results_format = saved_settings(path, saved)
+    saved, settings, results_format = saved_settings(path)
     try:
         return Run(path, settings, saved, read(path, settings, results_format)[0])
     except (OSError, EOFError) as error:  # EOFError: a gzipped file cut short

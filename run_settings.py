@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+import command_line
 import dataset_management
 import searches
 
@@ -35,11 +36,6 @@ SAVED_KINDS = dict(dataset='a text', validation_size='an integer', training_size
                    weight_decay_bounds='a list of two numbers', lr_scale='a text', evaluations='an integer',
                    init_points='an integer', epochs='an integer', repetitions='an integer', batch_size='an integer',
                    seed='an integer', curves='true or false', table='a text or null')
-
-
-def flag(name):
-    """The flag of a setting: 'batch_size' -> '--batch-size'."""
-    return '--' + name.replace('_', '-')
 
 
 @dataclasses.dataclass
@@ -105,15 +101,15 @@ class Settings:
             raise ValueError(f'method list {",".join(self.method)!r} names a method twice')
         for name in ('batch_size', 'evaluations', 'epochs', 'repetitions'):
             if getattr(self, name) < 1:
-                raise ValueError(f'{flag(name)} {getattr(self, name)} must be a positive integer')
-        if searches.has_guided(self.method) and not 1 <= self.init_points <= self.evaluations:
+                raise ValueError(f'{command_line.flag(name)} {getattr(self, name)} must be a positive integer')
+        if any(map(searches.is_guided, self.method)) and not 1 <= self.init_points <= self.evaluations:
             raise ValueError(f'--init-points {self.init_points} must be between 1 and --evaluations '
                              f'({self.evaluations})')
         for name in ('learning_rate_bounds', 'weight_decay_bounds'):
             low, high = getattr(self, name)
             if not 0 <= low < high <= LARGEST_BOUND:
-                raise ValueError(f'{flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < HIGH '
-                                 f'<= {LARGEST_BOUND:g}')
+                raise ValueError(f'{command_line.flag(name)} {low:g} {high:g}: the bounds must satisfy 0 <= LOW < '
+                                 f'HIGH <= {LARGEST_BOUND:g}')
         if self.lr_scale not in ('linear', 'log'):
             raise ValueError(f'--lr-scale {self.lr_scale!r} is not allowed: use linear or log')
         if self.lr_scale == 'log' and self.learning_rate_bounds[0] == 0:
@@ -129,7 +125,7 @@ class Settings:
             raise ValueError(f'{len(self.method)} methods x --repetitions {self.repetitions} x --evaluations '
                              f'{self.evaluations} is {self.total:,} evaluations: at most {MOST_EVALUATIONS:,} in one '
                              'run (each is planned and held in memory before the first trains)')
-        if searches.has_guided(self.method) and self.evaluations > MOST_GUIDED_EVALUATIONS:
+        if any(map(searches.is_guided, self.method)) and self.evaluations > MOST_GUIDED_EVALUATIONS:
             raise ValueError(f'--evaluations {self.evaluations} is too many for a guided search: at most '
                              f'{MOST_GUIDED_EVALUATIONS:,} (its model is fitted on all of them: a Gaussian process '
                              'holds n x n matrices)')

@@ -48,18 +48,16 @@ def key_path():
 def key(*, make):
     """This user's key (made, readable by its owner alone, if `make` and there is none); None if there is none."""
     path = key_path()
-    with contextlib.suppress(FileNotFoundError):
+    if make and not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another run made it meanwhile: use that one
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'wb') as file:
+                file.write(secrets.token_bytes(32))
+    try:
         with open(path, 'rb') as file:
             return file.read()
-    if not make:
+    except FileNotFoundError:
         return None
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    new = secrets.token_bytes(32)
-    with contextlib.suppress(FileExistsError):  # another run made it meanwhile: use that one
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), 'wb') as file:
-            file.write(new)
-    with open(path, 'rb') as file:
-        return file.read()
 
 
 def save(output, rounds):
@@ -95,7 +93,6 @@ def load(output, run, searches_to_run):
                                          for method, repetition, search in rounds.adaptive]), None
     except Exception:  # noqa: BLE001 (signed, but from another version of the code: the replay does not need it)
         return None, 'it was written by another version of this code'
-
 
 
 def remove(output):

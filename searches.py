@@ -173,18 +173,14 @@ class OptunaSearch(Search):
         self.study.tell(self.trial, target(rows[0], self.rows))
 
 
-def sobol_search(objective, box, *, evaluations, seed):
-    """optunity's quasi-random Sobol search (optunity shrinks the box to the middle 99% of each range)."""
-    random.seed(seed)  # optunity's only randomness: its skip into the Sobol sequence, drawn from `random`
-    optunity.maximize(objective, num_evals=evaluations, solver_name='sobol',
-                      **{name: list(bound) for name, bound in box.items()})
-
-
 def sobol_points(box, *, evaluations, seed):
-    """The points sobol_search evaluates, in its order: they do not depend on the scores, so they can all be known
-    before any training (the authors evaluated them inside optunity's loop: the same points)."""
+    """The points optunity's quasi-random Sobol search evaluates (optunity shrinks the box to the middle 99% of each
+    range), in its order: they do not depend on the scores, so they can all be known before any training (the authors
+    evaluated them inside optunity's loop: the same points)."""
     points = []
-    sobol_search(lambda **point: points.append(point) or 0.0, box, evaluations=evaluations, seed=seed)
+    random.seed(seed)  # optunity's only randomness: its skip into the Sobol sequence, drawn from `random`
+    optunity.maximize(lambda **point: points.append(point) or 0.0, num_evals=evaluations, solver_name='sobol',
+                      **{name: list(bound) for name, bound in box.items()})
     return points
 
 
@@ -227,10 +223,6 @@ class GridSearch(PlannedSearch):
     """Grid search: n x n points evenly spaced over the box in the coordinates the searches see (grid_points), in a
     fixed order; its repetitions train the same points with other network seeds. A finished grid run with curves is
     a benchmark table (table.py)."""
-
-    def __init__(self, box, *, seed, evaluations, init_points, epochs):
-        super().__init__(box, seed=seed, evaluations=evaluations, init_points=init_points, epochs=epochs,
-                         points=grid_points)
 
     @classmethod
     def refusal(cls, method, *, evaluations, epochs, ray):
@@ -341,7 +333,7 @@ METHODS = {
     'gp': functools.partial(OptunaSearch, sampler=optuna.samplers.GPSampler),  # Matern 5/2 with ARD, log EI
     'sobol': functools.partial(PlannedSearch, points=sobol_points),  # optunity's, as the paper
     'random': functools.partial(PlannedSearch, points=random_points),  # uniform
-    'grid': GridSearch,  # full-factorial, n x n
+    'grid': functools.partial(GridSearch, points=grid_points),  # full-factorial, n x n
     'hyperband': HyperbandSearch,  # multi-fidelity
 }
 
@@ -361,11 +353,6 @@ def is_guided(method):
     """Whether a method's search is guided by a model of the scores (neither planned nor multi-fidelity): its first
     init_points evaluations are random, and it may propose a point again."""
     return not (search_class(method).planned or search_class(method).multi_fidelity)
-
-
-def has_guided(methods):
-    """Whether any of the methods is guided by the scores, and so starts with random init points."""
-    return any(map(is_guided, methods))
 
 
 def fixed_settings(methods):

@@ -24,9 +24,7 @@ SCORES = ('val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
 LOSSES = np.array([True, False, True, False])  # which SCORES are losses (at or above 0), the others accuracies
 OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray from the table's box or a grid line by rounding
 # The answer rule between grid points (Table.curve), recorded in the configuration of every run on a table (a run made
-# under another rule is not resumed): an answer's noise is a donor grid point's replica deviation, the donor drawn among
-# the NOISE_POOL grid points whose mean final validation loss is nearest the point's; the answer stays within the range
-# of the replicas around it, widened by NOISE_MARGIN robust deviations of the table's noise
+# under another rule is not resumed)
 NOISE_POOL = 32
 NOISE_MARGIN = 1.0
 ANSWER_RULE = {'name': 'noise-keeping', 'pool': NOISE_POOL, 'margin': NOISE_MARGIN}
@@ -45,16 +43,6 @@ def file_hash(*paths):
             for block in iter(lambda: file.read(1 << 20), b''):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def check_settings(path, table_settings, run_settings):
-    """TableError naming the first setting the run does not share with the table."""
-    for name in SHARED_SETTINGS:
-        table_value, run_value = (list(value) if isinstance(value, tuple) else value
-                                  for value in (table_settings[name], run_settings[name]))
-        if table_value != run_value:
-            raise TableError(f'{path} was built with {name} {table_value!r}, this run has {run_value!r}: a table '
-                             'answers only runs of its own settings')
 
 
 class Table:
@@ -85,10 +73,6 @@ class Table:
     def lowest_loss(self):
         """The lowest validation loss of the table's networks at its epochs (a grid point's)."""
         return float(np.nanmin(self.curves[:, :, :, -1, 0]))
-
-    def coordinates(self, learning_rate, weight_decay):
-        """The point as the searches see it."""
-        return math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay
 
     def evaluate(self, learning_rate, weight_decay, epochs, seed=0):
         """The scores ({name: value} for SCORES) of the network of this seed trained `epochs` epochs at this point, by
@@ -123,8 +107,9 @@ class Table:
         - the answer stays within the range the trained replicas span at the four grid points around it, widened by
           NOISE_MARGIN robust (median-based) deviations of the table's noise, losses at or above 0 and accuracies
           within 0 and 1."""
+        point = math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay  # as searched
         (low_i, high_i, fraction_i), (low_j, high_j, fraction_j) = (
-            self.cell(axis, value) for axis, value in zip(self.axes, self.coordinates(learning_rate, weight_decay)))
+            self.cell(axis, value) for axis, value in zip(self.axes, point))
         rows, columns = [low_i, low_i, high_i, high_i], [low_j, high_j, low_j, high_j]
         weights = np.array([(1 - fraction_i) * (1 - fraction_j), (1 - fraction_i) * fraction_j,
                             fraction_i * (1 - fraction_j), fraction_i * fraction_j])
@@ -219,7 +204,12 @@ class TableTraining:
     def __init__(self, table, args):
         """The training of run `args` (its settings) by `table`; TableError (one line) if the run is not the
         table's."""
-        check_settings(table.path, vars(table.settings), vars(args))
+        for name in SHARED_SETTINGS:  # the first the run does not share with the table is named
+            table_value, run_value = (list(value) if isinstance(value, tuple) else value
+                                      for value in (getattr(table.settings, name), getattr(args, name)))
+            if table_value != run_value:
+                raise TableError(f'{table.path} was built with {name} {table_value!r}, this run has {run_value!r}: '
+                                 'a table answers only runs of its own settings')
         self.table, self.curves = table, args.curves
         self.device_name = f'the table {table.path}'  # what the results' configuration lists as the rows' device
 

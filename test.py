@@ -175,11 +175,7 @@ def check_arguments(parser, args):
     command_line.check_data_dir(parser, args)
     if args.population is None:
         args.population = default_population(args.device)
-    command_line.check_positive_integers(parser, args, 'population')
-    if args.proposal_processes is not None:
-        command_line.check_positive_integers(parser, args, 'proposal_processes')
-    if args.ray_worker_cpus is not None:
-        command_line.check_positive_integers(parser, args, 'ray_worker_cpus')
+    command_line.check_positive_integers(parser, args, 'population', 'proposal_processes', 'ray_worker_cpus')
     if args.ray == '':
         parser.error("--ray '' is not an address: use auto, local or HOST:PORT")
     if args.ray_worker_cpus is not None and args.ray is None:
@@ -264,10 +260,8 @@ def run_searches(training, args, results_file):
     """Every repetition of every method's search: with --population 1 search after search, as the authors ran them
     (with --ray, in rounds), else all in one run_in_rounds. On resume the recorded rows are read, not trained."""
     every_search = [(method, repetition) for method in args.method for repetition in range(1, args.repetitions + 1)]
-    if args.population == 1 and not args.ray:
-        rows = [row for search in every_search for row in run_in_rounds([search], training, args, results_file)]
-    else:
-        rows = run_in_rounds(every_search, training, args, results_file)
+    groups = [[search] for search in every_search] if args.population == 1 and not args.ray else [every_search]
+    rows = [row for group in groups for row in run_in_rounds(group, training, args, results_file)]
     rung_weights.remove(args.output)  # the searches have ended: no network of theirs continues
     search_states.remove(args.output)
     return rows
@@ -286,10 +280,8 @@ def score_and_record(rows, training, args, results_file):
     started = []  # per population: the rows it trains (a repeat comes with its scores), and a wait for their scores
     for population, olds in zip(populations, recorded):
         untrained = [row for row in population if row['repeat_of'] is None]
-        if any(old is None for row, old in zip(population, olds) if row['repeat_of'] is None):
-            started.append((untrained, training.submit(untrained)))
-        else:
-            started.append(([], lambda: []))  # all recorded: nothing to train
+        trains = any(old is None for row, old in zip(population, olds) if row['repeat_of'] is None)
+        started.append((untrained, training.submit(untrained)) if trains else ([], lambda: []))  # all recorded
     for population, olds, (untrained, scores) in zip(populations, recorded, started):
         for row, row_scores in zip(untrained, scores()):
             row.update(row_scores)

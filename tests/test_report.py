@@ -115,8 +115,8 @@ def test_the_best_so_far_means_and_the_tests_count_the_same_repetitions_of_a_fil
 
 
 def test_best_so_far_and_its_mean_after_5_10_and_25_evaluations():
-    assert list(report.best_so_far(rows_of('sobol', [[3, math.nan, 2, 5, 1]]))) == [3, 3, 2, 2, 1]
-    assert list(report.best_so_far(rows_of('sobol', [[math.nan, math.nan, 4]]))) == [math.inf, math.inf, 4]
+    assert list(report.search_progress(rows_of('sobol', [[3, math.nan, 2, 5, 1]]))[1]) == [3, 3, 2, 2, 1]
+    assert list(report.search_progress(rows_of('sobol', [[math.nan, math.nan, 4]]))[1]) == [math.inf, math.inf, 4]
     first = [2.0] * 4 + [1.0] * 5 + [0.5] * 16  # bests so far: 2 after 4 evaluations, 1 after 5 to 9, 0.5 after 10
     second = [4.0] * 9 + [3.0] * 16
     summary = report.best_so_far_summary(rows_of('bayesian', [first, second]), ['bayesian'], 25)

@@ -32,8 +32,7 @@ BOUNDS = {'learning_rate': (0.0001, 0.1), 'weight_decay': (0, 0.001)}
 
 
 def test_sobol_search_evaluates_optunitys_sequence_from_the_seeded_skip():
-    points = []
-    searches.sobol_search(lambda **point: points.append(point) or 0.0, BOUNDS, evaluations=25, seed=7)
+    points = searches.sobol_points(BOUNDS, evaluations=25, seed=7)
     random.seed(7)
     skip = random.randint(200, 1000)
     unit = optunity.solvers.Sobol.i4_sobol_generate(2, 25, skip)
@@ -42,9 +41,7 @@ def test_sobol_search_evaluates_optunitys_sequence_from_the_seeded_skip():
     assert len(points) == 25
     for point, want in zip(points, expected):
         assert point == pytest.approx(want, rel=1e-9, abs=1e-15)
-    again = []
-    searches.sobol_search(lambda **point: again.append(point) or 0.0, BOUNDS, evaluations=25, seed=7)
-    assert again == points
+    assert searches.sobol_points(BOUNDS, evaluations=25, seed=7) == points
 
 
 def test_random_search_draws_independent_uniform_coordinates_reproducibly_from_its_seed():
