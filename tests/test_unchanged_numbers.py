@@ -3,7 +3,9 @@ code wrote on this project's development machines, one folder each: tests/data/u
 Xeon), tests/data/unchanged-amd-epyc/ (commit 9cc947c, before Hyperband, an AMD EPYC) and
 tests/data/unchanged-amd-epyc-7-methods/ (commit 2ecbc9c, every method, before the datasets became records) and
 tests/data/unchanged-amd-epyc-avx2/ (commit d1febcd, an AMD EPYC with AVX2 only, every method, --schedule rounds
-and a run on the digits table, before the run's settings became one record). The CPU
+and a run on the digits table, before the run's settings became one record) and
+tests/data/unchanged-amd-epyc-family-26/ (commit 749dba2, an AMD EPYC of family 26 with AVX-512, the same commands,
+before issue 40's last shortening). The CPU
 decides the last digits, so a machine of another kind skips them; where a folder also names the machine as the
 searches' model fits see it (results.machine: the BLAS cores too, on which the guided searches' points depend), that
 must match as well."""
