@@ -76,7 +76,7 @@ def serve(connection):
             return
         try:
             if request == 'take':
-                owned, reply = Here([(None, None, pickle.loads(data)) for data in argument]), None
+                owned, reply = Here([(None, None, pickle.loads(data)) for data in argument]), None  # names: the driver's
             elif request == 'tell':
                 reply = owned.tell(argument)
             else:  # 'ask', 'pickled'
