@@ -76,7 +76,8 @@ def serve(connection):
             return
         try:
             if request == 'take':
-                owned, reply = Here([(None, None, pickle.loads(data)) for data in argument]), None  # names: the driver's
+                searches = [(None, None, pickle.loads(data)) for data in argument]  # their names are the driver's
+                owned, reply = Here(searches), None
             elif request == 'tell':
                 reply = owned.tell(argument)
             else:  # 'ask', 'pickled'
