@@ -258,13 +258,27 @@ def saved_rounds(searches_to_run, planned, args, results_file):
 
 def run_searches(training, args, results_file):
     """Every repetition of every method's search: with --population 1 search after search, as the authors ran them
-    (with --ray, in rounds), else all in one run_in_rounds. On resume the recorded rows are read, not trained."""
+    (with --ray, in rounds), else all in one run_in_rounds. On resume the recorded rows are read, not trained; with
+    --population 1 a search the file records whole is not replayed either (a guided one's model would need the
+    machine that proposed its points, to the last digit, so a run extended to more repetitions could continue
+    nowhere else)."""
     every_search = [(method, repetition) for method in args.method for repetition in range(1, args.repetitions + 1)]
     groups = [[search] for search in every_search] if args.population == 1 and not args.ray else [every_search]
-    rows = [row for group in groups for row in run_in_rounds(group, training, args, results_file)]
+    rows = [row for group in groups
+            for row in recorded_search(group, results_file) or run_in_rounds(group, training, args, results_file)]
     rung_weights.remove(args.output)  # the searches have ended: no network of theirs continues
     search_states.remove(args.output)
     return rows
+
+
+def recorded_search(group, results_file):
+    """The rows of a group of one search that the results file records to its end, in order; else None."""
+    if len(group) != 1:
+        return None
+    (method, repetition), = group
+    rows = [results_file.recorded.get((method, repetition, iteration))
+            for iteration in range(1, results_file.settings.rows_per_search(method) + 1)]
+    return None if None in rows else rows
 
 
 def score_and_record(rows, training, args, results_file):

@@ -315,3 +315,37 @@ def test_more_repetitions_extend_a_finished_run_to_the_rows_of_a_run_made_with_t
     assert trained_seeds == {int(row['seed']) for row in read_rows(fresh) if row['repetition'] == '3'}
     assert without_seconds(sorted_rows(extended)) == without_seconds(sorted_rows(fresh))
     assert json.loads(config_path(extended).read_text())['repetitions'] == 3
+
+
+def with_learning_rate_nudged(path, repetition, iteration):
+    """Rewrite a results CSV with one row's learning rate changed in its last digits, as another machine's model fits
+    would propose it; return the nudged value."""
+    rows = read_rows(path)
+    row = next(row for row in rows if (row['repetition'], row['iteration']) == (str(repetition), str(iteration)))
+    row['learning_rate'] = str(float(row['learning_rate']) * (1 + 1e-12))
+    with open(path, 'w', newline='') as file:
+        file.write(','.join(rows[0]) + '\n' + ''.join(','.join(row.values()) + '\n' for row in rows))
+    return row['learning_rate']
+
+
+def test_more_repetitions_of_a_guided_search_extend_a_run_made_on_another_machine(tmp_path, capsys):
+    """Search after search (--population 1), a search the file records whole is read, not replayed: a guided
+    search's later points, which another machine's arithmetic proposes a few last digits apart, need not be
+    proposed again to extend the run. A search the file records in part is replayed, and checked, as before."""
+    run = small_run(method='bayesian', population=1, repetitions=None)
+    extended, fresh = tmp_path / 'extended.csv', tmp_path / 'fresh.csv'
+    experiment.main([*run, '--repetitions', '2', '--output', str(extended)])
+    nudged = with_learning_rate_nudged(extended, repetition=1, iteration=4)
+    experiment.main([*run, '--repetitions', '3', '--output', str(extended)])
+    experiment.main([*run, '--repetitions', '3', '--output', str(fresh)])
+    rows = without_seconds(sorted_rows(extended))
+    assert [row for row in rows if row['repetition'] == '3'] == [
+        row for row in without_seconds(sorted_rows(fresh)) if row['repetition'] == '3']
+    assert rows[3]['learning_rate'] == nudged
+
+    lines = extended.read_text().splitlines(keepends=True)
+    extended.write_text(''.join(line for line in lines if not line.startswith('bayesian,3,4,')))
+    with_learning_rate_nudged(extended, repetition=3, iteration=3)
+    with pytest.raises(SystemExit) as exit:
+        experiment.main([*run, '--repetitions', '3', '--output', str(extended)])
+    assert exit.value.code == 1 and 'differ only in their last digits' in capsys.readouterr().err
