@@ -12,6 +12,7 @@ import math
 import os
 
 import numpy as np
+from scipy import optimize, stats
 
 import files
 import results
@@ -28,6 +29,9 @@ OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray from the tabl
 NOISE_POOL = 32
 NOISE_MARGIN = 1.0
 ANSWER_RULE = {'name': 'noise-keeping', 'pool': NOISE_POOL, 'margin': NOISE_MARGIN}
+# With three replicas or more the skewness the donors' deviations lost is added back (Table.curve); the standardised
+# deviations that measure it are clipped at this many scales, so that a few unstable networks cannot decide it
+SKEW_CLIP = 5.0
 
 
 class TableError(ValueError):
@@ -69,6 +73,18 @@ class Table:
             raise TableError('a table needs a grid point where no replica diverged to measure the training noise')
         donated = self.deviations.reshape(self.replicas, -1, *curves.shape[3:])[:, self.donors]
         self.spread = 1.4826 * np.median(np.abs(donated), axis=(0, 1))  # epoch x score: the noise's robust deviation
+        # per donor, epoch and score: the noise's scale there, the root mean square deviation of the NOISE_POOL donors
+        # of the nearest levels; and per epoch and score the skewness the rule adds (see curve)
+        levels = self.levels[self.donors]
+        nearest = np.argsort(np.abs(levels[:, None] - levels), axis=1, kind='stable')[:, :NOISE_POOL]
+        self.scale = np.sqrt((donated ** 2).mean(axis=0)[nearest].mean(axis=1))
+        standard = np.clip(np.divide(donated, self.scale, out=np.zeros_like(donated), where=self.scale > 0),
+                           -SKEW_CLIP, SKEW_CLIP).reshape(-1, *curves.shape[3:])
+        kept = (self.replicas - 2) / math.sqrt(self.replicas * (self.replicas - 1))
+        self.square_weight, self.norm = np.zeros(curves.shape[3:]), np.ones(curves.shape[3:])
+        for index in np.ndindex(*curves.shape[3:]) if kept else ():
+            self.square_weight[index], self.norm[index] = skew_restoring(standard[:, index[0], index[1]], kept)
+        self.answer_rule = {**ANSWER_RULE, **({'skew_clip': SKEW_CLIP} if kept else {})}  # as a run records it
 
     def lowest_loss(self):
         """The lowest validation loss of the table's networks at its epochs (a grid point's)."""
@@ -127,11 +143,14 @@ class Table:
         expected = np.tensordot(weights[used], self.trained_means[rows, columns][used], axes=1)
         cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])  # the four grid points' indices
         level = weights[used] @ self.levels[cell][used]
-        candidates = self.donors[~np.isin(self.donors, cell)]
-        candidates = candidates if len(candidates) else self.donors  # a 2 x 2 grid is one cell
-        pool = candidates[np.argsort(np.abs(self.levels[candidates] - level), kind='stable')[:NOISE_POOL]]
+        candidates = np.flatnonzero(~np.isin(self.donors, cell))  # positions in self.donors
+        candidates = candidates if len(candidates) else np.arange(len(self.donors))  # a 2 x 2 grid is one cell
+        pool = candidates[np.argsort(np.abs(self.levels[self.donors[candidates]] - level), kind='stable')[:NOISE_POOL]]
         donor, donor_replica = pool[draw.integers(len(pool))], draw.integers(self.replicas)
-        noise = self.deviations[donor_replica].reshape(-1, *self.curves.shape[3:])[donor]
+        noise = self.deviations[donor_replica].reshape(-1, *self.curves.shape[3:])[self.donors[donor]]
+        if self.replicas > 2:  # with two, no skewness is measured and none is added
+            noise = self.scale[donor] * skewed(np.divide(noise, self.scale[donor], out=np.zeros_like(noise),
+                                                         where=self.scale[donor] > 0), self.square_weight, self.norm)
         around = np.where(trained[..., None, None], self.curves[:, rows, columns], np.nan)
         margin = NOISE_MARGIN * self.spread
         answer = np.clip(expected + noise, np.nanmin(around, axis=(0, 1)) - margin,
@@ -151,6 +170,28 @@ class Table:
         if min(fraction, 1 - fraction) < OUTSIDE * (len(axis) - 1):  # a grid point, but for rounding
             fraction = round(fraction)
         return upper - 1, upper, fraction
+
+
+def skewed(standard, square_weight, norm):
+    """Standardised noise with a multiple of its centred square added (Cornish and Fisher's first term, held
+    monotone: past the square's turning point it adds no more) and divided by norm, which keeps its variance."""
+    turn = -0.5 / np.where(square_weight == 0, np.inf, square_weight)
+    held = np.where(square_weight > 0, np.maximum(standard, turn), np.minimum(standard, turn))
+    return (standard + square_weight * (held ** 2 - 1)) / norm
+
+
+def skew_restoring(standard, kept):
+    """(square_weight, norm) for skewed(): the weight that gives the standardised deviations `standard` (of one
+    replica from the replicas' mean, which keep the fraction `kept` of one network's skewness) the skewness of one
+    network, and the norm that keeps their variance."""
+    def moments(weight):
+        moved = skewed(standard, weight, 1.0)
+        return moved.std(), stats.skew(moved)
+    target = stats.skew(standard) / kept
+    weight = optimize.brentq(lambda weight: moments(weight)[1] - target, -0.25, 0.25) if all(
+        (moments(bound)[1] - target) * side > 0 for bound, side in ((-0.25, -1), (0.25, 1))) else (
+        0.25 * np.sign(target))  # as far as the transform goes
+    return weight, moments(weight)[0] / standard.std()
 
 
 def load(path):

@@ -334,8 +334,8 @@ def run_constants(args, training):
     table's hash, answer rule and path from the results file's folder (its `table` setting is its resolved path)."""
     relative = args.table and os.path.relpath(args.table, os.path.dirname(os.path.realpath(args.output)))
     return {**searches.fixed_settings(args.method),
-            **({'table_sha256': training.table.sha256, 'table_answer': table.ANSWER_RULE, 'table_relative': relative}
-               if args.table else {})}
+            **({'table_sha256': training.table.sha256, 'table_answer': training.table.answer_rule,
+                'table_relative': relative} if args.table else {})}
 
 
 def report_files(parser, args):

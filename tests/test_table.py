@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import TABLE_SETTINGS, read_rows, refused, run_script, snapshot, typed_rows
-from scipy import stats
+from scipy import interpolate, stats
 
 import searches
 import table
@@ -105,6 +105,28 @@ def test_between_grid_points_the_answers_mean_is_the_bilinear_interpolation_and_
     assert set(np.round(found - expected, 12)) == {round(0.1 * math.sqrt(2), 12), -round(0.1 * math.sqrt(2), 12)}
     on_a_line = answers(answering, 0.25, 0.0, range(4000))  # between two grid points: one network's noise too
     assert on_a_line.mean() == pytest.approx(3.0, abs=0.01) and on_a_line.var() == pytest.approx(0.02, rel=0.1)
+
+
+@pytest.mark.parametrize('replicas', [2, 3])
+def test_with_three_replicas_the_answers_noise_has_one_networks_skewness(replicas):
+    """A replica's deviation from the mean of three keeps 0.41 of the noise's skewness (of two, none): with three
+    replicas the table measures it and adds the rest back, keeping the noise's mean and variance (the answers'
+    range around the grid points trims the long tail a little); with two it adds none."""
+    side = 12
+    noise = np.random.default_rng(0).gamma(4.0, 0.025, (replicas, side, side, 1, 4)) - 0.1  # skewness 1, std 0.05
+    means = np.linspace(1, 2, side)[:, None] + np.zeros(side)
+    answering = table.Table([list(np.linspace(0, 1, side))] * 2, means[None, :, :, None, None] + noise,
+                            log_learning_rate=False)
+    points = np.random.default_rng(1).uniform(0, 1, (4000, 2))
+    found = (np.array([answering.curve(x, y, seed)[-1, 0] for seed, (x, y) in enumerate(points)])
+             - interpolate.RegularGridInterpolator(answering.axes, answering.trained_means[:, :, -1, 0])(points))
+    assert abs(found.mean()) < 0.003 and found.std() == pytest.approx(0.05, rel=0.1)
+    deviations = answering.deviations[..., -1, 0].ravel()
+    if replicas == 2:
+        assert abs(stats.skew(found)) < 0.1 and answering.answer_rule == table.ANSWER_RULE
+    else:
+        assert stats.skew(deviations) < 0.5 < 0.6 < stats.skew(found) < stats.skew(noise[..., 0, 0].ravel())
+        assert answering.answer_rule == {**table.ANSWER_RULE, 'skew_clip': table.SKEW_CLIP}
 
 
 def test_at_a_grid_point_the_answer_is_the_replica_the_seed_picks():
