@@ -38,6 +38,14 @@ settings, and their validation losses at its epochs are set against the table's 
 Spearman's rank correlation), beside the same figures between two of its replicas over its grid points: the
 training noise, which no table can beat.
 
+--noise TABLE prints the training noise that benchmark table TABLE measures (one network's deviation from its grid
+point's mean: robust and root-mean-square width, skewness, by quarter of the grid points' mean loss) and what its
+answers between grid points carry of it (--points seeded random points, each answered for many seeds). With --real
+FILE [FILE ...], results of real training at the table's settings, it sets the real rows' final validation losses and
+the table's answers at the same points and seeds against the table's expectation there: their quantiles (rows whose
+expectation lies in the grid's lower half of mean losses, where searches end) and each method's mean best of its
+searches, real and answered: the answer rule's bias, apart from where the searches went.
+
 A flag that the chosen mode does not use is refused (but --batch-size, --device and --seed, which every mode
 accepts; --proposals ignores all three, --fidelity the batch size, the table's), as is any bad value, in one line
 with exit status 2; Ctrl-C, SIGTERM and SIGHUP end it with one line (bench.py writes no file).
@@ -72,6 +80,7 @@ import local_training
 import network
 import proposals
 import report
+import results
 import searches
 import table
 import test  # the experiment whose training time is estimated
@@ -101,7 +110,7 @@ WEIGHT_DECAY = 0.0005
 MODE_FLAGS = {'rates': ('dataset', 'images', 'populations', 'json'), 'profile': ('dataset', 'profile'),
               'experiment': ('experiment', 'dataset', 'images', 'epochs', 'repetitions', 'schedule', 'json'),
               'proposals': ('proposals', 'repetitions', 'evaluations', 'processes', 'json'),
-              'fidelity': ('fidelity', 'points', 'data_dir', 'json')}
+              'fidelity': ('fidelity', 'points', 'data_dir', 'json'), 'noise': ('noise', 'points', 'real')}
 PROPOSAL_REPETITIONS = 20  # --proposals: the fixed study's repetitions (of every method)
 PROPOSAL_EVALUATIONS = 49  # --proposals: the fixed study's evaluations per search (a square, for grid)
 PROPOSAL_PROCESSES = (1, 2)  # --proposals: test.py's --proposal-processes, each timed
@@ -109,6 +118,8 @@ FIDELITY_POINTS = 20  # --fidelity: random points trained for real
 # --fidelity's points are those of random search in repetition 0, which no run has: seeds no table or study uses
 FIDELITY_REPETITION = 0
 DATA_DIR = test.DATA_DIR  # --fidelity: where the table's dataset is
+NOISE_SEEDS = 200  # --noise: seeds (networks) answered at each random point
+QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)  # --noise --real: of (loss - expected)
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
@@ -505,6 +516,75 @@ def measure_fidelity(parser, args, name):
                              for key, value in figures.items()}}))
 
 
+def measure_noise(parser, args):
+    """--noise TABLE [--real FILE ...]: the training noise the table measures and carries, and set against real
+    training (see the module's docstring)."""
+    try:
+        answers = table.load(args.noise)
+        runs = [results.load_run(path) for path in args.real or []]
+        for run in runs:
+            table.TableTraining(answers, run.settings)  # refuses a run of other settings
+    except (ValueError, OSError, EOFError) as error:
+        parser.error(f'--noise: {error}')
+    replicas, epochs = answers.replicas, answers.curves.shape[3]
+    deviations = answers.deviations[..., 0].reshape(replicas, -1, epochs)[:, answers.donors]
+    quarters = np.array_split(np.argsort(answers.levels[answers.donors], kind='stable'), 4)
+    points = searches.random_points(answers.settings.box(), evaluations=args.points,
+                                    seed=searches.seed_for(args.seed, FIDELITY_REPETITION))
+    answered = np.array([answers.curve(point['learning_rate'], point['weight_decay'], seed)[-1, 0]
+                         - answers.expected(point['learning_rate'], point['weight_decay'])[-1, 0]
+                         for point in points for seed in range(NOISE_SEEDS)])
+    kept = (replicas - 2) / math.sqrt(replicas * (replicas - 1))
+
+    def widths(final):
+        return (1.4826 * np.median(np.abs(final)), np.sqrt(np.mean(final ** 2)), stats.skew(final.ravel()))
+    report.print_table(report.Table(
+        f'Training noise of {args.noise}: {replicas} replicas of {answers.curves.shape[1]} x '
+        f'{answers.curves.shape[2]} grid points, {len(answers.donors) * (replicas - 1)} degrees of freedom where no '
+        f'replica diverged ({int((~answers.trained).sum())} diverged networks); one network\'s final validation '
+        f'loss minus its grid point\'s mean. Correlation of a deviation at half the epochs with the last: '
+        f'{np.corrcoef(deviations[:, :, epochs // 2 - 1].ravel(), deviations[:, :, -1].ravel())[0, 1]:.2f}. '
+        f'A deviation from the mean of {replicas} keeps {kept:.2f} of one network\'s skewness'
+        + (f' (so one network\'s: {stats.skew(deviations[..., -1].ravel()) / kept:.2f})' if kept else ''),
+        [('Grid points', '{}'), ('Count', '{:d}'), ('Robust width', '{:.4f}'), ('RMS', '{:.4f}'),
+         ('Skewness', '{:.2f}')],
+        [('all', len(answers.donors), *widths(deviations[..., -1])),
+         *((f'loss quarter {number} (mean {answers.levels[answers.donors][quarter].mean():.3f})', len(quarter),
+            *widths(deviations[:, quarter, -1])) for number, quarter in enumerate(quarters, 1)),
+         (f'the answers at {len(points)} random points x {NOISE_SEEDS} seeds', len(answered),
+          *widths(answered[np.isfinite(answered)]))]))
+    if runs:
+        compare_noise_with_real(answers, runs)
+
+
+def compare_noise_with_real(answers, runs):
+    """--noise with --real: real rows and the table's answers at their points and seeds, against the expectation."""
+    lower_half = np.median(answers.levels[answers.donors])
+    residuals, best = {}, {}
+    for run in runs:
+        for (method, _), rows in report.rows_by_search(run.rows).items():
+            rows = [row for row in rows if row['repeat_of'] is None]
+            answered = [answers.scores(row)['val_loss'] for row in rows]
+            for row, answer in zip(rows, answered):
+                expected = answers.expected(row['learning_rate'], row['weight_decay'])[row['epochs'] - 1, 0]
+                if expected <= lower_half and math.isfinite(row['val_loss'] + answer):
+                    residuals.setdefault(method, []).append((row['val_loss'] - expected, answer - expected))
+            best.setdefault(method, []).append((np.nanmin([row['val_loss'] for row in rows]), np.nanmin(answered)))
+    columns = [('Rows', '{}'), ('Count', '{:d}'), *((f'{quantile:.0%}', '{:+.4f}') for quantile in QUANTILES),
+               ('Std', '{:.4f}'), ('Skewness', '{:.2f}')]
+    report.print_table(report.Table(
+        f'Loss minus the table\'s expectation at the real rows\' points and seeds (expectation at most '
+        f'{lower_half:.3f}, the grid\'s median)', columns,
+        [(f'{method}, {source}', len(values), *np.quantile(values, QUANTILES), np.std(values), stats.skew(values))
+         for method, pairs in residuals.items() for source, values in zip(('real', 'table'), np.array(pairs).T)]))
+    report.print_table(report.Table(
+        'Mean best validation loss of each search at the real searches\' own points and seeds: real training, and '
+        'the table\'s answers', [('Method', '{}'), ('Searches', '{:d}'), ('Real', '{:.4f}'), ('Table', '{:.4f}'),
+                                  ('Table - real', '{:+.4f}')],
+        [(method, len(pairs), *np.mean(pairs, axis=0), np.subtract(*np.mean(pairs, axis=0)[::-1]))
+         for method, pairs in best.items()]))
+
+
 def build_parser():
     parser = command_line.ArgumentParser(description=__doc__, formatter_class=command_line.HelpFormatter)
     parser.add_argument('--dataset', choices=dataset_management.DATASETS,
@@ -529,8 +609,12 @@ def build_parser():
     what.add_argument('--fidelity', metavar='FILE',
                       help='how closely benchmark table FILE answers for real training at random points, beside '
                            'its replicas\' agreement (the training noise)')
-    parser.add_argument('--points', type=int, help=f'--fidelity: random points trained for real (None: '
-                                                   f'{FIDELITY_POINTS})')
+    what.add_argument('--noise', metavar='TABLE',
+                      help='the training noise that benchmark table TABLE measures and its answers carry')
+    parser.add_argument('--real', nargs='+', metavar='FILE',
+                        help='--noise: results of real training at the table\'s settings, set against its answers')
+    parser.add_argument('--points', type=int, help=f'--fidelity: random points trained for real; --noise: random '
+                                                   f'points answered (None: {FIDELITY_POINTS})')
     parser.add_argument('--data-dir', help=f"--fidelity: where the table's dataset is (None: {DATA_DIR})")
     parser.add_argument('--epochs', type=int, help=f'--experiment: training epochs per network (None: {EPOCHS})')
     parser.add_argument('--repetitions', type=int,
@@ -548,7 +632,8 @@ def build_parser():
 def check_flags_of_mode(parser, args):
     """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
     mode = ('profile' if args.profile is not None else 'experiment' if args.experiment else
-            'proposals' if args.proposals is not None else 'fidelity' if args.fidelity is not None else 'rates')
+            'proposals' if args.proposals is not None else 'fidelity' if args.fidelity is not None else 'noise' if args.noise is not None
+            else 'rates')
     for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
         if getattr(args, name) is not None and getattr(args, name) is not False:
             without = {'rates': 'without --experiment'}.get(mode, f'with --{mode}')
@@ -581,6 +666,8 @@ def main(argv=None):
             return time_proposals(parser, args)
         if args.fidelity is not None:
             return measure_fidelity(parser, args, name)
+        if args.noise is not None:
+            return measure_noise(parser, args)
         if args.profile is not None:
             return profile_step(args, device, name)
         (run_experiment if args.experiment else measure_rates)(args, device, name)

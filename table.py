@@ -123,12 +123,7 @@ class Table:
         - the answer stays within the range the trained replicas span at the four grid points around it, widened by
           NOISE_MARGIN robust (median-based) deviations of the table's noise, losses at or above 0 and accuracies
           within 0 and 1."""
-        point = math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay  # as searched
-        (low_i, high_i, fraction_i), (low_j, high_j, fraction_j) = (
-            self.cell(axis, value) for axis, value in zip(self.axes, point))
-        rows, columns = [low_i, low_i, high_i, high_i], [low_j, high_j, low_j, high_j]
-        weights = np.array([(1 - fraction_i) * (1 - fraction_j), (1 - fraction_i) * fraction_j,
-                            fraction_i * (1 - fraction_j), fraction_i * fraction_j])
+        rows, columns, weights = self.corners(learning_rate, weight_decay)
         if weights.max() == 1:
             return self.curves[seed % self.replicas, rows[weights.argmax()], columns[weights.argmax()]]
         draw = np.random.default_rng([seed, *(int(np.float64(value).view(np.uint64))
@@ -137,12 +132,8 @@ class Table:
         if draw.random() < weights @ (1 - trained.mean(axis=0)):
             replica, corner = np.unravel_index(np.argmax(~trained * weights), trained.shape)
             return self.curves[replica, rows[corner], columns[corner]]
-        weights = np.where(trained.any(axis=0), weights, 0)
-        weights = weights / weights.sum()
-        used = weights > 0
-        expected = np.tensordot(weights[used], self.trained_means[rows, columns][used], axes=1)
+        expected, level = self.mean_around(rows, columns, weights)
         cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])  # the four grid points' indices
-        level = weights[used] @ self.levels[cell][used]
         candidates = np.flatnonzero(~np.isin(self.donors, cell))  # positions in self.donors
         candidates = candidates if len(candidates) else np.arange(len(self.donors))  # a 2 x 2 grid is one cell
         pool = candidates[np.argsort(np.abs(self.levels[self.donors[candidates]] - level), kind='stable')[:NOISE_POOL]]
@@ -156,6 +147,33 @@ class Table:
         answer = np.clip(expected + noise, np.nanmin(around, axis=(0, 1)) - margin,
                          np.nanmax(around, axis=(0, 1)) + margin)
         return np.where(LOSSES, np.maximum(answer, 0), np.clip(answer, 0, 1))
+
+    def expected(self, learning_rate, weight_decay):
+        """The curve (epochs x SCORES) that the answers between grid points scatter around at this point: the
+        trained replicas' mean, interpolated as curve() does (NaN where every replica around diverged)."""
+        return self.mean_around(*self.corners(learning_rate, weight_decay))[0]
+
+    def corners(self, learning_rate, weight_decay):
+        """The four grid points around a point (their first and second coordinates' indices) and their bilinear
+        weights, in the coordinates the searches see."""
+        point = math.log10(learning_rate) if self.log_learning_rate else learning_rate, weight_decay  # as searched
+        (low_i, high_i, fraction_i), (low_j, high_j, fraction_j) = (
+            self.cell(axis, value) for axis, value in zip(self.axes, point))
+        return [low_i, low_i, high_i, high_i], [low_j, high_j, low_j, high_j], np.array(
+            [(1 - fraction_i) * (1 - fraction_j), (1 - fraction_i) * fraction_j, fraction_i * (1 - fraction_j),
+             fraction_i * fraction_j])
+
+    def mean_around(self, rows, columns, weights):
+        """The replicas' mean curve, interpolated with these weights over the grid points around that trained, and
+        its level (mean final validation loss)."""
+        weights = np.where(self.trained[:, rows, columns].any(axis=0), weights, 0)
+        if not weights.any():  # every replica around diverged
+            return np.full(self.curves.shape[3:], np.nan), math.nan
+        weights = weights / weights.sum()
+        used = weights > 0
+        cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])
+        return (np.tensordot(weights[used], self.trained_means[rows, columns][used], axes=1),
+                weights[used] @ self.levels[cell][used])
 
     def cell(self, axis, value):
         """(lower, upper, fraction): the grid indices of the interval of `axis` that holds `value`, and how far along

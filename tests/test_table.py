@@ -373,6 +373,32 @@ def test_fidelity_trains_random_points_for_real_and_sets_the_tables_answers_besi
     assert 'table vs real training (random points)' in result.stdout
 
 
+def test_noise_measures_the_replicas_deviations_and_sets_real_rows_against_the_answers_at_their_points(
+        digits_table, pretend_training, tmp_path, capsys):
+    import bench
+    real = tmp_path / 'real.csv'
+    experiment.main([*TABLE_SETTINGS, '--method', 'sobol,random', '--evaluations', '4', '--repetitions', '2',
+                     '--quiet', '--output', str(real)])
+    capsys.readouterr()
+    bench.main(['--noise', str(digits_table), '--real', str(real), '--points', '3'])
+    printed = capsys.readouterr().out
+    grid = typed_rows(digits_table)
+    pairs = [[row['val_loss'] for row in grid if row['iteration'] == iteration] for iteration in range(1, 10)]
+    deviations = np.abs(np.subtract(*np.array(pairs).T)) / math.sqrt(2)  # each replica's, scaled to one network's
+    assert (f'all 9 {1.4826 * np.median(deviations):.4f} {np.sqrt(np.mean(deviations ** 2)):.4f} '
+            in ' '.join(printed.split()))
+    answering, rows = table.load(str(digits_table)), typed_rows(real)
+    for method in ('sobol', 'random'):
+        bests = [[min(values) for values in ([row['val_loss'] for row in rows if (row['method'], row['repetition'])
+                                              == (method, repetition)],
+                                             [answering.scores(row)['val_loss'] for row in rows
+                                              if (row['method'], row['repetition']) == (method, repetition)])]
+                 for repetition in (1, 2)]
+        real_mean, table_mean = np.mean(bests, axis=0)
+        assert (f'{method} 2 {real_mean:.4f} {table_mean:.4f} {table_mean - real_mean:+.4f}'
+                in ' '.join(printed.split()))
+
+
 def test_a_report_across_table_runs_measures_regret_from_the_tables_lowest_loss_while_it_is_as_it_was(
         digits_table, tmp_path, capsys):
     own = without_curves(digits_table, tmp_path)
