@@ -632,8 +632,8 @@ def build_parser():
 def check_flags_of_mode(parser, args):
     """End with a one-line error for a flag the chosen mode would ignore; fill in the defaults of those it uses."""
     mode = ('profile' if args.profile is not None else 'experiment' if args.experiment else
-            'proposals' if args.proposals is not None else 'fidelity' if args.fidelity is not None else 'noise' if args.noise is not None
-            else 'rates')
+            'proposals' if args.proposals is not None else 'fidelity' if args.fidelity is not None else
+            'noise' if args.noise is not None else 'rates')
     for name in sorted({name for flags in MODE_FLAGS.values() for name in flags} - set(MODE_FLAGS[mode])):
         if getattr(args, name) is not None and getattr(args, name) is not False:
             without = {'rates': 'without --experiment'}.get(mode, f'with --{mode}')
