@@ -529,8 +529,8 @@ def measure_noise(parser, args):
     replicas, epochs = answers.replicas, answers.curves.shape[3]
     deviations = answers.deviations[..., 0].reshape(replicas, -1, epochs)[:, answers.donors]
     quarters = np.array_split(np.argsort(answers.levels[answers.donors], kind='stable'), 4)
-    points = searches.random_points(answers.settings.box(), evaluations=args.points,
-                                    seed=searches.seed_for(args.seed, FIDELITY_REPETITION))
+    points = answers.settings.rows_of('random', FIDELITY_REPETITION, searches.random_points(
+        answers.settings.box(), evaluations=args.points, seed=searches.seed_for(args.seed, FIDELITY_REPETITION)))
     answered = np.array([answers.curve(point['learning_rate'], point['weight_decay'], seed)[-1, 0]
                          - answers.expected(point['learning_rate'], point['weight_decay'])[-1, 0]
                          for point in points for seed in range(NOISE_SEEDS)])
