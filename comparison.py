@@ -282,45 +282,60 @@ def check_like_with_like(table_task, real_tasks):
 
 
 def against(table_task, real_tasks):
-    """A run on a table beside the real runs of the same searches (of the same settings, ALIKE, their methods apart):
-    per method of the real runs, over the repetitions both finished, the mean and standard deviation of the best loss
-    after the full budget in each, the two-sided Mann-Whitney test of the two samples (they differ beyond the
-    training noise where p < report.SIGNIFICANCE; too few repetitions below FEWEST_REPETITIONS, where it cannot), and
-    each mean's rank among the methods. Then over the methods: Spearman's correlation between the two columns of means
-    (NaN below three methods), the pooled bias (the table's mean minus real training's, averaged over the methods) and
-    the spread ratio (the table's pooled standard deviation over real training's: the root of the mean variance of
-    each). ValueError (one line) if the runs are not alike or share no finished repetition."""
+    """A run on a table beside the real runs of the same searches (of the same settings, ALIKE, their methods apart),
+    after each checkpoint (report.checkpoints) of the budget: per method of the real runs, over the repetitions both
+    finished, the mean of the best loss in each with its bootstrap interval and its standard deviation, the two-sided
+    Mann-Whitney test of the two samples (they differ beyond the training noise where p < report.SIGNIFICANCE; too
+    few repetitions below FEWEST_REPETITIONS, where it cannot), and each mean's rank among the methods. Then, after
+    the full budget, over the methods: Spearman's correlation between the two columns of means (NaN below three
+    methods), the pooled bias (the table's mean minus real training's, averaged over the methods) and the spread
+    ratio (the table's pooled standard deviation over real training's: the root of the mean variance of each).
+    ValueError (one line) if the runs are not alike or share no finished repetition."""
     check_like_with_like(table_task, real_tasks)
-    evaluations, rows = table_task.settings.evaluations, []
-    for real_task, method in ((real, method) for real in real_tasks for method in real.settings.method):
-        table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
-        both = sorted(set(table_best) & set(real_best))
-        if both:
-            samples = [[best[repetition] for repetition in both] for best in (table_best, real_best)]
-            p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
-            (table_mean, table_std), (real_mean, real_std) = map(finite_mean_and_std, samples)
-            rows.append(dict(method=method, repetitions=len(both), table_mean=table_mean, real_mean=real_mean,
-                             table_std=table_std, real_std=real_std, p_value=p_value,
-                             verdict='too few repetitions' if len(both) < FEWEST_REPETITIONS else
-                             'differ' if p_value < report.SIGNIFICANCE else 'agree'))
-    if not rows:
+    rows = []
+    for evaluations in report.checkpoints(table_task.settings.evaluations):
+        at_checkpoint = []
+        for real_task, method in ((real, method) for real in real_tasks for method in real.settings.method):
+            table_best, real_best = (task.best_by_repetition(method, evaluations) for task in (table_task, real_task))
+            both = sorted(set(table_best) & set(real_best))
+            if both:
+                samples = [[best[repetition] for repetition in both] for best in (table_best, real_best)]
+                p_value = float(stats.mannwhitneyu(*samples).pvalue) if len(both) > 1 else None
+                (table_mean, table_std), (real_mean, real_std) = map(finite_mean_and_std, samples)
+                at_checkpoint.append(dict(
+                    method=method, after=evaluations, repetitions=len(both), table_mean=table_mean,
+                    table_interval=bootstrap_interval(finite(samples[0])), real_mean=real_mean,
+                    real_interval=bootstrap_interval(finite(samples[1])), table_std=table_std, real_std=real_std,
+                    p_value=p_value, verdict='too few repetitions' if len(both) < FEWEST_REPETITIONS else
+                    'differ' if p_value < report.SIGNIFICANCE else 'agree'))
+        if at_checkpoint:
+            table_ranks, real_ranks = (stats.rankdata([row[column] for row in at_checkpoint])
+                                       for column in ('table_mean', 'real_mean'))
+            for row, table_rank, real_rank in zip(at_checkpoint, table_ranks, real_ranks):
+                row.update(table_rank=float(table_rank), real_rank=float(real_rank), verdict=row.pop('verdict'))
+        rows.extend(at_checkpoint)
+    budget = [row for row in rows if row['after'] == table_task.settings.evaluations]
+    if not budget:
         raise ValueError(f'{table_task.name} and {", ".join(task.name for task in real_tasks)} share no finished '
                          'repetition')
-    table_ranks, real_ranks = (stats.rankdata([row[column] for row in rows]) for column in ('table_mean', 'real_mean'))
-    for row, table_rank, real_rank in zip(rows, table_ranks, real_ranks):
-        row.update(table_rank=float(table_rank), real_rank=float(real_rank), verdict=row.pop('verdict'))
-    spearman = float(stats.spearmanr(table_ranks, real_ranks).statistic) if len(rows) > 2 else math.nan
-    bias = float(np.mean([row['table_mean'] - row['real_mean'] for row in rows]))
-    spread_ratio = math.sqrt(np.mean([row['table_std'] ** 2 for row in rows])
-                             / np.mean([row['real_std'] ** 2 for row in rows]))
+    spearman = (float(stats.spearmanr([row['table_rank'] for row in budget],
+                                      [row['real_rank'] for row in budget]).statistic)
+                if len(budget) > 2 else math.nan)
+    bias = float(np.mean([row['table_mean'] - row['real_mean'] for row in budget]))
+    spread_ratio = math.sqrt(np.mean([row['table_std'] ** 2 for row in budget])
+                             / np.mean([row['real_std'] ** 2 for row in budget]))
     return rows, dict(spearman=spearman, bias=bias, spread_ratio=spread_ratio)
+
+
+def finite(values):
+    """The finite values, in order."""
+    return [value for value in values if math.isfinite(value)]
 
 
 def finite_mean_and_std(values):
     """The mean (NaN if none) and sample standard deviation (NaN below two) of the finite values."""
-    finite = [value for value in values if math.isfinite(value)]
-    return (float(np.mean(finite)) if finite else math.nan,
-            float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan)
+    kept = finite(values)
+    return float(np.mean(kept)) if kept else math.nan, float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan
 
 
 def report_against(table_path, real_paths):
@@ -334,23 +349,29 @@ def report_against(table_path, real_paths):
     rows, overall = against(table_task, real_tasks)
     real_name = ' and '.join(task.name for task in real_tasks)
     side_by_side = report.Table(
-        f'{table_task.name} (on a table) against {real_name} (real training): best validation loss after '
-        f'{table_task.settings.evaluations} evaluations, mean and standard deviation over the repetitions both '
+        f'{table_task.name} (on a table) against {real_name} (real training): best validation loss after this many '
+        f'evaluations, mean [{CONFIDENCE:.0%} bootstrap interval] and standard deviation over the repetitions both '
         'finished; '
         f'"differ": the two samples differ beyond the training noise (Mann-Whitney p < {report.SIGNIFICANCE})',
-        [('Method', '{}'), ('Repetitions', '{:d}'), ('Table', '{:.4f}'), ('Real', '{:.4f}'), ('Table std', '{:.4f}'),
-         ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'), ('Real rank', '{:g}'),
-         ('Verdict', '{}')],
-        [tuple(row.values()) for row in rows])
+        [('Method', '{}'), ('After', '{:d}'), ('Repetitions', '{:d}'), ('Table', '{}'), ('Real', '{}'),
+         ('Table std', '{:.4f}'), ('Real std', '{:.4f}'), ('p-value', '{:.2g}'), ('Table rank', '{:g}'),
+         ('Real rank', '{:g}'), ('Verdict', '{}')],
+        [(row['method'], row['after'], row['repetitions'],
+          *(f'{row[f"{side}_mean"]:.4f} [{row[f"{side}_interval"][0]:.4f}, {row[f"{side}_interval"][1]:.4f}]'
+            for side in ('table', 'real')),
+          row['table_std'], row['real_std'], row['p_value'], row['table_rank'], row['real_rank'], row['verdict'])
+         for row in rows])
     report.print_table(side_by_side)
     spearman = overall['spearman']
-    lines = [f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
+    lines = [f'Over the methods, after the budget of {table_task.settings.evaluations} evaluations:',
+             f"Spearman's correlation between the methods' means: {spearman:.2f}" if math.isfinite(spearman)
              else "Spearman's correlation needs three methods or more",
              f"Pooled bias (the table's mean minus real training's, averaged over the methods): {overall['bias']:+.4f}",
              "Spread ratio (the table's pooled standard deviation over real training's): "
              f"{overall['spread_ratio']:.2f}"]
     print('\n' + '\n'.join(lines), flush=True)
     path = files.path_beside(table_path, '.against.md')
-    text = "\n".join([*report.format_table(side_by_side, markdown=True), '', *(f'- {line}' for line in lines), ''])
+    text = "\n".join([*report.format_table(side_by_side, markdown=True), '', lines[0], '',
+                      *(f'- {line}' for line in lines[1:]), ''])
     files.write_whole(path, lambda file: file.write(text))
     print(f'\nwritten: {path}', flush=True)

@@ -434,29 +434,36 @@ def test_a_table_run_is_checked_against_real_training_of_the_same_searches(every
     capsys.readouterr()
     experiment.main(['--report', str(on_table), '--against', str(real)])
     printed = capsys.readouterr().out
-    means, deviations = {}, {}
-    for name, rows in (('table', table_rows), ('real', real_rows)):
-        for method in ('sobol', 'random', 'grid', 'tpe'):  # the repetitions both finished: 1 and 2
-            bests = [min(searches.finite_or_inf(row['val_loss']) for row in rows
-                         if (row['method'], row['repetition']) == (method, repetition)) for repetition in (1, 2)]
-            means[name, method] = np.mean(bests)
-            deviations[name, method] = np.std(bests, ddof=1)
-    table_ranks = stats.rankdata([means['table', method] for method in ('sobol', 'random', 'grid', 'tpe')])
-    real_ranks = stats.rankdata([means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
+    methods = ('sobol', 'random', 'grid', 'tpe')
     written = on_table.with_suffix('.against.md').read_text()
-    for method, table_rank, real_rank in zip(('sobol', 'random', 'grid', 'tpe'), table_ranks, real_ranks):
-        line = next(line for line in written.splitlines() if line.startswith(f'| {method} |'))
-        cells = [cell.strip() for cell in line.strip('|').split('|')]
-        assert cells[1] == '2' and float(cells[2]) == pytest.approx(means['table', method], abs=5e-5)
-        assert float(cells[3]) == pytest.approx(means['real', method], abs=5e-5)
-        assert float(cells[4]) == pytest.approx(deviations['table', method], abs=5e-5)
-        assert float(cells[5]) == pytest.approx(deviations['real', method], abs=5e-5)
-        assert (float(cells[7]), float(cells[8]), cells[9]) == (table_rank, real_rank, 'too few repetitions')
-    spearman = stats.spearmanr(table_ranks, real_ranks).statistic
-    bias = np.mean([means['table', method] - means['real', method] for method in ('sobol', 'random', 'grid', 'tpe')])
-    ratio = math.sqrt(np.mean([deviations['table', method] ** 2 for method in ('sobol', 'random', 'grid', 'tpe')])
-                      / np.mean([deviations['real', method] ** 2 for method in ('sobol', 'random', 'grid', 'tpe')]))
+    for after in (5, 9):  # the report's checkpoint within the budget, and the budget
+        means, deviations, intervals = {}, {}, {}
+        for name, rows in (('table', table_rows), ('real', real_rows)):
+            for method in methods:  # the repetitions both finished: 1 and 2
+                bests = [min(searches.finite_or_inf(row['val_loss']) for row in rows
+                             if (row['method'], row['repetition']) == (method, repetition)
+                             and row['iteration'] <= after) for repetition in (1, 2)]
+                means[name, method] = np.mean(bests)
+                deviations[name, method] = np.std(bests, ddof=1)
+                intervals[name, method] = (min(bests), max(bests))  # the bootstrap means of two values span them
+        table_ranks = stats.rankdata([means['table', method] for method in methods])
+        real_ranks = stats.rankdata([means['real', method] for method in methods])
+        for method, table_rank, real_rank in zip(methods, table_ranks, real_ranks):
+            line = next(line for line in written.splitlines() if line.startswith(f'| {method} | {after} |'))
+            cells = [cell.strip() for cell in line.strip('|').split('|')]
+            assert cells[2] == '2'
+            for cell, name in ((cells[3], 'table'), (cells[4], 'real')):
+                assert cell == (f'{means[name, method]:.4f} [{intervals[name, method][0]:.4f}, '
+                                f'{intervals[name, method][1]:.4f}]')
+            assert float(cells[5]) == pytest.approx(deviations['table', method], abs=5e-5)
+            assert float(cells[6]) == pytest.approx(deviations['real', method], abs=5e-5)
+            assert (float(cells[8]), float(cells[9]), cells[10]) == (table_rank, real_rank, 'too few repetitions')
+    spearman = stats.spearmanr(table_ranks, real_ranks).statistic  # after the budget, the last checkpoint
+    bias = np.mean([means['table', method] - means['real', method] for method in methods])
+    ratio = math.sqrt(np.mean([deviations['table', method] ** 2 for method in methods])
+                      / np.mean([deviations['real', method] ** 2 for method in methods]))
     for text in (printed, written):
+        assert 'Over the methods, after the budget of 9 evaluations:' in text
         assert f"Spearman's correlation between the methods' means: {spearman:.2f}" in text
         assert f"Pooled bias (the table's mean minus real training's, averaged over the methods): {bias:+.4f}" in text
         assert f"Spread ratio (the table's pooled standard deviation over real training's): {ratio:.2f}" in text
@@ -515,7 +522,7 @@ def test_a_check_against_real_training_compares_only_runs_of_the_same_settings(o
         assert named in refused(experiment.main, arguments, capsys)
     else:
         experiment.main(arguments)
-        assert '| hyperband | 3 |' in every_method_on_the_table[0].with_suffix('.against.md').read_text()
+        assert '| hyperband | 9 | 3 |' in every_method_on_the_table[0].with_suffix('.against.md').read_text()
 
 
 def test_real_training_of_several_files_is_checked_method_by_method_each_method_once(every_method_on_the_table,
@@ -530,6 +537,6 @@ def test_real_training_of_several_files_is_checked_method_by_method_each_method_
     experiment.main(['--report', str(table_run), '--against', str(files['first']), str(files['second'])])
     written = table_run.with_suffix('.against.md').read_text()
     assert [line.split('|')[1].strip() for line in written.splitlines() if line.startswith('| ') and
-            line.split('|')[1].strip() in searches.METHODS] == ['sobol', 'random', 'tpe']
+            line.split('|')[1].strip() in searches.METHODS] == ['sobol', 'random', 'tpe'] * 2  # after 5 and 9
     assert 'first and again both ran random' in refused(
         experiment.main, ['--report', str(table_run), '--against', str(files['first']), str(files['again'])], capsys)
