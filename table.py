@@ -12,7 +12,7 @@ import math
 import os
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import interpolate, optimize, stats
 
 import files
 import results
@@ -29,6 +29,10 @@ OUTSIDE = 1e-9  # how far (relative to the axis) a point may stray from the tabl
 NOISE_POOL = 32
 NOISE_MARGIN = 1.0
 ANSWER_RULE = {'name': 'noise-keeping', 'pool': NOISE_POOL, 'margin': NOISE_MARGIN}
+# Along a log-scaled learning rate the loss's valley is curved at the grid's spacing, and bilinear interpolation would
+# answer above it (measured in docs/tables.md): there the expected scores follow modified Akima splines along the
+# learning rate (they do not overshoot where the loss levels off), still linear along the weight decay
+ALONG_LOG_LEARNING_RATE = 'makima'
 # With three replicas or more the skewness the donors' deviations lost is added back (Table.curve); the standardised
 # deviations that measure it are clipped at this many scales, so that a few unstable networks cannot decide it
 SKEW_CLIP = 5.0
@@ -84,7 +88,14 @@ class Table:
         self.square_weight, self.norm = np.zeros(curves.shape[3:]), np.ones(curves.shape[3:])
         for index in np.ndindex(*curves.shape[3:]) if kept else ():
             self.square_weight[index], self.norm[index] = skew_restoring(standard[:, index[0], index[1]], kept)
-        self.answer_rule = {**ANSWER_RULE, **({'skew_clip': SKEW_CLIP} if kept else {})}  # as a run records it
+        # per line of weight decay: whether every grid point on it trained, and then the splines along a log-scaled
+        # learning rate (the lines' weight decay is the last axis but two of trained_means)
+        self.curved = np.isfinite(self.trained_means).all(axis=(0, 2, 3)) & log_learning_rate
+        self.splines = interpolate.Akima1DInterpolator(
+            axes[0], np.where(self.curved[:, None, None], self.trained_means, 0), axis=0,
+            method=ALONG_LOG_LEARNING_RATE) if self.curved.any() else None
+        self.answer_rule = {**ANSWER_RULE, **({'skew_clip': SKEW_CLIP} if kept else {}),
+                            **({'along_log_learning_rate': ALONG_LOG_LEARNING_RATE} if log_learning_rate else {})}
 
     def lowest_loss(self):
         """The lowest validation loss of the table's networks at its epochs (a grid point's)."""
@@ -132,7 +143,7 @@ class Table:
         if draw.random() < weights @ (1 - trained.mean(axis=0)):
             replica, corner = np.unravel_index(np.argmax(~trained * weights), trained.shape)
             return self.curves[replica, rows[corner], columns[corner]]
-        expected, level = self.mean_around(rows, columns, weights)
+        expected, level = self.mean_around(rows, columns, weights, learning_rate)
         cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])  # the four grid points' indices
         candidates = np.flatnonzero(~np.isin(self.donors, cell))  # positions in self.donors
         candidates = candidates if len(candidates) else np.arange(len(self.donors))  # a 2 x 2 grid is one cell
@@ -151,7 +162,7 @@ class Table:
     def expected(self, learning_rate, weight_decay):
         """The curve (epochs x SCORES) that the answers between grid points scatter around at this point: the
         trained replicas' mean, interpolated as curve() does (NaN where every replica around diverged)."""
-        return self.mean_around(*self.corners(learning_rate, weight_decay))[0]
+        return self.mean_around(*self.corners(learning_rate, weight_decay), learning_rate)[0]
 
     def corners(self, learning_rate, weight_decay):
         """The four grid points around a point (their first and second coordinates' indices) and their bilinear
@@ -163,9 +174,14 @@ class Table:
             [(1 - fraction_i) * (1 - fraction_j), (1 - fraction_i) * fraction_j, fraction_i * (1 - fraction_j),
              fraction_i * fraction_j])
 
-    def mean_around(self, rows, columns, weights):
-        """The replicas' mean curve, interpolated with these weights over the grid points around that trained, and
-        its level (mean final validation loss)."""
+    def mean_around(self, rows, columns, weights, learning_rate):
+        """The replicas' mean curve at a point of this learning rate, interpolated with these weights over the grid
+        points around that trained (along a log-scaled learning rate by the splines, where both lines of weight decay
+        around have them), and its level (mean final validation loss)."""
+        if self.splines is not None and self.curved[columns[:2]].all():
+            along = self.splines(math.log10(learning_rate))[columns[:2]]  # on the two lines of weight decay around
+            mean = np.tensordot(weights[:2] + weights[2:], along, axes=1)
+            return mean, float(mean[-1, 0])
         weights = np.where(self.trained[:, rows, columns].any(axis=0), weights, 0)
         if not weights.any():  # every replica around diverged
             return np.full(self.curves.shape[3:], np.nan), math.nan

@@ -201,6 +201,35 @@ def test_a_log_scale_table_interpolates_in_log10_of_the_learning_rate():
     assert answering.curve(0.001, 0.5, 0)[0, 0] == pytest.approx(1 / 3)
 
 
+def test_along_a_log_scaled_learning_rate_the_expectation_follows_the_valleys_curve():
+    """On a log-scaled box the expected scores between grid points follow modified Akima splines through the grid
+    points' means along the learning rate, linearly along the weight decay: on a parabola's valley they lie below the
+    chords bilinear interpolation would answer. A linear box keeps the bilinear rule, and so does a line of weight
+    decay with a grid point where every replica diverged."""
+    log_rates = np.linspace(-4.0, 0.0, 9)
+    means = 0.5 + 0.2 * (log_rates[:, None] + 1.7) ** 2 + np.array([0.0, 0.1, 0.05])  # x 3 weight decays
+    axes = [list(log_rates), [0.0, 0.0005, 0.001]]
+    curved = synthetic_table(means, 0.0, axes=axes, log_learning_rate=True)
+    straight = synthetic_table(means, 0.0, axes=axes)
+    splines = [interpolate.Akima1DInterpolator(log_rates, means[:, line], method='makima') for line in range(3)]
+    for log_rate, weight_decay in ((-1.75, 0.0001), (-2.2, 0.0004), (-0.25, 0.00025)):
+        along = 0.8 * splines[0](log_rate) + 0.2 * splines[1](log_rate) if weight_decay == 0.0001 else None
+        found = curved.expected(10 ** log_rate, weight_decay)[-1, 0]
+        truth = 0.5 + 0.2 * (log_rate + 1.7) ** 2 + 0.1 * weight_decay / 0.0005
+        chord = straight.expected(log_rate, weight_decay)[-1, 0]
+        assert 0 < chord - truth and abs(found - truth) < 0.5 * (chord - truth)
+        if along is not None:
+            assert found == pytest.approx(along, abs=1e-12)
+    assert curved.answer_rule == {**table.ANSWER_RULE, 'along_log_learning_rate': 'makima'}
+    assert straight.answer_rule == table.ANSWER_RULE
+    diverged = np.where(np.arange(9)[:, None] == 8, [math.nan, 0.0, 0.0], 0.0)  # every replica at lr 1, wd 0
+    broken = synthetic_table(means + diverged, 0.0, axes=axes, log_learning_rate=True)
+    broken_chord = synthetic_table(means + diverged, 0.0, axes=axes)
+    assert broken.expected(10 ** -1.75, 0.0001)[-1, 0] == broken_chord.expected(-1.75, 0.0001)[-1, 0]
+    assert broken.expected(10 ** -1.75, 0.0008)[-1, 0] == pytest.approx(
+        0.4 * splines[1](-1.75) + 0.6 * splines[2](-1.75), abs=1e-12)  # the lines without the diverged grid point
+
+
 def test_evaluate_answers_any_optimiser_as_a_run_on_the_table_does_and_refuses_what_it_cannot_answer():
     curves = np.random.default_rng(1).uniform(0.2, 0.8, (2, 3, 3, 5, 4))
     answering = table.Table([[-4.0, -2.0, 0.0], [0.0, 0.5, 1.0]], curves, log_learning_rate=True)
