@@ -424,8 +424,15 @@ def test_noise_measures_the_replicas_deviations_and_sets_real_rows_against_the_a
                                               if (row['method'], row['repetition']) == (method, repetition)])]
                  for repetition in (1, 2)]
         real_mean, table_mean = np.mean(bests, axis=0)
-        assert (f'{method} 2 {real_mean:.4f} {table_mean:.4f} {table_mean - real_mean:+.4f}'
+        # and over the noise streams: the rows' seeds moved, each stream a search's best, averaged
+        streams = [[min(answering.scores({**row, 'seed': row['seed'] + stream * bench.NOISE_STREAM_STRIDE})['val_loss']
+                        for row in rows if (row['method'], row['repetition']) == (method, repetition))
+                    for stream in range(bench.NOISE_STREAMS)] for repetition in (1, 2)]
+        differences = np.mean(streams, axis=1) - np.array(bests)[:, 0]
+        assert (f'{method} 2 {real_mean:.4f} {table_mean:.4f} {table_mean - real_mean:+.4f} '
+                f'{differences.mean():+.4f} {np.std(differences, ddof=1) / math.sqrt(2):.4f}'
                 in ' '.join(printed.split()))
+        assert len({round(value, 6) for value in np.ravel(streams)}) > 2  # the streams answer differently
 
 
 def test_a_report_across_table_runs_measures_regret_from_the_tables_lowest_loss_while_it_is_as_it_was(
