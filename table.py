@@ -144,8 +144,7 @@ class Table:
             replica, corner = np.unravel_index(np.argmax(~trained * weights), trained.shape)
             return self.curves[replica, rows[corner], columns[corner]]
         expected, level = self.mean_around(rows, columns, weights, learning_rate)
-        cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])  # the four grid points' indices
-        candidates = np.flatnonzero(~np.isin(self.donors, cell))  # positions in self.donors
+        candidates = np.flatnonzero(~np.isin(self.donors, self.flat(rows, columns)))  # positions in self.donors
         candidates = candidates if len(candidates) else np.arange(len(self.donors))  # a 2 x 2 grid is one cell
         pool = candidates[np.argsort(np.abs(self.levels[self.donors[candidates]] - level), kind='stable')[:NOISE_POOL]]
         donor, donor_replica = pool[draw.integers(len(pool))], draw.integers(self.replicas)
@@ -187,9 +186,12 @@ class Table:
             return np.full(self.curves.shape[3:], np.nan), math.nan
         weights = weights / weights.sum()
         used = weights > 0
-        cell = np.ravel_multi_index((rows, columns), self.trained.shape[1:])
         return (np.tensordot(weights[used], self.trained_means[rows, columns][used], axes=1),
-                weights[used] @ self.levels[cell][used])
+                weights[used] @ self.levels[self.flat(rows, columns)][used])
+
+    def flat(self, rows, columns):
+        """The grid points' indices in the grid's flattened order (that of levels and donors)."""
+        return np.ravel_multi_index((rows, columns), self.trained.shape[1:])
 
     def cell(self, axis, value):
         """(lower, upper, fraction): the grid indices of the interval of `axis` that holds `value`, and how far along
