@@ -46,7 +46,8 @@ the table's answers at the same points and seeds against the table's expectation
 expectation lies in the grid's lower half of mean losses, where searches end) and each method's mean best of its
 searches, real and answered (at the rows' own seeds, and averaged over NOISE_STREAMS noise streams, with the standard
 error of the streams' mean difference from real training over the searches): the answer rule's bias, apart from where
-the searches went.
+the searches went. Last, the rule by construction at the same points (rule_by_construction): on SYNTHETIC_TABLES
+tables of known truth, with the table's own noise, what the rule gains or loses when nothing else can differ.
 
 A flag that the chosen mode does not use is refused (but --batch-size, --device and --seed, which every mode
 accepts; --proposals ignores all three, --fidelity the batch size, the table's), as is any bad value, in one line
@@ -126,6 +127,9 @@ QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)  # --noise --real: of (loss 
 # then seeds moved by multiples of NOISE_STREAM_STRIDE), so that the rule's bias is not one stream's luck
 NOISE_STREAMS = 20
 NOISE_STREAM_STRIDE = 1_000_003
+# --noise --real: synthetic tables of known truth (the table's grid means) on which the answer rule is checked at the
+# real searches' points (see rule_by_construction)
+SYNTHETIC_TABLES = 20
 
 
 class AuthorsDataset(torch.utils.data.Dataset):
@@ -586,6 +590,10 @@ def compare_noise_with_real(answers, runs):
         f'{lower_half:.3f}, the grid\'s median)', columns,
         [(f'{method}, {source}', len(values), *np.quantile(values, QUANTILES), np.std(values), stats.skew(values))
          for method, pairs in residuals.items() for source, values in zip(('real', 'table'), np.array(pairs).T)]))
+    searches_by_method = {}
+    for run in runs:
+        for (method, _), rows in report.rows_by_search(run.rows).items():
+            searches_by_method.setdefault(method, []).append([row for row in rows if row['repeat_of'] is None])
     lines = []
     for method, bests in best.items():  # per search: (real, answered at its seeds, mean over the noise streams)
         bests = np.array(bests)
@@ -597,6 +605,46 @@ def compare_noise_with_real(answers, runs):
         f'answers at their seeds, and over {NOISE_STREAMS} noise streams (s.e.: of the streams\' difference, over the '
         f'searches)', [('Method', '{}'), ('Searches', '{:d}'), ('Real', '{:.4f}'), ('Table', '{:.4f}'),
                        ('Table - real', '{:+.4f}'), ('Streams - real', '{:+.4f}'), ('s.e.', '{:.4f}')], lines))
+    report.print_table(report.Table(
+        f'The answer rule by construction, at the same points: on {SYNTHETIC_TABLES} synthetic tables whose truth is '
+        f'the table\'s grid means (interpolated as its expectation), each replica that truth plus one donor\'s noise, '
+        f'each real network that truth plus another\'s: the mean best of each search, table minus real',
+        [('Method', '{}'), ('Searches', '{:d}'), ('Table - real', '{:+.4f}'), ('s.e.', '{:.4f}')],
+        [(method, len(searches), np.mean(differences), np.std(differences, ddof=1) / math.sqrt(len(differences)))
+         for method, searches in searches_by_method.items()
+         for differences in [rule_by_construction(answers, searches)]]))
+
+
+def rule_by_construction(answers, searches):
+    """Per synthetic table and search (SYNTHETIC_TABLES x len(searches) values): the best validation loss the answer
+    rule gives at the searches' points minus the best of real networks there, where the truth is known: the table's
+    grid means (a grid point where every replica diverged keeps its first replica's curve), interpolated as the
+    table's expectation is; a synthetic replica is the truth plus one network's noise drawn as the rule draws it (a
+    donor's deviation among the NOISE_POOL grid points of nearest mean loss), and so is a real network. A rule that
+    neither gains nor loses by construction answers 0 for every method."""
+    truth = np.where(np.isfinite(answers.trained_means), answers.trained_means, answers.curves[0])
+    known = table.Table(answers.axes, np.stack([truth, truth]), log_learning_rate=answers.log_learning_rate)
+    deviations = answers.deviations.reshape(answers.replicas, -1, *answers.curves.shape[3:])[:, answers.donors]
+    levels = answers.levels[answers.donors]
+
+    def noise(level, draw):
+        pool = np.argsort(np.abs(levels - level), kind='stable')[:table.NOISE_POOL]
+        return deviations[draw.integers(answers.replicas), pool[draw.integers(len(pool))]]
+    differences = []
+    for number in range(SYNTHETIC_TABLES):
+        draw = np.random.default_rng(number)
+        synthetic = table.Table(answers.axes, np.stack([
+            [[truth[i, j] + noise(truth[i, j, -1, 0], draw) for j in range(truth.shape[1])]
+             for i in range(truth.shape[0])] for _ in range(answers.replicas)]),
+            log_learning_rate=answers.log_learning_rate)
+        for rows in searches:
+            expected = [known.expected(row['learning_rate'], row['weight_decay']) for row in rows]
+            real = [curve[row['epochs'] - 1, 0] + noise(curve[-1, 0], draw)[row['epochs'] - 1, 0]
+                    for curve, row in zip(expected, rows)]
+            answered = [synthetic.scores({**row, 'seed': row['seed'] + number * NOISE_STREAM_STRIDE})['val_loss']
+                        for row in rows]
+            differences.append(np.nanmin(answered) - np.nanmin(real))
+    return differences
 
 
 def build_parser():

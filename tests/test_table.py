@@ -433,6 +433,28 @@ def test_noise_measures_the_replicas_deviations_and_sets_real_rows_against_the_a
                 f'{differences.mean():+.4f} {np.std(differences, ddof=1) / math.sqrt(2):.4f}'
                 in ' '.join(printed.split()))
         assert len({round(value, 6) for value in np.ravel(streams)}) > 2  # the streams answer differently
+        searches = [[row for row in rows if (row['method'], row['repetition']) == (method, repetition)]
+                    for repetition in (1, 2)]
+        constructed = bench.rule_by_construction(answering, searches)
+        error = np.std(constructed, ddof=1) / math.sqrt(len(constructed))
+        assert f'{method} 2 {np.mean(constructed):+.4f} {error:.4f}' in ' '.join(printed.split())
+
+
+def test_the_rule_by_construction_is_exact_without_noise_and_measures_what_a_rule_gains(monkeypatch):
+    import bench
+    means = [[1.0, 3.0, 2.0], [5.0, 11.0, 4.0], [6.0, 7.0, 8.0]]
+    searches = [[{'learning_rate': x, 'weight_decay': y, 'epochs': 1, 'seed': seed}
+                 for x, y in ((0.125, 0.375), (0.5, 0.5), (0.9, 0.2))] for seed in (3, 4)]
+    # no noise: a synthetic table's answers are its truth, as real networks are
+    assert bench.rule_by_construction(synthetic_table(means, 0.0), searches) == [0.0] * (2 * bench.SYNTHETIC_TABLES)
+    answer = table.Table.curve
+    monkeypatch.setattr(table.Table, 'curve', lambda self, *point: answer(self, *point) - 0.25)  # a rule that gains
+    assert bench.rule_by_construction(synthetic_table(means, 0.0), searches) == pytest.approx(
+        [-0.25] * (2 * bench.SYNTHETIC_TABLES))
+    monkeypatch.undo()
+    # with noise, each synthetic table a new draw, the same on every call
+    noisy = bench.rule_by_construction(synthetic_table(means, 0.1), searches)
+    assert noisy == bench.rule_by_construction(synthetic_table(means, 0.1), searches) and len(set(noisy)) > 2
 
 
 def test_a_report_across_table_runs_measures_regret_from_the_tables_lowest_loss_while_it_is_as_it_was(
