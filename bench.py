@@ -618,29 +618,32 @@ def compare_noise_with_real(answers, runs):
 def rule_by_construction(answers, searches):
     """Per synthetic table and search (SYNTHETIC_TABLES x len(searches) values): the best validation loss the answer
     rule gives at the searches' points minus the best of real networks there, where the truth is known: the table's
-    grid means (a grid point where every replica diverged keeps its first replica's curve), interpolated as the
-    table's expectation is; a synthetic replica is the truth plus one network's noise drawn as the rule draws it (a
-    donor's deviation among the NOISE_POOL grid points of nearest mean loss), and so is a real network. A rule that
-    neither gains nor loses by construction answers 0 for every method."""
-    truth = np.where(np.isfinite(answers.trained_means), answers.trained_means, answers.curves[0])
+    grid means, interpolated as the table's expectation is. A synthetic replica is the truth plus one network's noise
+    drawn as the rule draws it (a donor's deviation among the NOISE_POOL grid points of nearest mean loss), and so is
+    a real network; both held, as the rule's answers are, within the range the table's replicas span there
+    (Table.bounded), since a donor of the same mean loss may come from where the replicas disagree far more. A rule
+    that neither gains nor loses by construction answers 0 for every method."""
+    trained = answers.trained.any(axis=0)
+    truth = np.where(trained[..., None, None], answers.trained_means, answers.curves[0])
     known = table.Table(answers.axes, np.stack([truth, truth]), log_learning_rate=answers.log_learning_rate)
     deviations = answers.deviations.reshape(answers.replicas, -1, *answers.curves.shape[3:])[:, answers.donors]
     levels = answers.levels[answers.donors]
 
-    def noise(level, draw):
-        pool = np.argsort(np.abs(levels - level), kind='stable')[:table.NOISE_POOL]
-        return deviations[draw.integers(answers.replicas), pool[draw.integers(len(pool))]]
+    def network(curve, rows, columns, draw):  # one network of this expected curve, at a point of these grid points
+        pool = np.argsort(np.abs(levels - curve[-1, 0]), kind='stable')[:table.NOISE_POOL]
+        noise = deviations[draw.integers(answers.replicas), pool[draw.integers(len(pool))]]
+        return answers.bounded(curve + noise, rows, columns)
     differences = []
     for number in range(SYNTHETIC_TABLES):
         draw = np.random.default_rng(number)
         synthetic = table.Table(answers.axes, np.stack([
-            [[truth[i, j] + noise(truth[i, j, -1, 0], draw) for j in range(truth.shape[1])]
+            [[network(truth[i, j], [i], [j], draw) if trained[i, j] else truth[i, j] for j in range(truth.shape[1])]
              for i in range(truth.shape[0])] for _ in range(answers.replicas)]),
             log_learning_rate=answers.log_learning_rate)
         for rows in searches:
-            expected = [known.expected(row['learning_rate'], row['weight_decay']) for row in rows]
-            real = [curve[row['epochs'] - 1, 0] + noise(curve[-1, 0], draw)[row['epochs'] - 1, 0]
-                    for curve, row in zip(expected, rows)]
+            real = [network(known.expected(row['learning_rate'], row['weight_decay']),
+                            *answers.corners(row['learning_rate'], row['weight_decay'])[:2], draw)[row['epochs'] - 1, 0]
+                    for row in rows]
             answered = [synthetic.scores({**row, 'seed': row['seed'] + number * NOISE_STREAM_STRIDE})['val_loss']
                         for row in rows]
             differences.append(np.nanmin(answered) - np.nanmin(real))

@@ -152,10 +152,14 @@ class Table:
         if self.replicas > 2:  # with two, no skewness is measured and none is added
             noise = self.scale[donor] * skewed(np.divide(noise, self.scale[donor], out=np.zeros_like(noise),
                                                          where=self.scale[donor] > 0), self.square_weight, self.norm)
-        around = np.where(trained[..., None, None], self.curves[:, rows, columns], np.nan)
+        return self.bounded(expected + noise, rows, columns)
+
+    def bounded(self, answer, rows, columns):
+        """The curve (epochs x SCORES) held within the range the trained replicas span at these grid points, widened
+        by NOISE_MARGIN robust deviations of the table's noise, losses at or above 0 and accuracies within 0 and 1."""
+        around = np.where(self.trained[:, rows, columns][..., None, None], self.curves[:, rows, columns], np.nan)
         margin = NOISE_MARGIN * self.spread
-        answer = np.clip(expected + noise, np.nanmin(around, axis=(0, 1)) - margin,
-                         np.nanmax(around, axis=(0, 1)) + margin)
+        answer = np.clip(answer, np.nanmin(around, axis=(0, 1)) - margin, np.nanmax(around, axis=(0, 1)) + margin)
         return np.where(LOSSES, np.maximum(answer, 0), np.clip(answer, 0, 1))
 
     def expected(self, learning_rate, weight_decay):
