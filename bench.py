@@ -537,7 +537,7 @@ def measure_noise(parser, args):
     except (ValueError, OSError, EOFError) as error:
         parser.error(f'--noise: {error}')
     replicas, epochs = answers.replicas, answers.curves.shape[3]
-    deviations = answers.deviations[..., 0].reshape(replicas, -1, epochs)[:, answers.donors]
+    deviations = answers.donated[..., 0]
     quarters = np.array_split(np.argsort(answers.levels[answers.donors], kind='stable'), 4)
     points = answers.settings.rows_of('random', FIDELITY_REPETITION, searches.random_points(
         answers.settings.box(), evaluations=args.points, seed=searches.seed_for(args.seed, FIDELITY_REPETITION)))
@@ -570,10 +570,11 @@ def measure_noise(parser, args):
 def compare_noise_with_real(answers, runs):
     """--noise with --real: real rows and the table's answers at their points and seeds, against the expectation."""
     lower_half = np.median(answers.levels[answers.donors])
-    residuals, best = {}, {}
+    residuals, best, searches_by_method = {}, {}, {}
     for run in runs:
         for (method, _), rows in report.rows_by_search(run.rows).items():
             rows = [row for row in rows if row['repeat_of'] is None]
+            searches_by_method.setdefault(method, []).append(rows)
             answered = [answers.scores(row)['val_loss'] for row in rows]
             for row, answer in zip(rows, answered):
                 expected = answers.expected(row['learning_rate'], row['weight_decay'])[row['epochs'] - 1, 0]
@@ -590,10 +591,6 @@ def compare_noise_with_real(answers, runs):
         f'{lower_half:.3f}, the grid\'s median)', columns,
         [(f'{method}, {source}', len(values), *np.quantile(values, QUANTILES), np.std(values), stats.skew(values))
          for method, pairs in residuals.items() for source, values in zip(('real', 'table'), np.array(pairs).T)]))
-    searches_by_method = {}
-    for run in runs:
-        for (method, _), rows in report.rows_by_search(run.rows).items():
-            searches_by_method.setdefault(method, []).append([row for row in rows if row['repeat_of'] is None])
     lines = []
     for method, bests in best.items():  # per search: (real, answered at its seeds, mean over the noise streams)
         bests = np.array(bests)
@@ -626,12 +623,10 @@ def rule_by_construction(answers, searches):
     trained = answers.trained.any(axis=0)
     truth = np.where(trained[..., None, None], answers.trained_means, answers.curves[0])
     known = table.Table(answers.axes, np.stack([truth, truth]), log_learning_rate=answers.log_learning_rate)
-    deviations = answers.deviations.reshape(answers.replicas, -1, *answers.curves.shape[3:])[:, answers.donors]
-    levels = answers.levels[answers.donors]
 
     def network(curve, rows, columns, draw):  # one network of this expected curve, at a point of these grid points
-        pool = np.argsort(np.abs(levels - curve[-1, 0]), kind='stable')[:table.NOISE_POOL]
-        noise = deviations[draw.integers(answers.replicas), pool[draw.integers(len(pool))]]
+        pool = answers.donor_pool(curve[-1, 0])
+        noise = answers.donated[draw.integers(answers.replicas), pool[draw.integers(len(pool))]]
         return answers.bounded(curve + noise, rows, columns)
     differences = []
     for number in range(SYNTHETIC_TABLES):

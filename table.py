@@ -75,7 +75,8 @@ class Table:
         self.donors = np.flatnonzero(np.isfinite(self.deviations).all(axis=(0, 3, 4)).ravel())
         if not len(self.donors):
             raise TableError('a table needs a grid point where no replica diverged to measure the training noise')
-        donated = self.deviations.reshape(self.replicas, -1, *curves.shape[3:])[:, self.donors]
+        # replica x donor x epoch x score: the deviations the noise is drawn from
+        self.donated = donated = self.deviations.reshape(self.replicas, -1, *curves.shape[3:])[:, self.donors]
         self.spread = 1.4826 * np.median(np.abs(donated), axis=(0, 1))  # epoch x score: the noise's robust deviation
         # per donor, epoch and score: the noise's scale there, the root mean square deviation of the NOISE_POOL donors
         # of the nearest levels; and per epoch and score the skewness the rule adds (see curve)
@@ -144,11 +145,9 @@ class Table:
             replica, corner = np.unravel_index(np.argmax(~trained * weights), trained.shape)
             return self.curves[replica, rows[corner], columns[corner]]
         expected, level = self.mean_around(rows, columns, weights, learning_rate)
-        candidates = np.flatnonzero(~np.isin(self.donors, self.flat(rows, columns)))  # positions in self.donors
-        candidates = candidates if len(candidates) else np.arange(len(self.donors))  # a 2 x 2 grid is one cell
-        pool = candidates[np.argsort(np.abs(self.levels[self.donors[candidates]] - level), kind='stable')[:NOISE_POOL]]
+        pool = self.donor_pool(level, self.flat(rows, columns))
         donor, donor_replica = pool[draw.integers(len(pool))], draw.integers(self.replicas)
-        noise = self.deviations[donor_replica].reshape(-1, *self.curves.shape[3:])[self.donors[donor]]
+        noise = self.donated[donor_replica, donor]
         if self.replicas > 2:  # with two, no skewness is measured and none is added
             noise = self.scale[donor] * skewed(np.divide(noise, self.scale[donor], out=np.zeros_like(noise),
                                                          where=self.scale[donor] > 0), self.square_weight, self.norm)
@@ -161,6 +160,13 @@ class Table:
         margin = NOISE_MARGIN * self.spread
         answer = np.clip(answer, np.nanmin(around, axis=(0, 1)) - margin, np.nanmax(around, axis=(0, 1)) + margin)
         return np.where(LOSSES, np.maximum(answer, 0), np.clip(answer, 0, 1))
+
+    def donor_pool(self, level, excluded=()):
+        """The NOISE_POOL donors (positions in donors) whose mean final validation loss is nearest `level`, leaving
+        out the grid points `excluded` (flat indices) unless nothing else is left (a 2 x 2 grid is one cell)."""
+        candidates = np.flatnonzero(~np.isin(self.donors, excluded))
+        candidates = candidates if len(candidates) else np.arange(len(self.donors))
+        return candidates[np.argsort(np.abs(self.levels[self.donors[candidates]] - level), kind='stable')[:NOISE_POOL]]
 
     def expected(self, learning_rate, weight_decay):
         """The curve (epochs x SCORES) that the answers between grid points scatter around at this point: the
