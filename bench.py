@@ -602,14 +602,14 @@ def compare_noise_with_real(answers, runs):
         f'answers at their seeds, and over {NOISE_STREAMS} noise streams (s.e.: of the streams\' difference, over the '
         f'searches)', [('Method', '{}'), ('Searches', '{:d}'), ('Real', '{:.4f}'), ('Table', '{:.4f}'),
                        ('Table - real', '{:+.4f}'), ('Streams - real', '{:+.4f}'), ('s.e.', '{:.4f}')], lines))
+    constructed = {method: rule_by_construction(answers, searches) for method, searches in searches_by_method.items()}
     report.print_table(report.Table(
         f'The answer rule by construction, at the same points: on {SYNTHETIC_TABLES} synthetic tables whose truth is '
         f'the table\'s grid means (interpolated as its expectation), each replica that truth plus one donor\'s noise, '
         f'each real network that truth plus another\'s: the mean best of each search, table minus real',
         [('Method', '{}'), ('Searches', '{:d}'), ('Table - real', '{:+.4f}'), ('s.e.', '{:.4f}')],
-        [(method, len(searches), np.mean(differences), np.std(differences, ddof=1) / math.sqrt(len(differences)))
-         for method, searches in searches_by_method.items()
-         for differences in [rule_by_construction(answers, searches)]]))
+        [(method, len(searches_by_method[method]), np.mean(differences),
+          np.std(differences, ddof=1) / math.sqrt(len(differences))) for method, differences in constructed.items()]))
 
 
 def rule_by_construction(answers, searches):
